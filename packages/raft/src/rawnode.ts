@@ -1,0 +1,199 @@
+// The driver's handle on Raft: feed it time, messages and proposals; take its output as Readys.
+// See API.md (and README.md) for the contract a driver must keep.
+
+import { encodeConfChange } from './confchange.js';
+import {
+  EntryType,
+  hardStateEqual,
+  MessageType,
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  type HardState,
+  type Message,
+  type NodeId,
+  type ReadState,
+  type Snapshot,
+} from './messages.js';
+import { Raft, RaftError, Role, type Config, type SoftState } from './raft.js';
+
+export interface Ready {
+  /** Present only when it changed since the last Ready. */
+  readonly softState?: SoftState;
+  /** Present only when it changed: persist it (with entries, in one fsync). */
+  readonly hardState?: HardState;
+  /** Persist; they may replace a suffix of the durable log. */
+  readonly entries: readonly Entry[];
+  /** Persist, and restore the state machine from it before applying committedEntries. */
+  readonly snapshot?: Snapshot;
+  /** Apply in order, after the persisting above. */
+  readonly committedEntries: readonly Entry[];
+  /** Send only after entries, hardState and snapshot are durable. */
+  readonly messages: readonly Message[];
+  /** Serve each read once the applied index reaches its index. */
+  readonly readStates: readonly ReadState[];
+  /** The persisted state changed in a way that needs an fsync (entries, term or vote). */
+  readonly mustSync: boolean;
+}
+
+export interface ProgressStatus {
+  readonly match: number;
+  readonly next: number;
+  readonly state: 'probe' | 'replicate' | 'snapshot';
+  readonly learner: boolean;
+}
+
+export interface Status {
+  readonly id: NodeId;
+  readonly term: number;
+  readonly vote: NodeId;
+  readonly commit: number;
+  readonly applied: number;
+  readonly lead: NodeId;
+  readonly role: Role;
+  readonly lastIndex: number;
+  readonly confState: ConfState;
+  readonly leadTransferee: NodeId;
+  /** Only on the leader. */
+  readonly progress?: ReadonlyMap<NodeId, ProgressStatus>;
+}
+
+/** Responses from a member that is not (or no longer) in the configuration are refused. */
+const RESPONSES = new Set<MessageType>([MessageType.AppResp, MessageType.HeartbeatResp]);
+
+export class RawNode {
+  private readonly raft: Raft;
+  private prevSoft: SoftState;
+  private prevHard: HardState;
+
+  constructor(config: Config) {
+    this.raft = new Raft(config);
+    this.prevSoft = this.raft.softState();
+    this.prevHard = this.raft.hardState();
+  }
+
+  tick(): void {
+    this.raft.tick();
+  }
+
+  /** Starts an election now (as a timeout would). */
+  campaign(): void {
+    this.raft.hup(false);
+  }
+
+  step(m: Message): RaftError | undefined {
+    if (m.to !== this.raft.id) return RaftError.StepLocalMsg;
+    if (RESPONSES.has(m.type) && !this.raft.prs.has(m.from)) return RaftError.StepPeerNotFound;
+    return this.raft.step(m);
+  }
+
+  propose(data: Uint8Array): RaftError | undefined {
+    return this.stepProposal(EntryType.Normal, data);
+  }
+
+  proposeConfChange(cc: ConfChange): RaftError | undefined {
+    return this.stepProposal(EntryType.ConfChange, encodeConfChange(cc));
+  }
+
+  private stepProposal(type: EntryType, data: Uint8Array): RaftError | undefined {
+    const id = this.raft.id;
+    return this.raft.step({ type: MessageType.Prop, from: id, to: id, term: 0, entries: [{ type, data }] });
+  }
+
+  /** Asks for a linearizable read; a ReadState with this context appears in a later Ready, or never. */
+  readIndex(context: Uint8Array): RaftError | undefined {
+    const id = this.raft.id;
+    return this.raft.step({ type: MessageType.ReadIndex, from: id, to: id, term: 0, context });
+  }
+
+  /** Asks the leader (wherever this is called) to hand leadership to `transferee`. */
+  transferLeader(transferee: NodeId): RaftError | undefined {
+    return this.raft.step({ type: MessageType.TransferLeader, from: transferee, to: this.raft.id, term: 0 });
+  }
+
+  applyConfChange(cc: ConfChange): ConfState {
+    return this.raft.applyConfChange(cc);
+  }
+
+  reportUnreachable(id: NodeId): void {
+    this.raft.reportUnreachable(id);
+  }
+
+  reportSnapshot(id: NodeId, ok: boolean): void {
+    this.raft.reportSnapshot(id, ok);
+  }
+
+  hasReady(): boolean {
+    const r = this.raft;
+    const soft = r.softState();
+    if (soft.lead !== this.prevSoft.lead || soft.role !== this.prevSoft.role) return true;
+    if (!hardStateEqual(r.hardState(), this.prevHard)) return true;
+    if (r.log.hasPendingSnapshot()) return true;
+    if (r.msgs.length > 0 || r.readStates.length > 0) return true;
+    if (r.log.unstableEntries().length > 0) return true;
+    return r.log.hasNextCommittedEntries();
+  }
+
+  /** Everything to persist, send and apply now. Call advance() with it once that is done. */
+  ready(): Ready {
+    const r = this.raft;
+    const entries = r.log.unstableEntries().slice();
+    const committedEntries = r.log.nextCommittedEntries();
+    const soft = r.softState();
+    const hard = r.hardState();
+    const softChanged = soft.lead !== this.prevSoft.lead || soft.role !== this.prevSoft.role;
+    const hardChanged = !hardStateEqual(hard, this.prevHard);
+    const mustSync = entries.length > 0 || hard.term !== this.prevHard.term || hard.vote !== this.prevHard.vote;
+    const rd: Ready = {
+      ...(softChanged ? { softState: soft } : {}),
+      ...(hardChanged ? { hardState: hard } : {}),
+      ...(r.log.unstable.snapshot !== undefined ? { snapshot: r.log.unstable.snapshot } : {}),
+      entries,
+      committedEntries,
+      messages: r.msgs,
+      readStates: r.readStates,
+      mustSync,
+    };
+    r.msgs = [];
+    r.readStates = [];
+    if (softChanged) this.prevSoft = soft;
+    if (hardChanged) this.prevHard = hard;
+    return rd;
+  }
+
+  /** Tells Raft that everything in `rd` was persisted, sent and applied. */
+  advance(rd: Ready): void {
+    const r = this.raft;
+    const lastEntry = rd.entries[rd.entries.length - 1];
+    if (lastEntry !== undefined) r.log.stableTo(lastEntry.index, lastEntry.term);
+    if (rd.snapshot !== undefined) r.log.stableSnapTo(rd.snapshot.metadata.index);
+    const lastApplied = rd.committedEntries[rd.committedEntries.length - 1];
+    if (lastApplied !== undefined) {
+      r.log.appliedTo(lastApplied.index);
+      r.onApplied(rd.committedEntries);
+    } else if (rd.snapshot !== undefined && rd.snapshot.metadata.index > r.log.applied) {
+      r.log.appliedTo(rd.snapshot.metadata.index);
+    }
+    r.onPersisted();
+  }
+
+  status(): Status {
+    const r = this.raft;
+    const base = {
+      id: r.id,
+      term: r.term,
+      vote: r.vote,
+      commit: r.log.committed,
+      applied: r.log.applied,
+      lead: r.lead,
+      role: r.role,
+      lastIndex: r.log.lastIndex(),
+      confState: r.confState(),
+      leadTransferee: r.leadTransferee,
+    };
+    if (r.role !== Role.Leader) return base;
+    const progress = new Map<NodeId, ProgressStatus>();
+    for (const [id, pr] of r.prs) progress.set(id, { match: pr.match, next: pr.next, state: pr.stateName, learner: pr.learner });
+    return { ...base, progress };
+  }
+}
