@@ -782,7 +782,6 @@ export class Raft {
       return;
     }
     this.readOnly.add(req);
-    this.startReadRound();
   }
 
   private releasePendingReadIndex(): void {
@@ -791,10 +790,19 @@ export class Raft {
     this.pendingReadIndex = [];
     // They arrived before any commit of this term; now the commit index is at least theirs.
     for (const r of reqs) this.readOnly.add({ ...r, index: this.log.committed });
-    this.startReadRound();
   }
 
-  private startReadRound(): void {
+  /** Reads wait for a round that started after them; is there one to start? */
+  hasReadsToConfirm(): boolean {
+    return this.role === Role.Leader && this.readOnly.canStartRound();
+  }
+
+  /**
+   * Starts a heartbeat round for the reads that arrived since the last one. The driver calls
+   * this (through RawNode.ready) once per batch of steps, so a burst of reads shares one round.
+   */
+  startReadRound(): void {
+    if (this.role !== Role.Leader) return;
     if (this.voters.length === 1 && this.voters[0] === this.id) {
       // A sole voter needs nobody's confirmation.
       this.readOnly.maybeStartRound(true);
@@ -813,11 +821,7 @@ export class Raft {
         this.send({ type: MessageType.ReadIndexResp, from: this.id, to: r.from, term: this.term, index: r.index, context: r.context });
       }
     }
-    // Reads that queued while the released round was in flight get the next one.
-    if (reqs.length > 0) {
-      const round = this.readOnly.maybeStartRound(false);
-      if (round !== 0) this.bcastHeartbeat(round);
-    }
+    // Reads that queued while the released round was in flight get the next one in ready().
   }
 
   // ---------------------------------------------------------------- leader transfer

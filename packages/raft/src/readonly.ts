@@ -37,6 +37,11 @@ export class ReadOnly {
     return this.queue.length > 0 ? this.lastRound : 0;
   }
 
+  /** Are there reads waiting for a round, and no earlier round still unconfirmed? */
+  canStartRound(): boolean {
+    return this.queue.length > 0 && this.queue[0]!.round === 0;
+  }
+
   add(req: ReadRequest): void {
     this.queue.push({ ...req, round: 0 });
   }
