@@ -1,0 +1,150 @@
+// Raft's safety properties, checked incrementally as the simulated drivers persist, commit and
+// apply, so each step costs about as much as it changed. (Raft paper, Figure 3.)
+
+import { isStorageError, type Entry, type MemoryStorage, type NodeId } from '../src/index.js';
+import { majority } from '../src/quorum.js';
+
+export class Violation extends Error {
+  override readonly name = 'Violation';
+  constructor(
+    readonly invariant: string,
+    details: string,
+  ) {
+    super(details);
+  }
+}
+
+function digest(e: Entry): string {
+  return `${e.type}:${Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength).toString('latin1')}`;
+}
+
+export class Invariants {
+  private readonly leaderOfTerm = new Map<number, NodeId>();
+  /** (index, term) -> the entry's content and the term before it, as first seen in any log. */
+  private readonly logRegistry = new Map<string, { digest: string; prevTerm: number | undefined }>();
+  /** index -> term of the entry known committed there. */
+  private readonly committedTerm = new Map<number, number>();
+  private readonly appliedDigest = new Map<number, string>();
+  /** Highest index known committed anywhere. */
+  commit = 0;
+  /** Highest commit index whose durability was checked at its leader. */
+  private durableChecked = 0;
+
+  /** Election safety: at most one leader per term. */
+  leader(id: NodeId, term: number): void {
+    const prev = this.leaderOfTerm.get(term);
+    if (prev !== undefined && prev !== id) {
+      throw new Violation('election safety', `nodes ${prev} and ${id} are both leader in term ${term}`);
+    }
+    this.leaderOfTerm.set(term, id);
+  }
+
+  /**
+   * Log matching: entries with the same index and term are identical and follow the same term.
+   * Called before `entries` are appended to `storage` (whose entry before the first is their predecessor).
+   */
+  appended(id: NodeId, storage: MemoryStorage, entries: readonly Entry[]): void {
+    let prevTerm: number | undefined;
+    if (entries.length > 0) {
+      const t = storage.term(entries[0]!.index - 1);
+      prevTerm = isStorageError(t) ? undefined : t;
+    }
+    for (const e of entries) {
+      const key = `${e.index}:${e.term}`;
+      const d = digest(e);
+      const seen = this.logRegistry.get(key);
+      if (seen === undefined) {
+        this.logRegistry.set(key, { digest: d, prevTerm });
+      } else {
+        if (seen.digest !== d) {
+          throw new Violation('log matching', `node ${id} has a different entry at index ${e.index} term ${e.term} than another node`);
+        }
+        if (seen.prevTerm !== undefined && prevTerm !== undefined && seen.prevTerm !== prevTerm) {
+          throw new Violation(
+            'log matching',
+            `node ${id}: entry ${e.index} term ${e.term} follows term ${prevTerm}, elsewhere term ${seen.prevTerm}`,
+          );
+        }
+        if (seen.prevTerm === undefined) seen.prevTerm = prevTerm;
+      }
+      prevTerm = e.term;
+    }
+  }
+
+  /**
+   * A node persisted commit index `commit` (its storage holds the entries). Records the terms of
+   * newly committed entries, and checks that committed is durable: on a majority of one of
+   * `configs`, the configurations the node had since it last persisted a commit (it may decide a
+   * commit, then apply a membership change, before the commit reaches its disk).
+   */
+  committed(
+    id: NodeId,
+    storage: MemoryStorage,
+    commit: number,
+    configs: readonly (readonly NodeId[])[],
+    decidedHere: boolean,
+    all: ReadonlyMap<NodeId, MemoryStorage>,
+  ): void {
+    const from = Math.max(storage.firstIndex(), 1);
+    for (let i = Math.max(from, this.commit + 1 - 64); i <= commit; i++) {
+      const t = storage.term(i);
+      if (isStorageError(t)) continue;
+      const known = this.committedTerm.get(i);
+      if (known === undefined) this.committedTerm.set(i, t);
+      else if (known !== t) {
+        throw new Violation('leader completeness', `node ${id} committed index ${i} at term ${t}, but term ${known} was committed there`);
+      }
+    }
+    // Durability is owed to the configuration that committed the entry: check it when the index
+    // first becomes committed. (Later, a member holding it may be removed; the single-member
+    // change rule keeps old and new majorities overlapping, which log matching covers.)
+    if (commit > this.commit) this.commit = commit;
+    // Only the leader decides commits, so its configuration is the one that counts. (A follower
+    // may persist a commit index first: the leader sends it before its own fsync completes.)
+    if (!decidedHere || commit <= this.durableChecked) return;
+    this.durableChecked = commit;
+    const term = this.committedTerm.get(commit);
+    if (term === undefined) return;
+    const has = (v: NodeId) => {
+      const s = all.get(v);
+      return s !== undefined && (s.firstIndex() - 1 >= commit || s.term(commit) === term);
+    };
+    const durable = (voters: readonly NodeId[]) => voters.length > 0 && voters.filter(has).length >= majority(voters.length);
+    if (!configs.some(durable)) {
+      const voters = configs[configs.length - 1] ?? [];
+      const holders = voters.filter(has).length;
+      throw new Violation(
+        'committed is durable',
+        `node ${id} committed index ${commit} (term ${term}) but only ${holders} of voters [${voters.join(',')}] have it on disk (` +
+          voters.map((v) => `${v}: last ${all.get(v)?.lastIndex()}, term there ${String(all.get(v)?.term(commit))}`).join('; ') +
+          ')',
+      );
+    }
+  }
+
+  /** Leader completeness: a new leader's (persisted) log holds every entry committed so far. */
+  newLeader(id: NodeId, storage: MemoryStorage): void {
+    const first = storage.firstIndex();
+    if (storage.lastIndex() < this.commit && first - 1 < this.commit) {
+      throw new Violation('leader completeness', `leader ${id} has log up to ${storage.lastIndex()}, but ${this.commit} is committed`);
+    }
+    for (let i = first; i <= this.commit; i++) {
+      const want = this.committedTerm.get(i);
+      if (want === undefined) continue;
+      const t = storage.term(i);
+      if (t !== want) {
+        throw new Violation('leader completeness', `leader ${id} has term ${String(t)} at committed index ${i}, want ${want}`);
+      }
+    }
+  }
+
+  /** State machine safety: no two nodes apply different entries at one index. */
+  applied(id: NodeId, e: Entry): void {
+    const d = digest(e);
+    const seen = this.appliedDigest.get(e.index);
+    if (seen === undefined) this.appliedDigest.set(e.index, d);
+    else if (seen !== d) {
+      throw new Violation('state machine safety', `node ${id} applied a different entry at index ${e.index} (term ${e.term})`);
+    }
+  }
+}
