@@ -74,15 +74,15 @@ export class Invariants {
   /**
    * A node persisted commit index `commit` (its storage holds the entries). Records the terms of
    * newly committed entries, and checks that committed is durable: on a majority of one of
-   * `configs`, the configurations the node had since it last persisted a commit (it may decide a
-   * commit, then apply a membership change, before the commit reaches its disk).
+   * `configs`, the configurations its leader had since that leader last persisted a commit (a
+   * leader may decide a commit, then apply a membership change, before the commit reaches disk).
+   * Empty `configs` (no known leader) skips the durability check.
    */
   committed(
     id: NodeId,
     storage: MemoryStorage,
     commit: number,
     configs: readonly (readonly NodeId[])[],
-    decidedHere: boolean,
     all: ReadonlyMap<NodeId, MemoryStorage>,
   ): void {
     const from = Math.max(storage.firstIndex(), 1);
@@ -99,9 +99,9 @@ export class Invariants {
     // first becomes committed. (Later, a member holding it may be removed; the single-member
     // change rule keeps old and new majorities overlapping, which log matching covers.)
     if (commit > this.commit) this.commit = commit;
-    // Only the leader decides commits, so its configuration is the one that counts. (A follower
-    // may persist a commit index first: the leader sends it before its own fsync completes.)
-    if (!decidedHere || commit <= this.durableChecked) return;
+    // The leader decided the commit, so its configurations are the ones that count, even when a
+    // follower persists the index first (the leader sends it before its own fsync completes).
+    if (configs.length === 0 || commit <= this.durableChecked) return;
     this.durableChecked = commit;
     const term = this.committedTerm.get(commit);
     if (term === undefined) return;

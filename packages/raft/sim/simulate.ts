@@ -72,6 +72,8 @@ const MIN_VOTERS = 3;
 /** A node snapshots its state machine after applying this many entries (randomized per node). */
 const SNAPSHOT_EVERY = [5, 40] as const;
 const RECENT_EVENTS = 25;
+const ORPHAN_CLIENT = 1_000_000;
+const ORPHAN_KEY = 'orphan';
 
 type Event =
   | { kind: 'tick' }
@@ -79,6 +81,7 @@ type Event =
   | { kind: 'client'; client: number }
   | { kind: 'fault' }
   | { kind: 'restart'; id: NodeId }
+  | { kind: 'crash'; id: NodeId }
   | { kind: 'fsync'; id: NodeId; incarnation: number }
   | { kind: 'timeout'; op: PendingOp };
 
@@ -136,6 +139,7 @@ class Simulation {
   private clientSeq: number[];
   private nextId: NodeId;
   private counter = 0;
+  private orphanSeq = 0;
   private step = 0;
   private digest = 0x811c9dc5;
   private readonly recent: { step: number; time: number; ev: Event }[] = [];
@@ -309,9 +313,11 @@ class Simulation {
     }
     if (rd.hardState !== undefined) {
       s.setHardState(rd.hardState);
-      n.configs.push(n.rn!.status().confState.voters);
-      this.inv.committed(n.id, s, rd.hardState.commit, n.configs, n.role === Role.Leader, this.storages);
-      n.configs = [n.configs[n.configs.length - 1]!];
+      const st = n.rn!.status();
+      const leader = st.role === Role.Leader ? n : this.nodes.get(st.lead);
+      const configs = leader?.rn !== undefined ? [...leader.configs, leader.rn.status().confState.voters] : [];
+      this.inv.committed(n.id, s, rd.hardState.commit, configs, this.storages);
+      if (leader === n) n.configs = [];
     }
     if (rd.softState?.role === Role.Leader) {
       const st = n.rn!.status();
@@ -421,6 +427,12 @@ class Simulation {
         this.process(n);
         return;
       }
+      case 'crash': {
+        const n = this.nodes.get(ev.id)!;
+        if (n.rn !== undefined) this.crash(n);
+        this.net.heal();
+        return;
+      }
       case 'restart': {
         const n = this.nodes.get(ev.id)!;
         if (n.rn === undefined && !n.removed) this.start(n);
@@ -523,7 +535,28 @@ class Simulation {
       }
     } else if (r < 0.4) {
       this.membershipChange();
+    } else if (r < 0.46) {
+      this.orphanEntries();
     }
+  }
+
+  /**
+   * Raft paper Figure 8: a leader appends entries nobody else receives, then dies. Repeated, this
+   * leaves logs with uncommitted entries of different terms at the same index, which is where a
+   * commit rule that counts replicas of an old term's entry goes wrong.
+   */
+  private orphanEntries(): void {
+    const l = this.leader();
+    if (l === undefined) return;
+    const others = [...this.nodes.keys()].filter((id) => id !== l.id);
+    this.net.partition([l.id], others);
+    this.stats.partitions++;
+    for (let i = this.rng.between(1, 3); i > 0; i--) {
+      // Written by no client and read by none: only its position in the log matters.
+      l.rn!.propose(encodePut({ client: ORPHAN_CLIENT, seq: ++this.orphanSeq, key: ORPHAN_KEY, value: String(this.orphanSeq) }));
+    }
+    this.process(l);
+    this.q.after(this.rng.between(1, 15), { kind: 'crash', id: l.id });
   }
 
   private membershipChange(): void {
@@ -591,6 +624,10 @@ class Simulation {
         code = 40;
         a = ev.id;
         break;
+      case 'crash':
+        code = 38;
+        a = ev.id;
+        break;
       case 'fsync':
         code = 39;
         a = ev.id;
@@ -637,6 +674,8 @@ function describe(ev: Event): string {
       return `restart ${ev.id}`;
     case 'fsync':
       return `fsync done on ${ev.id}`;
+    case 'crash':
+      return `crash ${ev.id}`;
     case 'timeout':
       return `timeout client ${ev.op.client} seq ${ev.op.seq}`;
     case 'client':
