@@ -63,8 +63,10 @@ const ELECTION_TICK = 10;
 const CLIENT_THINK_MS = [0, 4] as const;
 /** A client whose request was refused (no leader) waits this much longer before the next. */
 const REFUSED_BACKOFF_MS = 20;
-const FAULT_EVERY_MS = 25;
+const FAULT_EVERY_MS = 40;
 const OP_TIMEOUT_MS = 400;
+/** Chance that a crash strikes while a Ready is half done (before its fsync, or before its sends). */
+const MID_READY_CRASH_RATE = 0.0007;
 const KEYS = ['a', 'b', 'c', 'd', 'e'];
 const MAX_NODES = 9;
 const MAX_VOTERS = 7;
@@ -289,9 +291,9 @@ class Simulation {
     const rn = n.rn!;
     n.syncing = undefined;
     // A crash before the fsync loses the whole Ready; after it, what was not yet sent or applied.
-    if (n.rng.chance(0.002)) return this.midReadyCrash(n);
+    if (n.rng.chance(MID_READY_CRASH_RATE)) return this.midReadyCrash(n);
     this.persist(n, rd);
-    if (n.rng.chance(0.002)) return this.midReadyCrash(n);
+    if (n.rng.chance(MID_READY_CRASH_RATE)) return this.midReadyCrash(n);
     this.send(n, held);
     this.apply(n, rd);
     if (n.rn === undefined || n.removed) return;
