@@ -101,7 +101,7 @@ export class Invariants {
     if (commit > this.commit) this.commit = commit;
     // The leader decided the commit, so its configurations are the ones that count, even when a
     // follower persists the index first (the leader sends it before its own fsync completes).
-    if (configs.length === 0 || commit <= this.durableChecked) return;
+    if (!configs.some((c) => c.length > 0) || commit <= this.durableChecked) return;
     this.durableChecked = commit;
     const term = this.committedTerm.get(commit);
     if (term === undefined) return;

@@ -220,6 +220,7 @@ class Simulation {
     n.lastSnapshotAt = snap.metadata.index;
     n.incarnation++;
     n.role = Role.Follower;
+    n.configs = [];
     n.rn = new RawNode({
       id: n.id,
       storage: n.storage,
@@ -316,8 +317,11 @@ class Simulation {
     if (rd.hardState !== undefined) {
       s.setHardState(rd.hardState);
       const st = n.rn!.status();
+      // Whoever decided this commit must still be leading (in this life): a leader that has since
+      // restarted no longer knows the configuration it decided under. Then a later report checks.
       const leader = st.role === Role.Leader ? n : this.nodes.get(st.lead);
-      const configs = leader?.rn !== undefined ? [...leader.configs, leader.rn.status().confState.voters] : [];
+      const deciding = leader?.rn !== undefined && leader.role === Role.Leader;
+      const configs = deciding ? [...leader.configs, leader.rn!.status().confState.voters] : [];
       this.inv.committed(n.id, s, rd.hardState.commit, configs, this.storages);
       if (leader === n) n.configs = [];
     }
