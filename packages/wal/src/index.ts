@@ -1,0 +1,37 @@
+export {
+  Wal,
+  WAL_DIR,
+  SNAP_DIR,
+  type WalOptions,
+  type SaveBatch,
+  type Replay,
+  type OpenedWal,
+} from './wal.js';
+export { Persisted } from './persisted.js';
+export { RecordType, type WalMetadata, type SnapshotMarker } from './record.js';
+export {
+  WalError,
+  WalCorruptError,
+  WalReplayError,
+  WalNotFoundError,
+  WalLockedError,
+  WalDiskFullError,
+  WalIoError,
+  WalPoisonedError,
+  WalClosedError,
+  WalInvalidBatchError,
+  SnapshotCorruptError,
+} from './errors.js';
+export { nodeFileSystem, type FileSystem, type FileHandle, type OpenMode } from './fs.js';
+export { FaultInjectingFileSystem, type Failpoint, type FailpointName } from './failpoints.js';
+export {
+  FSYNC_DURATION_BUCKETS,
+  exponentialBuckets,
+  type WalMetrics,
+  type HistogramData,
+  type CounterData,
+} from './metrics.js';
+export { DEFAULT_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from './segment.js';
+export { DEFAULT_MAX_SNAPSHOT_FILES } from './snapshot.js';
+export { LOCK_FILE } from './lock.js';
+export { stderrLogger, type WalLogger, type LogLevel } from './log.js';
