@@ -45,7 +45,7 @@ export function runSeeds(o: RunOptions): RunSummary {
       return { seeds, steps, violations: 1, totals, failure: r };
     }
     if ((seed - o.first + 1) % progressEvery === 0 && o.count > 1) {
-      o.log(`sim: ${seed - o.first + 1}/${o.count} seeds clean (${steps} steps; ${totals.elections} elections, ${totals.crashes} crashes, ${totals.snapshotsSent} snapshots sent, ${totals.confChangesApplied} conf changes applied, ${totals.writesOk} writes and ${totals.readsOk} reads acknowledged)`);
+      o.log(`sim: ${seed - o.first + 1}/${o.count} seeds clean (${steps} steps; ${totals.elections} elections, ${totals.crashes} crashes, ${totals.snapshotsSent} snapshots sent, ${totals.confChangesApplied} conf change entries applied (summed over members), ${totals.writesOk} writes and ${totals.readsOk} reads acknowledged)`);
     }
   }
   return { seeds, steps, violations: 0, totals: totals ?? emptyStats() };

@@ -570,19 +570,19 @@ class Simulation {
     if (l === undefined) return;
     const { voters, learners } = l.rn!.status().confState;
     const r = this.rng.float();
-    let err;
+    // Proposals may be refused (one change already pending): that is part of what is exercised.
     if (r < 0.35 && this.nodes.size < MAX_NODES) {
       const id = this.nextId;
-      err = l.rn!.proposeConfChange({ type: this.rng.chance(0.7) ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode, nodeId: id });
-      if (err === undefined) {
+      const type = this.rng.chance(0.7) ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode;
+      if (l.rn!.proposeConfChange({ type, nodeId: id }) === undefined) {
         this.nextId++;
         this.addNode(id, new MemoryStorage());
       }
     } else if (r < 0.65 && learners.length > 0 && voters.length < MAX_VOTERS) {
-      err = l.rn!.proposeConfChange({ type: ConfChangeType.AddNode, nodeId: this.rng.pick(learners) });
+      l.rn!.proposeConfChange({ type: ConfChangeType.AddNode, nodeId: this.rng.pick(learners) });
     } else if (voters.length > MIN_VOTERS || learners.length > 0) {
       const pool = voters.length > MIN_VOTERS ? [...voters, ...learners] : learners;
-      err = l.rn!.proposeConfChange({ type: ConfChangeType.RemoveNode, nodeId: this.rng.pick(pool) });
+      l.rn!.proposeConfChange({ type: ConfChangeType.RemoveNode, nodeId: this.rng.pick(pool) });
     }
     this.process(l);
   }

@@ -441,17 +441,11 @@ export class Raft {
         this.logger('info', `${this.id} no leader at term ${this.term}; dropping proposal`);
         return RaftError.ProposalDropped;
       case MessageType.App:
-        this.becomeFollower(m.term, m.from);
-        this.handleAppendEntries(m);
-        return undefined;
       case MessageType.Heartbeat:
-        this.becomeFollower(m.term, m.from);
-        this.handleHeartbeat(m);
-        return undefined;
       case MessageType.Snap:
+        // Someone already won this term: follow it.
         this.becomeFollower(m.term, m.from);
-        this.handleSnapshot(m);
-        return undefined;
+        return this.stepFollower(m);
       case MessageType.VoteResp:
       case MessageType.PreVoteResp: {
         // Only the answers to the election this node is running count.
