@@ -49,9 +49,16 @@ const OPEN_FLAGS: Record<OpenMode, number> = {
 };
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
+/**
+ * Writes up to this size go to the page cache synchronously. Copying a batch into the page cache
+ * takes microseconds, while a round trip through libuv's thread pool costs tens of them (about
+ * 60 us on a 2-core VM, a third of an fdatasync there): it is the one hop a save can skip.
+ * Larger writes may block on dirty-page throttling, so they stay off the event loop.
+ */
+const SYNC_WRITE_MAX_BYTES = 1024 * 1024;
 
 // Callback-style fs on a raw fd: one libuv request per call and no FileHandle bookkeeping, which
-// is what keeps an append + fdatasync within a hair of the disk's own latency.
+// is what keeps an append + fdatasync close to the disk's own latency.
 class NodeFileHandle implements FileHandle {
   constructor(
     readonly path: string,
@@ -59,6 +66,15 @@ class NodeFileHandle implements FileHandle {
   ) {}
 
   async write(buf: Uint8Array, offset: number, length: number, position: number): Promise<void> {
+    if (length <= SYNC_WRITE_MAX_BYTES) {
+      while (length > 0) {
+        const n = fs.writeSync(this.fd, buf, offset, length, position);
+        offset += n;
+        position += n;
+        length -= n;
+      }
+      return;
+    }
     while (length > 0) {
       const n = await new Promise<number>((resolve, reject) =>
         fs.write(this.fd, buf, offset, length, position, (err, written) => (err ? reject(err) : resolve(written))),

@@ -130,7 +130,6 @@ export class Wal {
     private marker: SnapshotMarker,
   ) {
     this.segments = segments;
-    this.prepareNext();
   }
 
   /**
@@ -449,6 +448,9 @@ export class Wal {
     this.metricSet.fsyncDuration.observe(Number(process.hrtime.bigint() - t0) / 1e9);
     seg.offset += len;
     seg.crc = enc.crc;
+    // Started half way through a segment: early enough to be ready, late enough not to compete
+    // with the first writes after open for the disk.
+    if (this.prepared === undefined && seg.offset * 2 >= seg.capacity) this.prepareNext();
   }
 
   /**
@@ -500,10 +502,9 @@ export class Wal {
     this.active = { name, file: prepared.file, offset: 0, capacity, crc: segmentSeed(seq) };
     this.segments.push(name);
     this.log('info', 'wal: new segment', { file: final });
-    this.prepareNext();
   }
 
-  /** Zero-fills the next segment in the background so a rollover costs a rename, not 64 MiB of writes. */
+  /** Zero-fills the next segment in the background, so a rollover costs a rename rather than 64 MiB of writes. */
   private prepareNext(): void {
     const p = this.preallocateSegment(this.active.name.seq + 1);
     // The failure is reported by the rollover that needs the file; until then it is not an error.
