@@ -88,6 +88,8 @@ export interface OpenedWal {
 
 interface ActiveSegment {
   readonly name: SegmentName;
+  /** Its final path (the handle may have been opened under the temporary name). */
+  readonly path: string;
   readonly file: FileHandle;
   /** Where the next record goes. */
   offset: number;
@@ -202,7 +204,7 @@ export class Wal {
     } catch (e) {
       throw ioError(op, final, e);
     }
-    const active: ActiveSegment = { name, file, offset: enc.length, capacity: s.segmentBytes, crc: enc.crc };
+    const active: ActiveSegment = { name, path: final, file, offset: enc.length, capacity: s.segmentBytes, crc: enc.crc };
     const empty: HardState = { term: 0, vote: 0, commit: 0 };
     const wal = new Wal(dir, s.fs, s.lock, s.log, s.segmentBytes, s.maxSnapshotFiles, metadata, active, [name], 0, empty, {
       index: 0,
@@ -270,7 +272,7 @@ export class Wal {
     } catch (e) {
       throw ioError('tail repair', lastPath, e);
     }
-    const active: ActiveSegment = { name: last, file, offset: tail!.end, capacity, crc: tail!.crc };
+    const active: ActiveSegment = { name: last, path: lastPath, file, offset: tail!.end, capacity, crc: tail!.crc };
     const wal = new Wal(
       dir,
       s.fs,
@@ -395,7 +397,7 @@ export class Wal {
       if (batch.hardState !== undefined) records.push({ type: RecordType.HardState, hardState: batch.hardState });
       await this.append(records, entries);
     } catch (e) {
-      const err = e instanceof WalError ? e : ioError('save', this.active.name.name, e);
+      const err = e instanceof WalError ? e : ioError('save', this.active.path, e);
       this.poisonedBy ??= err;
       throw err;
     }
@@ -436,14 +438,14 @@ export class Wal {
     try {
       await seg.file.write(enc.bytes, 0, len, seg.offset);
     } catch (e) {
-      throw ioError('write', seg.file.path, e);
+      throw ioError('write', seg.path, e);
     }
     this.metricSet.bytesWritten.inc(len);
     const t0 = process.hrtime.bigint();
     try {
       await seg.file.datasync();
     } catch (e) {
-      throw ioError('fdatasync', seg.file.path, e);
+      throw ioError('fdatasync', seg.path, e);
     }
     this.metricSet.fsyncDuration.observe(Number(process.hrtime.bigint() - t0) / 1e9);
     seg.offset += len;
@@ -499,7 +501,7 @@ export class Wal {
       throw ioError(op, final, e);
     }
     await this.active.file.close().catch(() => {});
-    this.active = { name, file: prepared.file, offset: 0, capacity, crc: segmentSeed(seq) };
+    this.active = { name, path: final, file: prepared.file, offset: 0, capacity, crc: segmentSeed(seq) };
     this.segments.push(name);
     this.log('info', 'wal: new segment', { file: final });
   }

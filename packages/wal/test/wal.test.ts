@@ -1,0 +1,254 @@
+import t, { type Test } from 'tap';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Entry } from '@capstan/raft';
+import {
+  FSYNC_DURATION_BUCKETS,
+  Persisted,
+  Wal,
+  WalClosedError,
+  WalInvalidBatchError,
+  WalNotFoundError,
+  nodeFileSystem,
+  type FileSystem,
+} from '../src/index.js';
+import {
+  META,
+  SMALL_SEGMENT,
+  TINY_SEGMENT,
+  entries,
+  entry,
+  entryData,
+  hs,
+  openWal,
+  sameBytes,
+  segmentFiles,
+  tempDir,
+  walDir,
+} from './helpers.js';
+
+function assertEntries(t: Test, got: readonly Entry[], want: readonly Entry[]): void {
+  t.equal(got.length, want.length, 'entry count');
+  for (let i = 0; i < Math.min(got.length, want.length); i++) {
+    const g = got[i]!;
+    const w = want[i]!;
+    if (g.index !== w.index || g.term !== w.term || g.type !== w.type || !sameBytes(g.data, w.data)) {
+      t.fail(`entry ${i}: got (${g.index}, ${g.term}), want (${w.index}, ${w.term})`);
+      return;
+    }
+  }
+}
+
+t.test('a missing data directory is not a log unless metadata asks to create one', async (t) => {
+  const dir = path.join(tempDir(t), 'not-there');
+  await t.rejects(Wal.open(dir, { logger: () => {} }), WalNotFoundError);
+  t.notOk(fs.existsSync(dir), 'nothing created');
+  const { wal, replay } = await openWal(dir);
+  t.ok(replay.created);
+  t.same(replay.metadata, META);
+  t.same(replay.hardState, { term: 0, vote: 0, commit: 0 });
+  t.equal(replay.snapshot, undefined);
+  t.same(replay.entries, []);
+  await wal.close();
+  const again = await Wal.open(dir, { logger: () => {} });
+  t.notOk(again.replay.created, 'reopened, not recreated');
+  t.same(again.replay.metadata, META);
+  await again.wal.close();
+});
+
+t.test('an empty data directory is not a log either', async (t) => {
+  const dir = tempDir(t);
+  await t.rejects(Wal.open(dir, { logger: () => {} }), WalNotFoundError);
+  t.same(fs.readdirSync(dir), [], 'and the lock is gone again');
+  const { wal, replay } = await openWal(dir);
+  t.ok(replay.created);
+  await wal.close();
+});
+
+t.test('segments are preallocated to their full size with zeros', async (t) => {
+  const dir = tempDir(t);
+  const { wal } = await openWal(dir);
+  await wal.save({ entries: entries(1, 3, 1), hardState: hs(1, 3) });
+  const file = path.join(walDir(dir), segmentFiles(dir)[0]!);
+  const buf = fs.readFileSync(file);
+  t.equal(buf.length, SMALL_SEGMENT);
+  let end = buf.length;
+  while (end > 0 && buf[end - 1] === 0) end--;
+  t.ok(end > 0 && end < 4096, 'a few records, then zeros to the end');
+  await wal.close();
+});
+
+t.test('saved state comes back on reopen', async (t) => {
+  const dir = tempDir(t);
+  const { wal } = await openWal(dir);
+  const want = entries(1, 50, 1);
+  for (let i = 0; i < 50; i += 10) {
+    await wal.save({ entries: want.slice(i, i + 10), hardState: hs(1, i + 10, 3) });
+  }
+  t.equal(wal.lastIndex, 50);
+  await wal.close();
+  const { wal: w2, replay } = await openWal(dir);
+  assertEntries(t, replay.entries, want);
+  t.same(replay.hardState, hs(1, 50, 3));
+  t.equal(w2.lastIndex, 50);
+  // And appending continues where it left off.
+  await w2.save({ entries: [entry(51, 2)], hardState: hs(2, 51) });
+  await w2.close();
+  const { wal: w3, replay: r3 } = await openWal(dir);
+  assertEntries(t, r3.entries, [...want, entry(51, 2)]);
+  t.same(r3.hardState, hs(2, 51));
+  await w3.close();
+});
+
+t.test('rollover across many small segments, and replay across them', async (t) => {
+  const dir = tempDir(t);
+  const { wal } = await openWal(dir, { segmentBytes: TINY_SEGMENT });
+  const want = entries(1, 400, 1);
+  for (let i = 0; i < 400; i += 7) {
+    await wal.save({ entries: want.slice(i, i + 7), hardState: hs(1, Math.min(i + 7, 400)) });
+  }
+  await wal.close();
+  const files = segmentFiles(dir);
+  t.ok(files.length > 10, `${files.length} segments`);
+  files.forEach((f, i) => t.equal(parseInt(f.slice(0, 16), 16), i, `segment ${i} is in sequence`));
+  // Each segment's name says every live entry before it is below its first index.
+  let prevFirst = 0;
+  for (const f of files) {
+    const first = parseInt(f.slice(17, 33), 16);
+    t.ok(first >= prevFirst, 'first indexes do not go down');
+    prevFirst = first;
+  }
+  const { wal: w2, replay } = await openWal(dir, { segmentBytes: TINY_SEGMENT });
+  assertEntries(t, replay.entries, want);
+  t.same(replay.hardState, hs(1, 400));
+  await w2.close();
+});
+
+t.test('a batch larger than a segment gets a segment of its own, grown to fit', async (t) => {
+  const dir = tempDir(t);
+  const { wal } = await openWal(dir, { segmentBytes: TINY_SEGMENT });
+  await wal.save({ entries: entries(1, 2, 1) });
+  const big: Entry[] = [];
+  for (let i = 3; i <= 200; i++) big.push(entry(i, 1));
+  await wal.save({ entries: big, hardState: hs(1, 200) });
+  await wal.close();
+  const files = segmentFiles(dir);
+  t.equal(files.length, 2);
+  t.ok(fs.statSync(path.join(walDir(dir), files[1]!)).size > TINY_SEGMENT, 'grown');
+  const { wal: w2, replay } = await openWal(dir, { segmentBytes: TINY_SEGMENT });
+  assertEntries(t, replay.entries, entries(1, 200, 1));
+  await w2.close();
+});
+
+t.test('an entry from a later term replaces the entry at its index and everything after it', async (t) => {
+  const dir = tempDir(t);
+  const { wal } = await openWal(dir, { segmentBytes: TINY_SEGMENT });
+  await wal.save({ entries: entries(1, 10, 1), hardState: hs(1, 4) });
+  await wal.save({ entries: entries(6, 8, 2), hardState: hs(2, 4) });
+  // Then overwrite again from an older segment's range once segments have rolled over.
+  for (let i = 9; i <= 120; i += 4) await wal.save({ entries: entries(i, i + 3, 2) });
+  await wal.save({ entries: entries(100, 101, 3), hardState: hs(3, 99) });
+  await wal.close();
+  t.ok(segmentFiles(dir).length > 3, 'the overwrite crossed segments');
+  const { wal: w2, replay } = await openWal(dir, { segmentBytes: TINY_SEGMENT });
+  assertEntries(t, replay.entries, [...entries(1, 5, 1), ...entries(6, 99, 2), ...entries(100, 101, 3)]);
+  t.same(replay.hardState, hs(3, 99));
+  t.equal(w2.lastIndex, 101);
+  await w2.close();
+});
+
+t.test('save resolves with a Persisted token that only the WAL can make', async (t) => {
+  const dir = tempDir(t);
+  const { wal } = await openWal(dir);
+  const p = await wal.save({ entries: entries(1, 3, 1), hardState: hs(1, 2) });
+  t.ok(p instanceof Persisted);
+  t.ok(Persisted.is(p));
+  t.equal(p.lastIndex, 3);
+  t.same(p.hardState, hs(1, 2));
+  t.equal(p.batch, 1);
+  t.notOk(Persisted.is({ batch: 1, lastIndex: 3, hardState: hs(1, 2) }), 'a look-alike is not a token');
+  const Ctor = Persisted as unknown as new (...args: unknown[]) => Persisted;
+  t.throws(() => new Ctor(Symbol('wal.persisted'), 1, 3, hs(1, 2)), TypeError);
+  const empty = await wal.save({});
+  t.equal(empty.lastIndex, 3, 'an empty batch writes nothing and reports the durable state');
+  await wal.close();
+});
+
+t.test('concurrent saves are serialized: one fdatasync in flight, completions in call order', async (t) => {
+  const dir = tempDir(t);
+  let inFlight = 0;
+  let maxInFlight = 0;
+  let datasyncs = 0;
+  const counting: FileSystem = {
+    ...nodeFileSystem,
+    async open(p, mode) {
+      const h = await nodeFileSystem.open(p, mode);
+      if (!p.includes(`${path.sep}wal${path.sep}`)) return h;
+      const inner = h.datasync.bind(h);
+      h.datasync = async () => {
+        inFlight++;
+        datasyncs++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        try {
+          await inner();
+        } finally {
+          inFlight--;
+        }
+      };
+      return h;
+    },
+  };
+  const { wal } = await openWal(dir, { fs: counting });
+  const atOpen = datasyncs;
+  const done: number[] = [];
+  const saves: Promise<Persisted>[] = [];
+  for (let i = 1; i <= 40; i++) {
+    saves.push(wal.save({ entries: [entry(i, 1)], hardState: hs(1, i) }).then((p) => (done.push(p.lastIndex), p)));
+  }
+  const tokens = await Promise.all(saves);
+  t.equal(maxInFlight, 1, 'never two fdatasyncs at once');
+  t.equal(datasyncs - atOpen, 40, 'one fdatasync per save');
+  t.same(done, tokens.map((p) => p.lastIndex), 'resolved in call order');
+  t.same(
+    tokens.map((p) => p.batch),
+    Array.from({ length: 40 }, (_, i) => i + 1),
+  );
+  await wal.close();
+  const { wal: w2, replay } = await openWal(dir);
+  t.equal(replay.entries.length, 40);
+  await w2.close();
+});
+
+t.test('batches that would not replay are refused before anything is written', async (t) => {
+  const dir = tempDir(t);
+  const { wal } = await openWal(dir);
+  await wal.save({ entries: entries(1, 5, 1) });
+  await t.rejects(wal.save({ entries: [entry(7, 1)] }), WalInvalidBatchError, 'a gap');
+  await t.rejects(wal.save({ entries: [entry(6, 1), entry(8, 1)] }), WalInvalidBatchError, 'not contiguous');
+  const ok = await wal.save({ entries: [entry(6, 1)] });
+  t.equal(ok.lastIndex, 6, 'and the log is not poisoned by them');
+  t.equal(wal.failure, undefined);
+  await wal.close();
+  await t.rejects(wal.save({ entries: [entry(7, 1)] }), WalClosedError);
+});
+
+t.test('metrics: etcd fsync histogram and bytes written', async (t) => {
+  const dir = tempDir(t);
+  const { wal } = await openWal(dir);
+  for (let i = 1; i <= 5; i++) await wal.save({ entries: [entry(i, 1)], hardState: hs(1, i) });
+  const m = wal.metrics();
+  t.equal(m.fsyncDuration.name, 'etcd_disk_wal_fsync_duration_seconds');
+  t.equal(m.fsyncDuration.buckets.length, 14);
+  t.equal(m.fsyncDuration.buckets[0], 0.001);
+  t.equal(m.fsyncDuration.buckets[13], 8.192);
+  t.same(m.fsyncDuration.buckets, FSYNC_DURATION_BUCKETS);
+  t.equal(m.fsyncDuration.count, 5);
+  t.ok(m.fsyncDuration.sum > 0);
+  const counts = m.fsyncDuration.counts;
+  t.ok(counts.every((c, i) => i === 0 || c >= counts[i - 1]!), 'cumulative');
+  t.equal(m.bytesWritten.name, 'etcd_disk_wal_write_bytes_total');
+  let bytes = 0;
+  for (let i = 1; i <= 5; i++) bytes += entryData(i, 1).length;
+  t.ok(m.bytesWritten.value > bytes, 'payload plus framing');
+  await wal.close();
+});
