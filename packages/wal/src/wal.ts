@@ -258,16 +258,16 @@ export class Wal {
 
     const last = segments[segments.length - 1]!;
     const lastPath = path.join(walDir, last.name);
-    const capacity = Math.max(tail!.size, s.segmentBytes);
+    // The file's own size, whatever segmentBytes says now: a segment made under another setting,
+    // or cut short, is simply full sooner.
+    const capacity = tail!.size;
     let file: FileHandle;
     try {
       file = await s.fs.open(lastPath, 'readwrite');
-      // Zero the torn bytes and any preallocation a short file lacks, so the next replay sees clean
-      // zeros where the log ends and appends never grow the file.
-      if (tail!.dirtyEnd > tail!.end || tail!.size < capacity) {
-        if (tail!.size < capacity) await zeroFill(file, tail!.size, capacity);
-        await zeroFill(file, tail!.end, Math.min(tail!.dirtyEnd, tail!.size));
-        await file.sync();
+      if (tail!.dirtyEnd > tail!.end) {
+        // Zeros where the torn bytes were, so the next replay sees the log end cleanly.
+        await zeroFill(file, tail!.end, tail!.dirtyEnd);
+        await file.datasync();
       }
     } catch (e) {
       throw ioError('tail repair', lastPath, e);
