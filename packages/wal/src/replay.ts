@@ -90,3 +90,55 @@ export class LogBuilder {
     }
   }
 }
+
+/**
+ * The terms of the live log as runs (first index, term): enough to tell whether a snapshot's
+ * (index, term) is in the log, as replay does, without keeping the entries in memory.
+ */
+export class TermRuns {
+  private runs: { first: number; term: number }[] = [];
+
+  constructor(
+    private base: SnapshotMarker,
+    private last: number,
+  ) {}
+
+  static of(marker: SnapshotMarker, entries: readonly Entry[]): TermRuns {
+    const r = new TermRuns(marker, marker.index);
+    r.append(entries);
+    return r;
+  }
+
+  get lastIndex(): number {
+    return this.last;
+  }
+
+  append(entries: readonly Entry[]): void {
+    if (entries.length === 0) return;
+    const first = entries[0]!.index;
+    while (this.runs.length > 0 && this.runs[this.runs.length - 1]!.first >= first) this.runs.pop();
+    for (const e of entries) {
+      const top = this.runs[this.runs.length - 1];
+      if (top === undefined || top.term !== e.term) this.runs.push({ first: e.index, term: e.term });
+    }
+    this.last = entries[entries.length - 1]!.index;
+  }
+
+  termAt(index: number): number | undefined {
+    if (index === this.base.index) return this.base.term;
+    if (index < this.base.index || index > this.last) return undefined;
+    for (let i = this.runs.length - 1; i >= 0; i--) if (this.runs[i]!.first <= index) return this.runs[i]!.term;
+    return undefined;
+  }
+
+  /** Mirrors LogBuilder's marker rule: keep what follows a snapshot the log contains, else drop it all. */
+  applySnapshot(m: SnapshotMarker): void {
+    if (this.termAt(m.index) === m.term) {
+      while (this.runs.length > 1 && this.runs[1]!.first <= m.index) this.runs.shift();
+    } else {
+      this.runs = [];
+      this.last = m.index;
+    }
+    this.base = m;
+  }
+}

@@ -18,7 +18,7 @@ import { stderrLogger, type WalLogger } from './log.js';
 import { WalMetricSet, type WalMetrics } from './metrics.js';
 import { MINT, Persisted } from './persisted.js';
 import { RecordEncoder, RecordType, type SnapshotMarker, type WalMetadata, type WalRecord } from './record.js';
-import { LogBuilder } from './replay.js';
+import { LogBuilder, TermRuns } from './replay.js';
 import {
   DEFAULT_SEGMENT_BYTES,
   MIN_SEGMENT_BYTES,
@@ -47,6 +47,7 @@ export const SNAP_DIR = 'snap';
 /** A segment that must grow past the configured size for one huge batch grows in steps of this. */
 const SEGMENT_GROWTH_BYTES = 1024 * 1024;
 const FIRST_INDEX = 1;
+const NO_SNAPSHOT: SnapshotMarker = Object.freeze({ index: 0, term: 0 });
 
 export interface WalOptions {
   /** Needed only to create a new log (it is then written at the head of every segment). */
@@ -127,7 +128,7 @@ export class Wal {
     private readonly metadata: WalMetadata,
     private active: ActiveSegment,
     segments: SegmentName[],
-    private lastIdx: number,
+    private readonly terms: TermRuns,
     private hardState: HardState,
     private marker: SnapshotMarker,
   ) {
@@ -206,10 +207,7 @@ export class Wal {
     }
     const active: ActiveSegment = { name, path: final, file, offset: enc.length, capacity: s.segmentBytes, crc: enc.crc };
     const empty: HardState = { term: 0, vote: 0, commit: 0 };
-    const wal = new Wal(dir, s.fs, s.lock, s.log, s.segmentBytes, s.maxSnapshotFiles, metadata, active, [name], 0, empty, {
-      index: 0,
-      term: 0,
-    });
+    const wal = new Wal(dir, s.fs, s.lock, s.log, s.segmentBytes, s.maxSnapshotFiles, metadata, active, [name], TermRuns.of(NO_SNAPSHOT, []), empty, NO_SNAPSHOT);
     s.log('info', 'wal: created', { dir, memberId: metadata.memberId, clusterId: metadata.clusterId });
     return { wal, replay: { created: true, metadata, hardState: empty, snapshot: undefined, entries: [] } };
   }
@@ -283,7 +281,7 @@ export class Wal {
       builder.metadata,
       active,
       segments,
-      builder.lastIndex,
+      TermRuns.of(builder.marker, builder.entries),
       builder.hardState,
       builder.marker,
     );
@@ -376,7 +374,7 @@ export class Wal {
   }
 
   get lastIndex(): number {
-    return this.lastIdx;
+    return this.terms.lastIndex;
   }
 
   private async saveNow(batch: SaveBatch): Promise<Persisted> {
@@ -387,7 +385,7 @@ export class Wal {
     const marker = snap === undefined ? this.marker : { index: snap.metadata.index, term: snap.metadata.term };
     this.validate(entries, marker, snap !== undefined);
     if (snap === undefined && entries.length === 0 && batch.hardState === undefined) {
-      return new Persisted(MINT, this.batches, this.lastIdx, this.hardState);
+      return new Persisted(MINT, this.batches, this.terms.lastIndex, this.hardState);
     }
     try {
       if (snap !== undefined) await writeSnapshotFile(this.fs, path.join(this.dir, SNAP_DIR), snap);
@@ -402,11 +400,11 @@ export class Wal {
       throw err;
     }
     this.marker = marker;
-    if (entries.length > 0) this.lastIdx = entries[entries.length - 1]!.index;
-    else if (snap !== undefined) this.lastIdx = Math.max(this.lastIdx, marker.index);
+    if (snap !== undefined) this.terms.applySnapshot(marker);
+    this.terms.append(entries);
     if (batch.hardState !== undefined) this.hardState = batch.hardState;
     this.batches++;
-    const token = new Persisted(MINT, this.batches, this.lastIdx, this.hardState);
+    const token = new Persisted(MINT, this.batches, this.terms.lastIndex, this.hardState);
     if (snap !== undefined) await this.release(marker);
     return token;
   }
@@ -420,7 +418,7 @@ export class Wal {
     }
     if (first <= marker.index) throw new WalInvalidBatchError(`entry ${first} is inside snapshot ${marker.index}`);
     // After a snapshot the log may restart right after it; otherwise it extends or overwrites.
-    const last = newSnapshot ? Math.max(this.lastIdx, marker.index) : this.lastIdx;
+    const last = newSnapshot ? Math.max(this.terms.lastIndex, marker.index) : this.terms.lastIndex;
     if (first > last + 1 && !(newSnapshot && first === marker.index + 1)) {
       throw new WalInvalidBatchError(`entry ${first} leaves a gap after ${last}`);
     }
@@ -471,7 +469,9 @@ export class Wal {
     for (let i = 0; i < records.length; i++) enc.add(records[i]!, i === records.length - 1);
 
     const walDir = path.join(this.dir, WAL_DIR);
-    const firstIndex = entries.length > 0 ? Math.min(this.lastIdx + 1, entries[0]!.index) : this.lastIdx + 1;
+    // Live entries in earlier segments are all <= the last index, or superseded from entries[0] on.
+    const lastIndex = this.terms.lastIndex;
+    const firstIndex = entries.length > 0 ? Math.min(lastIndex + 1, entries[0]!.index) : lastIndex + 1;
     const name = parseSegmentName(segmentFileName(seq, firstIndex))!;
     const final = path.join(walDir, name.name);
     const next = this.prepared;
