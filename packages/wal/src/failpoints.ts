@@ -35,6 +35,9 @@ interface Armed {
 
 export class FaultInjectingFileSystem implements FileSystem {
   private readonly armed = new Map<FailpointName, Armed>();
+  /** Open handles, so a rename moves their path too: a failpoint on "*.wal" must hit a segment
+   * that was opened under its temporary name. */
+  private readonly handles = new Set<FaultyHandle>();
   /** How many times each failpoint fired, for assertions. */
   readonly fired = new Map<FailpointName, number>();
 
@@ -68,7 +71,14 @@ export class FaultInjectingFileSystem implements FileSystem {
 
   async open(path: string, mode: OpenMode): Promise<FileHandle> {
     this.check('open', path);
-    return new FaultyHandle(await this.inner.open(path, mode), this);
+    const h = new FaultyHandle(await this.inner.open(path, mode), this, path);
+    this.handles.add(h);
+    return h;
+  }
+
+  /** @internal */
+  closed(h: FaultyHandle): void {
+    this.handles.delete(h);
   }
   async readFile(path: string): Promise<Buffer> {
     this.check('readFile', path);
@@ -84,7 +94,8 @@ export class FaultInjectingFileSystem implements FileSystem {
   }
   async rename(from: string, to: string): Promise<void> {
     this.check('rename', from);
-    return this.inner.rename(from, to);
+    await this.inner.rename(from, to);
+    for (const h of this.handles) if (h.path === from) h.path = to;
   }
   async unlink(path: string): Promise<void> {
     this.check('unlink', path);
@@ -103,30 +114,29 @@ class FaultyHandle implements FileHandle {
   constructor(
     private readonly inner: FileHandle,
     private readonly fs: FaultInjectingFileSystem,
+    public path: string,
   ) {}
-  get path(): string {
-    return this.inner.path;
-  }
   async write(buf: Uint8Array, offset: number, length: number, position: number): Promise<void> {
-    this.fs.check('write', this.inner.path);
+    this.fs.check('write', this.path);
     return this.inner.write(buf, offset, length, position);
   }
   async read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
-    this.fs.check('read', this.inner.path);
+    this.fs.check('read', this.path);
     return this.inner.read(buf, offset, length, position);
   }
   async datasync(): Promise<void> {
-    this.fs.check('datasync', this.inner.path);
+    this.fs.check('datasync', this.path);
     return this.inner.datasync();
   }
   async sync(): Promise<void> {
-    this.fs.check('sync', this.inner.path);
+    this.fs.check('sync', this.path);
     return this.inner.sync();
   }
   size(): Promise<number> {
     return this.inner.size();
   }
   close(): Promise<void> {
+    this.fs.closed(this);
     return this.inner.close();
   }
 }
