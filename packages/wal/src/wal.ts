@@ -285,6 +285,16 @@ export class Wal {
       builder.hardState,
       builder.marker,
     );
+    if (tail!.end === 0) {
+      // A crash between a rollover's rename and its first write left the segment empty: give it
+      // the head records now, or it would not replay on its own once older segments are released.
+      try {
+        await wal.append(wal.headRecords(), []);
+      } catch (e) {
+        await file.close().catch(() => {});
+        throw e;
+      }
+    }
     return {
       wal,
       replay: {
@@ -461,11 +471,8 @@ export class Wal {
   private async rollover(records: WalRecord[], entries: readonly Entry[]): Promise<void> {
     const enc = this.encoder;
     const seq = this.active.name.seq + 1;
-    const head: WalRecord[] = [{ type: RecordType.Metadata, metadata: this.metadata }];
-    head.push({ type: RecordType.HardState, hardState: this.hardState });
-    if (this.marker.index > 0) head.push({ type: RecordType.Snapshot, marker: this.marker });
     enc.reset(segmentSeed(seq));
-    for (const r of head) enc.add(r);
+    for (const r of this.headRecords()) enc.add(r);
     for (let i = 0; i < records.length; i++) enc.add(records[i]!, i === records.length - 1);
 
     const walDir = path.join(this.dir, WAL_DIR);
@@ -504,6 +511,14 @@ export class Wal {
     this.active = { name, path: final, file: prepared.file, offset: 0, capacity, crc: segmentSeed(seq) };
     this.segments.push(name);
     this.log('info', 'wal: new segment', { file: final });
+  }
+
+  /** What a segment starts with, so that it replays without the segments before it. */
+  private headRecords(): WalRecord[] {
+    const head: WalRecord[] = [{ type: RecordType.Metadata, metadata: this.metadata }];
+    head.push({ type: RecordType.HardState, hardState: this.hardState });
+    if (this.marker.index > 0) head.push({ type: RecordType.Snapshot, marker: this.marker });
+    return head;
   }
 
   /** Zero-fills the next segment in the background, so a rollover costs a rename rather than 64 MiB of writes. */

@@ -236,3 +236,32 @@ t.test('a log that ends in the zeros of a preallocated segment opens without com
   t.same(replay.metadata, META);
   await w2.close();
 });
+
+t.test('a segment left empty by a crash right after a rollover gets its head records on open', async (t) => {
+  const dir = tempDir(t);
+  const { wal } = await openWal(dir, { segmentBytes: TINY_SEGMENT });
+  for (let i = 1; i <= 60; i += 3) await wal.save({ entries: entries(i, i + 2, 1), hardState: hs(1, i + 2) });
+  await wal.close();
+  const files = segmentFiles(dir);
+  const last = path.join(walDir(dir), files[files.length - 1]!);
+  // As if the process died between renaming the new segment in and writing to it.
+  const seq = files.length;
+  const empty = path.join(walDir(dir), `${seq.toString(16).padStart(16, '0')}-${(61).toString(16).padStart(16, '0')}.wal`);
+  fs.writeFileSync(empty, Buffer.alloc(TINY_SEGMENT));
+  t.ok(fs.existsSync(last));
+  const { wal: w2, replay } = await Wal.open(dir, { segmentBytes: TINY_SEGMENT, logger: () => {} });
+  t.equal(replay.entries.length, 60);
+  await w2.close();
+  const records = scanSegment(fs.readFileSync(empty), empty, seq, true).records;
+  t.same(
+    records.map((r) => r.record.type),
+    [4, 2],
+    'metadata and hard state written at its head',
+  );
+  // So it replays alone once everything before it is gone.
+  for (const f of files) fs.rmSync(path.join(walDir(dir), f));
+  const { wal: w3, replay: r3 } = await Wal.open(dir, { segmentBytes: TINY_SEGMENT, logger: () => {} });
+  t.same(r3.metadata, META);
+  t.same(r3.hardState, hs(1, 60));
+  await w3.close();
+});
