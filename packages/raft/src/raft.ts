@@ -105,6 +105,8 @@ export class Raft {
   /** A conf change may be proposed only once the log is applied past this index. */
   pendingConfIndex = 0;
   private uncommittedSize = 0;
+  /** Entries were proposed and not yet sent to followers. */
+  private appendsPending = false;
   private readonly readOnly = new ReadOnly();
   /** Reads that arrived before this leader committed an entry of its term: it can't know commit yet. */
   private pendingReadIndex: ReadRequest[] = [];
@@ -191,6 +193,7 @@ export class Raft {
     }
     this.pendingConfIndex = 0;
     this.uncommittedSize = 0;
+    this.appendsPending = false;
     this.readOnly.reset();
     this.pendingReadIndex = [];
   }
@@ -606,8 +609,25 @@ export class Raft {
       this.pendingConfIndex = this.log.lastIndex() + i + 1;
     }
     if (!this.appendEntries(m.entries, false)) return RaftError.ProposalDropped;
-    this.bcastAppend();
+    // Sent from ready(): every proposal between two Readys then shares one MsgApp per follower.
+    this.appendsPending = true;
     return undefined;
+  }
+
+  hasAppendsToSend(): boolean {
+    return this.appendsPending && this.role === Role.Leader;
+  }
+
+  /** Sends followers the entries proposed since the last Ready (those not already sent). */
+  flushAppends(): void {
+    if (!this.hasAppendsToSend()) return;
+    this.appendsPending = false;
+    for (const id of this.prs.keys()) {
+      if (id === this.id) continue;
+      while (this.maybeSendAppend(id, false)) {
+        /* as many as the window and message size allow */
+      }
+    }
   }
 
   /**

@@ -129,7 +129,7 @@ export class RawNode {
     if (soft.lead !== this.prevSoft.lead || soft.role !== this.prevSoft.role) return true;
     if (!hardStateEqual(r.hardState(), this.prevHard)) return true;
     if (r.log.hasPendingSnapshot()) return true;
-    if (r.msgs.length > 0 || r.readStates.length > 0 || r.hasReadsToConfirm()) return true;
+    if (r.msgs.length > 0 || r.readStates.length > 0 || r.hasReadsToConfirm() || r.hasAppendsToSend()) return true;
     if (r.log.unstableEntries().length > 0) return true;
     return r.log.hasNextCommittedEntries();
   }
@@ -138,6 +138,7 @@ export class RawNode {
   ready(): Ready {
     const r = this.raft;
     r.startReadRound();
+    r.flushAppends();
     const entries = r.log.unstableEntries().slice();
     const committedEntries = r.log.nextCommittedEntries();
     const soft = r.softState();
