@@ -24,6 +24,11 @@ export class Invariants {
   private readonly logRegistry = new Map<string, { digest: string; prevTerm: number | undefined }>();
   /** index -> term of the entry known committed there. */
   private readonly committedTerm = new Map<number, number>();
+  /**
+   * index -> the term it was first seen committed in: the current term of the first node to persist
+   * it as committed (no lower than the committing leader's term, so checks keyed on it only weaken).
+   */
+  private readonly committedIn = new Map<number, number>();
   private readonly appliedDigest = new Map<number, string>();
   /** Highest index known committed anywhere. */
   commit = 0;
@@ -90,7 +95,10 @@ export class Invariants {
       const t = storage.term(i);
       if (isStorageError(t)) continue;
       const known = this.committedTerm.get(i);
-      if (known === undefined) this.committedTerm.set(i, t);
+      if (known === undefined) {
+        this.committedTerm.set(i, t);
+        this.committedIn.set(i, storage.initialState().hardState.term);
+      }
       else if (known !== t) {
         throw new Violation('leader completeness', `node ${id} committed index ${i} at term ${t}, but term ${known} was committed there`);
       }
@@ -122,18 +130,24 @@ export class Invariants {
     }
   }
 
-  /** Leader completeness: a new leader's (persisted) log holds every entry committed so far. */
+  /**
+   * Leader completeness: a new leader's (persisted) log holds every entry committed in an earlier
+   * term. Not those committed in its own term or later: a delayed vote can still elect a leader of
+   * an old term after a newer one committed entries it never saw, and that is safe (it cannot win
+   * an append against the newer term).
+   */
   newLeader(id: NodeId, storage: MemoryStorage): void {
-    const first = storage.firstIndex();
-    if (storage.lastIndex() < this.commit && first - 1 < this.commit) {
-      throw new Violation('leader completeness', `leader ${id} has log up to ${storage.lastIndex()}, but ${this.commit} is committed`);
-    }
-    for (let i = first; i <= this.commit; i++) {
+    const term = storage.initialState().hardState.term;
+    for (let i = Math.max(storage.firstIndex(), 1); i <= this.commit; i++) {
       const want = this.committedTerm.get(i);
-      if (want === undefined) continue;
+      const inTerm = this.committedIn.get(i);
+      if (want === undefined || inTerm === undefined || inTerm >= term) continue;
+      if (i > storage.lastIndex()) {
+        throw new Violation('leader completeness', `leader ${id} (term ${term}) has log up to ${storage.lastIndex()}, but ${i} was committed in term ${inTerm}`);
+      }
       const t = storage.term(i);
       if (t !== want) {
-        throw new Violation('leader completeness', `leader ${id} has term ${String(t)} at committed index ${i}, want ${want}`);
+        throw new Violation('leader completeness', `leader ${id} (term ${term}) has term ${String(t)} at index ${i}, committed at term ${want} in term ${inTerm}`);
       }
     }
   }

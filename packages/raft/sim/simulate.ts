@@ -270,7 +270,11 @@ class Simulation {
       if (guard > 1000) throw new Error(`sim: node ${n.id} never runs out of Readys`);
       const rd = n.rn.ready();
       if (rd.softState !== undefined) {
-        if (rd.softState.role === Role.Leader) this.stats.elections++;
+        if (rd.softState.role === Role.Leader) {
+          this.stats.elections++;
+          // The term now, not when the fsync completes: it may have stepped down by then.
+          this.inv.leader(n.id, n.rn.status().term);
+        }
         n.role = rd.softState.role;
       }
       const early = this.opts.sendBeforePersist
@@ -325,11 +329,8 @@ class Simulation {
       this.inv.committed(n.id, s, rd.hardState.commit, configs, this.storages);
       if (leader === n) n.configs = [];
     }
-    if (rd.softState?.role === Role.Leader) {
-      const st = n.rn!.status();
-      this.inv.leader(n.id, st.term);
-      this.inv.newLeader(n.id, s);
-    }
+    // Its log as it became leader is on disk now (the term was checked when the Ready was made).
+    if (rd.softState?.role === Role.Leader) this.inv.newLeader(n.id, s);
   }
 
   private send(n: SimNode, msgs: readonly Message[]): void {
@@ -542,21 +543,24 @@ class Simulation {
     } else if (r < 0.4) {
       this.membershipChange();
     } else if (r < 0.46) {
-      this.orphanEntries();
+      this.isolateLeader();
     }
   }
 
   /**
-   * Raft paper Figure 8: a leader appends entries nobody else receives, then dies. Repeated, this
-   * leaves logs with uncommitted entries of different terms at the same index, which is where a
-   * commit rule that counts replicas of an old term's entry goes wrong.
+   * The leader is cut off from every other member while clients can still reach it. Half the time
+   * it keeps running (a deposed leader that doesn't know it yet: where stale reads come from);
+   * half the time it appends entries nobody else receives and dies (Raft paper Figure 8: repeated,
+   * this leaves uncommitted entries of different terms at one index, where a commit rule that
+   * counts replicas of an old term's entry goes wrong).
    */
-  private orphanEntries(): void {
+  private isolateLeader(): void {
     const l = this.leader();
     if (l === undefined) return;
     const others = [...this.nodes.keys()].filter((id) => id !== l.id);
     this.net.partition([l.id], others);
     this.stats.partitions++;
+    if (this.rng.chance(0.5)) return;
     for (let i = this.rng.between(1, 3); i > 0; i--) {
       // Written by no client and read by none: only its position in the log matters.
       l.rn!.propose(encodePut({ client: ORPHAN_CLIENT, seq: ++this.orphanSeq, key: ORPHAN_KEY, value: String(this.orphanSeq) }));
