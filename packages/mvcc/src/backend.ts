@@ -1,0 +1,127 @@
+/**
+ * The LevelDB side: one ClassicLevel database, writes staged in memory and written as one atomic
+ * batch per event-loop turn (group commit, like etcd's batched bbolt commits), and reads that see
+ * staged writes before LevelDB does. Everything a single apply stages is staged synchronously, so a
+ * batch never holds part of an apply: the consistent index written with it is always exact.
+ */
+import { ClassicLevel } from 'classic-level';
+import { errClosed } from './errors.js';
+
+type Op = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
+
+export interface BackendOptions {
+  /** fsync every batch (LevelDB sync writes). Off by default: the Raft WAL is the durable log. */
+  syncWrites?: boolean;
+}
+
+export class Backend {
+  readonly db: ClassicLevel<Buffer, Buffer>;
+  private staged: Op[] = [];
+  /** Writes maybe not yet in LevelDB, by latin1 key; null marks a delete. */
+  private readonly pending = new Map<string, Buffer | null>();
+  private writing = false;
+  private scheduled = false;
+  private stagedWaiters: Array<() => void> = [];
+  private writingWaiters: Array<() => void> = [];
+  private failure: Error | undefined;
+  private closed = false;
+  private readonly syncWrites: boolean;
+
+  private constructor(db: ClassicLevel<Buffer, Buffer>, options: BackendOptions) {
+    this.db = db;
+    this.syncWrites = options.syncWrites ?? false;
+  }
+
+  static async open(dir: string, options: BackendOptions = {}): Promise<Backend> {
+    const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    await db.open();
+    return new Backend(db, options);
+  }
+
+  put(key: Buffer, value: Buffer): void {
+    this.check();
+    this.staged.push({ type: 'put', key, value });
+    this.pending.set(key.toString('latin1'), value);
+    this.schedule();
+  }
+
+  del(key: Buffer): void {
+    this.check();
+    this.staged.push({ type: 'del', key });
+    this.pending.set(key.toString('latin1'), null);
+    this.schedule();
+  }
+
+  getSync(key: Buffer): Buffer | undefined {
+    this.check();
+    const p = this.pending.get(key.toString('latin1'));
+    if (p !== undefined) return p ?? undefined;
+    return this.db.getSync(key);
+  }
+
+  /** Resolves once everything staged before the call is in LevelDB. */
+  flush(): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.staged.length === 0 && !this.writing) return Promise.resolve();
+    return new Promise((resolve) => {
+      if (this.staged.length > 0) this.stagedWaiters.push(resolve);
+      else this.writingWaiters.push(resolve);
+      this.pump();
+    });
+  }
+
+  /** Drops everything (for restoring a snapshot); the caller has flushed and stopped writers. */
+  async clear(): Promise<void> {
+    await this.flush();
+    this.pending.clear();
+    await this.db.clear();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.flush().catch(() => undefined);
+    this.closed = true;
+    await this.db.close();
+  }
+
+  private check(): void {
+    if (this.closed) throw errClosed();
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.writing) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    if (this.writing || this.staged.length === 0) return;
+    const ops = this.staged;
+    const waiters = this.stagedWaiters;
+    this.staged = [];
+    this.stagedWaiters = [];
+    this.writing = true;
+    this.db.batch(ops, { sync: this.syncWrites }).then(
+      () => {
+        for (const op of ops) {
+          const k = op.key.toString('latin1');
+          if (this.pending.get(k) === (op.type === 'put' ? op.value : null)) this.pending.delete(k);
+        }
+        this.writing = false;
+        const done = waiters.concat(this.writingWaiters);
+        this.writingWaiters = [];
+        for (const w of done) w();
+        this.pump();
+      },
+      (err: unknown) => {
+        // A lost batch leaves LevelDB behind memory; nothing after it may be written or trusted.
+        this.failure = err instanceof Error ? err : new Error(String(err));
+        this.writing = false;
+      },
+    );
+  }
+}
