@@ -131,7 +131,11 @@ t.test('promote spreads a pile of same-time expiries over seconds', async (t) =>
   // 3/4 of 8 = 6 per second keep their expiry; the rest are pushed back.
   const expiries = lessor.leases().map((id) => lessor.lookup(id)!.expiry - clock.ms);
   t.same(expiries.slice(0, 6), [10_000, 10_000, 10_000, 10_000, 10_000, 10_000]);
-  for (const e of expiries.slice(6)) t.ok(e > 10_000, `delayed: ${e}`);
+  // etcd's rateDelay: 1 s × expires / 6 for the 7th to 12th.
+  t.same(
+    expiries.slice(6).map((e) => Math.round(e)),
+    [7, 8, 9, 10, 11, 12].map((n) => Math.round(10_000 + (1000 * n) / 6)),
+  );
   clock.ms += 10_000;
   t.equal(lessor.expired(100).length, 6);
 });
@@ -170,6 +174,64 @@ t.test('load raises stored TTLs to the minimum; a revoked lease stays gone', asy
   const loaded = await Lessor.load(reopened, { minTTL: 10, now });
   t.same(loaded.leases(), [1n]);
   t.equal(loaded.lookup(1n)?.ttl, 10);
+});
+
+t.test('renew writes nothing: only what the log applies reaches the backend', async (t) => {
+  const { lessor, backend } = await setup(t);
+  lessor.grant(1n, 10);
+  lessor.checkpoint(1n, 4);
+  const before = backend.getSync(leaseKey(1n));
+  lessor.promote(0);
+  lessor.renew(1n);
+  t.same(backend.getSync(leaseKey(1n)), before);
+  t.equal(lessor.lookup(1n)?.remainingTTL, 0);
+});
+
+t.test('expired matches a brute-force model under random grants, renews and revokes', async (t) => {
+  const { lessor, clock } = await setup(t, { expiredRetryMs: 700 });
+  lessor.promote(0);
+  const due = new Map<bigint, { due: number; ttl: number }>();
+  // mulberry32: an LCG's low bits cycle too fast for `% n`.
+  let seed = 12345;
+  const rand = (n: number) => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let x = Math.imul(seed ^ (seed >>> 15), seed | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) % n;
+  };
+  let mismatches = 0;
+  let reported = 0;
+  for (let step = 0; step < 3000; step++) {
+    const id = BigInt(1 + rand(60));
+    const op = rand(10);
+    if (op < 3 && !due.has(id)) {
+      const ttl = 2 + rand(8);
+      lessor.grant(id, ttl);
+      due.set(id, { due: clock.ms + ttl * 1000, ttl });
+    } else if (op < 6 && due.has(id) && due.get(id)!.due > clock.ms && lessor.remaining(id)! > 0) {
+      lessor.renew(id);
+      due.get(id)!.due = clock.ms + due.get(id)!.ttl * 1000;
+    } else if (op < 7 && due.has(id)) {
+      lessor.revoke(id);
+      due.delete(id);
+    } else if (op < 9) {
+      clock.ms += rand(1500);
+    } else {
+      const limit = 1 + rand(5);
+      const want = [...due.entries()]
+        .filter(([, v]) => v.due <= clock.ms)
+        .sort(([a, x], [b, y]) => x.due - y.due || (a < b ? -1 : 1))
+        .slice(0, limit)
+        .map(([k]) => k);
+      for (const k of want) due.get(k)!.due = clock.ms + 700;
+      const got = lessor.expired(limit);
+      reported += got.length;
+      if (JSON.stringify(got.map(String)) !== JSON.stringify(want.map(String))) mismatches++;
+    }
+  }
+  t.equal(mismatches, 0);
+  t.ok(reported > 100, `the model saw expiries (${reported})`);
+  t.same(lessor.leases(), [...due.keys()].sort((a, b) => (a < b ? -1 : 1)));
 });
 
 t.test('checkpoint on the primary keeps the expiry a keepalive set', async (t) => {
