@@ -4,3 +4,6 @@ export { Backend, type BackendOptions } from './backend.js';
 export { KvStore, type LeaseHooks, type StoreOptions, type TxnListener, COMPACTION_BATCH_LIMIT } from './store.js';
 export { checkRange, checkPut, checkDelete, checkTxn, checkRequestOp, DEFAULT_MAX_TXN_OPS } from './validate.js';
 export { toRangeEnd, latin1, type RangeEnd } from './treeindex.js';
+export { StateMachine, DEFAULT_MIN_LEASE_TTL, type ApplyResult, type StateMachineOptions } from './apply.js';
+export { Lessor, MAX_LEASE_TTL, type Lease, type LessorOptions } from './lessor.js';
+export { encodeSnapshot, decodeSnapshot, SNAPSHOT_CHUNK_BYTES } from './snapshot.js';

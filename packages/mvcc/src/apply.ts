@@ -1,0 +1,198 @@
+/**
+ * The state machine a member applies its committed Raft entries to: the key space and the lessor in
+ * one LevelDB, each entry's changes written in the same batch as its index (etcd's consistent
+ * index), so replaying the log after a crash skips what already reached disk.
+ */
+import { access, rename, rm, writeFile } from 'node:fs/promises';
+import { ClassicLevel } from 'classic-level';
+import { MvccError } from './errors.js';
+import { decodeSnapshot, encodeSnapshot } from './snapshot.js';
+import { Lessor, type LessorOptions } from './lessor.js';
+import { KvStore, type StoreOptions } from './store.js';
+import type {
+  ApplyRequest,
+  ApplyResponse,
+  CompactionResponse,
+  LeaseCheckpointResponse,
+  LeaseGrantResponse,
+  LeaseRevokeResponse,
+} from './types.js';
+
+/** etcd's minimum lease TTL with its default election timeout (1 s): ceil(1.5 × 1 s). */
+export const DEFAULT_MIN_LEASE_TTL = 2;
+
+export interface StateMachineOptions extends StoreOptions, Partial<LessorOptions> {}
+
+/**
+ * What applying an entry produced: a response, or the error etcd would answer with (a failed
+ * request is still applied: it consumes its index and changes nothing), or nothing for an entry
+ * this store had already applied before a restart.
+ */
+export type ApplyResult =
+  | { readonly kind: 'ok'; readonly response: ApplyResponse; /** Compactions: resolves once the records are gone. */ readonly physical?: Promise<void> }
+  | { readonly kind: 'error'; readonly error: MvccError }
+  | { readonly kind: 'skipped' };
+
+export class StateMachine {
+  private constructor(
+    readonly store: KvStore,
+    readonly lessor: Lessor,
+  ) {}
+
+  static async open(dir: string, opts: StateMachineOptions = {}): Promise<StateMachine> {
+    await finishRestore(dir);
+    const store = await KvStore.open(dir, opts);
+    try {
+      const lessor = await Lessor.load(store.backend, {
+        ...opts,
+        minTTL: opts.minTTL ?? DEFAULT_MIN_LEASE_TTL,
+        now: opts.now ?? (() => performance.now()),
+      });
+      const sm = new StateMachine(store, lessor);
+      sm.connect();
+      return sm;
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  }
+
+  get consistentIndex(): number {
+    return this.store.consistentIndex;
+  }
+
+  /** Applies the request of committed entry `index`; entries at or below the consistent index are skipped. */
+  apply(index: number, req: ApplyRequest): ApplyResult {
+    if (index <= this.store.consistentIndex) return { kind: 'skipped' };
+    let result: ApplyResult;
+    try {
+      result = this.dispatch(req);
+    } catch (err) {
+      if (!(err instanceof MvccError)) throw err;
+      result = { kind: 'error', error: err };
+    }
+    // Staged with the changes, so the same LevelDB batch carries both.
+    this.store.setConsistentIndex(index);
+    return result;
+  }
+
+  /** Records an entry that carries no request (a Raft no-op or configuration change) as applied. */
+  applyEmpty(index: number): void {
+    if (index > this.store.consistentIndex) this.store.setConsistentIndex(index);
+  }
+
+  async close(): Promise<void> {
+    await this.store.close();
+  }
+
+  /**
+   * The whole store as a byte stream, for a Raft snapshot at `index` (the consistent index it
+   * holds). The caller applies nothing until this resolves: from then on the stream reads a
+   * LevelDB snapshot, so applies may go on while it is consumed.
+   */
+  async snapshot(): Promise<{ index: number; chunks: AsyncGenerator<Buffer> }> {
+    await this.store.backend.flush();
+    const index = this.store.consistentIndex;
+    const it = this.store.backend.db.iterator();
+    async function* pairs(): AsyncGenerator<[Buffer, Buffer]> {
+      try {
+        for (;;) {
+          const batch = await it.nextv(1000);
+          if (batch.length === 0) return;
+          yield* batch;
+        }
+      } finally {
+        await it.close();
+      }
+    }
+    return { index, chunks: encodeSnapshot(pairs()) };
+  }
+
+  /**
+   * Replaces the store in `dir` (closed by the caller) with a snapshot stream: written to a
+   * sibling directory first and swapped in only once the stream is whole, so a cut transfer leaves
+   * the old store as it was.
+   */
+  static async restore(dir: string, chunks: AsyncIterable<Uint8Array>, opts: StateMachineOptions = {}): Promise<StateMachine> {
+    const tmp = `${dir}.restore`;
+    await rm(tmp, { recursive: true, force: true });
+    const db = new ClassicLevel<Buffer, Buffer>(tmp, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    await db.open();
+    try {
+      for await (const batch of decodeSnapshot(chunks)) {
+        await db.batch(batch.map(([key, value]) => ({ type: 'put' as const, key, value })));
+      }
+      await db.close();
+      await writeFile(`${tmp}/${RESTORE_COMPLETE}`, '');
+    } catch (err) {
+      await db.close();
+      await rm(tmp, { recursive: true, force: true });
+      throw err;
+    }
+    return StateMachine.open(dir, opts);
+  }
+
+  private dispatch(req: ApplyRequest): ApplyResult {
+    const ok = (response: ApplyResponse): ApplyResult => ({ kind: 'ok', response });
+    const s = this.store;
+    if (req.range !== undefined) return ok(s.range(req.range));
+    if (req.put !== undefined) return ok(s.put(req.put));
+    if (req.deleteRange !== undefined) return ok(s.deleteRange(req.deleteRange));
+    if (req.txn !== undefined) return ok(s.txn(req.txn));
+    if (req.compaction !== undefined) {
+      const c = s.compact(req.compaction.revision);
+      const response: CompactionResponse = { header: c.header };
+      return { kind: 'ok', response, physical: c.done };
+    }
+    if (req.leaseGrant !== undefined) {
+      const l = this.lessor.grant(req.leaseGrant.ID, req.leaseGrant.TTL);
+      const response: LeaseGrantResponse = { header: { revision: s.rev }, ID: l.ID, TTL: l.ttl, error: '' };
+      return ok(response);
+    }
+    if (req.leaseRevoke !== undefined) {
+      // The keys go in one revision, then the lease: etcd's revoke order.
+      const keys = this.lessor.revoke(req.leaseRevoke.ID);
+      s.deleteKeys(keys);
+      const response: LeaseRevokeResponse = { header: { revision: s.rev } };
+      return ok(response);
+    }
+    if (req.leaseCheckpoint !== undefined) {
+      for (const c of req.leaseCheckpoint.checkpoints) this.lessor.checkpoint(c.ID, c.remaining_TTL);
+      const response: LeaseCheckpointResponse = { header: { revision: s.rev } };
+      return ok(response);
+    }
+    throw new MvccError('ErrEmptyRequest', 'INVALID_ARGUMENT', 'etcdserver: empty request');
+  }
+
+  /** Wires the store's lease checks to the lessor and re-attaches keys after a load. */
+  private connect(): void {
+    const lessor = this.lessor;
+    this.store.setLeaseHooks({
+      exists: (id) => lessor.lookup(id) !== undefined,
+      attach: (id, key) => lessor.attach(id, key),
+      detach: (id, key) => {
+        lessor.detach(id, key);
+      },
+    });
+    this.store.forEachLeasedKey((id, key) => {
+      // A key whose lease record is gone stays as it is, as etcd's restore only logs it.
+      if (lessor.lookup(id) !== undefined) lessor.attach(id, key);
+    });
+  }
+}
+
+/** Marks a restore directory as whole: only then may it replace the store. */
+const RESTORE_COMPLETE = 'RESTORE_COMPLETE';
+
+/** Swaps in a whole restored store, also when a crash came between writing it and the swap. */
+async function finishRestore(dir: string): Promise<void> {
+  const tmp = `${dir}.restore`;
+  const whole = await access(`${tmp}/${RESTORE_COMPLETE}`).then(
+    () => true,
+    () => false,
+  );
+  if (!whole) return;
+  await rm(dir, { recursive: true, force: true });
+  await rm(`${tmp}/${RESTORE_COMPLETE}`);
+  await rename(tmp, dir);
+}
