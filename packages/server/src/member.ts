@@ -1,0 +1,522 @@
+/**
+ * One etcd member: the Raft driver loop (tick, step, Ready: persist to the WAL with one fsync, then
+ * send, then apply to the state machine, then advance), proposals and their waiters, ReadIndex
+ * barriers for linearizable reads, and the lessor's primary duties while leading.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ApplyRequest, ApplyResponse, LeaseTimeToLiveResponse } from '@capstan/mvcc';
+import { MvccError, StateMachine } from '@capstan/mvcc';
+import {
+  bootstrap,
+  decodeConfChange,
+  EntryType,
+  MemoryStorage,
+  RawNode,
+  Role,
+  type Entry,
+  type Message,
+  type NodeId,
+  type Ready,
+} from '@capstan/raft';
+import { Wal } from '@capstan/wal';
+import {
+  AlarmType,
+  errNoLeader,
+  errNotCapable,
+  errRequestTooLarge,
+  errStopped,
+  errTimeout,
+  errTooManyRequests,
+  ServerError,
+  type AlarmMember,
+  type Member,
+  type MemberInfo,
+  type MemberStatus,
+} from './api.js';
+import { packr, PeerTransport, errorPayload } from './peer.js';
+
+/** etcd's --max-request-bytes default. */
+export const DEFAULT_MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
+/** etcd's maxGapBetweenApplyAndCommitIndex: beyond it new proposals get "too many requests". */
+export const MAX_GAP_APPLY_COMMIT = 5000;
+/** How often the leader looks for expired leases (etcd: 500 ms). */
+export const LEASE_EXPIRY_CHECK_MS = 500;
+/** Leases revoked per expiry check at most. */
+export const LEASE_REVOKES_PER_CHECK = 500;
+/** How often the leader proposes lease checkpoints, so remaining TTLs survive a leader change. */
+export const LEASE_CHECKPOINT_MS = 5000;
+export const VERSION = '3.5.0';
+
+export interface MemberConfig {
+  readonly name: string;
+  readonly dataDir: string;
+  readonly clientURLs: readonly string[];
+  readonly peerURLs: readonly string[];
+  /** name -> peer URLs, as --initial-cluster. */
+  readonly initialCluster: ReadonlyMap<string, readonly string[]>;
+  readonly initialClusterState: 'new' | 'existing';
+  readonly initialClusterToken: string;
+  readonly heartbeatMs: number;
+  readonly electionMs: number;
+  readonly maxRequestBytes: number;
+  readonly maxTxnOps: number;
+  readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+interface Waiter {
+  resolve(r: ApplyResponse): void;
+  reject(e: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+/** What a proposed entry carries: who proposed it (to find the waiter) and the request. */
+interface Proposal {
+  o: NodeId;
+  i: number;
+  r: ApplyRequest;
+}
+
+/** etcd derives member IDs from the peer URLs and the cluster token; 48 bits here (Raft ids are numbers). */
+export function memberIdOf(peerURLs: readonly string[], token: string): NodeId {
+  const h = createHash('sha1').update([...peerURLs].sort().join('')).update(token).digest();
+  return h.readUIntBE(0, 6) || 1;
+}
+
+export function clusterIdOf(ids: readonly NodeId[], token: string): bigint {
+  const h = createHash('sha1')
+    .update([...ids].sort((a, b) => a - b).join(','))
+    .update(token)
+    .digest();
+  return h.readBigUInt64BE(0) & 0x7fffffffffffffffn;
+}
+
+export class RaftMember implements Member {
+  readonly memberId: bigint;
+  readonly clusterId: bigint;
+  readonly name: string;
+  readonly limits: { maxRequestBytes: number; maxTxnOps: number };
+  readonly transport: PeerTransport;
+  private readonly id: NodeId;
+  private readonly infos = new Map<NodeId, MemberInfo>();
+  private readonly waiters = new Map<number, Waiter>();
+  private nextReq = 1;
+  private readonly reads = new Map<string, { resolve(): void; reject(e: Error): void; index: number; timer: NodeJS.Timeout }>();
+  private nextRead = 1;
+  private applied = 0;
+  private committed = 0;
+  private role: Role = Role.Follower;
+  private lead: NodeId = 0;
+  private stopped = false;
+  private wake: (() => void) | undefined;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private loopDone: Promise<void> = Promise.resolve();
+  private readonly requestTimeoutMs: number;
+  leaderChanges = 0;
+
+  private constructor(
+    private readonly cfg: MemberConfig,
+    readonly sm: StateMachine,
+    private readonly wal: Wal,
+    private readonly storage: MemoryStorage,
+    private readonly rn: RawNode,
+    id: NodeId,
+    clusterId: bigint,
+  ) {
+    this.id = id;
+    this.memberId = BigInt(id);
+    this.clusterId = clusterId;
+    this.name = cfg.name;
+    this.limits = { maxRequestBytes: cfg.maxRequestBytes, maxTxnOps: cfg.maxTxnOps };
+    // etcd: 5 s plus two election timeouts.
+    this.requestTimeoutMs = 5000 + 2 * cfg.electionMs;
+    this.transport = new PeerTransport({
+      onMessages: (msgs) => this.receive(msgs),
+      onUnreachable: (peer) => this.rn.reportUnreachable(peer),
+      onForward: (req) => this.handleForward(req),
+    });
+  }
+
+  static async start(cfg: MemberConfig): Promise<RaftMember> {
+    const dir = join(cfg.dataDir, 'member');
+    await mkdir(dir, { recursive: true });
+    const ids = new Map<string, NodeId>();
+    for (const [name, urls] of cfg.initialCluster) ids.set(name, memberIdOf(urls, cfg.initialClusterToken));
+    const id = memberIdOf(cfg.peerURLs, cfg.initialClusterToken);
+    if (ids.get(cfg.name) !== id) {
+      throw new Error(`--initial-cluster has ${cfg.name}=${cfg.initialCluster.get(cfg.name)?.join(',') ?? '(missing)'} but --initial-advertise-peer-urls is ${cfg.peerURLs.join(',')}`);
+    }
+    const clusterId = clusterIdOf([...ids.values()], cfg.initialClusterToken);
+    const { wal, replay } = await Wal.open(join(dir, 'wal'), {
+      metadata: { memberId: id, clusterId: clusterId.toString(16) },
+      logger: (level, msg, fields) => cfg.log(level === 'error' ? 'error' : level === 'warn' ? 'warn' : 'info', msg, fields),
+    });
+    const storage = new MemoryStorage();
+    if (replay.created) {
+      if (cfg.initialClusterState === 'new') {
+        bootstrap(storage, [...ids.values()]);
+        const ents = storage.entries(1, storage.lastIndex() + 1, Infinity);
+        if (!Array.isArray(ents)) throw new Error('bootstrap entries unreadable');
+        await wal.save({ hardState: storage.initialState().hardState, entries: ents });
+      }
+    } else {
+      if (replay.snapshot !== undefined) storage.applySnapshot(replay.snapshot);
+      storage.setHardState(replay.hardState);
+      if (replay.entries.length > 0) storage.append(replay.entries);
+    }
+    const sm = await StateMachine.open(join(dir, 'db'), { maxTxnOps: cfg.maxTxnOps, minTTL: Math.ceil((1.5 * cfg.electionMs) / 1000) });
+    const rn = new RawNode({
+      id,
+      storage,
+      electionTick: Math.max(2, Math.round(cfg.electionMs / cfg.heartbeatMs)),
+      heartbeatTick: 1,
+      random: (n) => randomBytes(4).readUInt32BE(0) % n,
+      preVote: true,
+      checkQuorum: true,
+      applied: replay.snapshot?.metadata.index ?? 0,
+    });
+    const m = new RaftMember(cfg, sm, wal, storage, rn, id, clusterId);
+    for (const [name, urls] of cfg.initialCluster) {
+      const mid = ids.get(name)!;
+      m.infos.set(mid, { id: BigInt(mid), name, peerURLs: [...urls], clientURLs: mid === id ? [...cfg.clientURLs] : [], isLearner: false });
+      if (mid !== id) m.transport.setPeer(mid, urls[0]!);
+    }
+    m.run();
+    return m;
+  }
+
+  term(): number {
+    return this.rn.status().term;
+  }
+
+  get isLeader(): boolean {
+    return this.role === Role.Leader;
+  }
+
+  get leaderId(): NodeId {
+    return this.lead;
+  }
+
+  // ------------------------------------------------------------------ requests
+
+  async propose(req: ApplyRequest): Promise<ApplyResponse> {
+    if (this.stopped) throw errStopped();
+    const i = this.nextReq++;
+    const data = packr.pack({ o: this.id, i, r: req } satisfies Proposal);
+    if (data.length > this.cfg.maxRequestBytes) throw errRequestTooLarge();
+    await this.waitForLeader();
+    if (this.committed - this.applied > MAX_GAP_APPLY_COMMIT) return Promise.reject(errTooManyRequests());
+    return new Promise<ApplyResponse>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters.delete(i);
+        reject(errTimeout());
+      }, this.requestTimeoutMs);
+      this.waiters.set(i, { resolve, reject, timer });
+      const err = this.rn.propose(data);
+      if (err !== undefined) {
+        clearTimeout(timer);
+        this.waiters.delete(i);
+        reject(errNoLeader());
+        return;
+      }
+      this.kick();
+    });
+  }
+
+  async readBarrier(): Promise<void> {
+    if (this.stopped) throw errStopped();
+    await this.waitForLeader();
+    const n = this.nextRead++;
+    const ctx = Buffer.allocUnsafe(8);
+    ctx.writeUInt32BE(this.id % 2 ** 32, 0);
+    ctx.writeUInt32BE(n, 4);
+    const key = ctx.toString('hex');
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.reads.delete(key);
+        reject(errTimeout());
+      }, this.requestTimeoutMs);
+      this.reads.set(key, { resolve, reject, index: -1, timer });
+      this.rn.readIndex(ctx);
+      this.kick();
+    });
+  }
+
+  /**
+   * A member that has not yet heard from a leader (just started, or in an election) holds the
+   * request for up to three election timeouts rather than failing at once.
+   */
+  private async waitForLeader(): Promise<void> {
+    const deadline = Date.now() + 3 * this.cfg.electionMs;
+    while (this.lead === 0) {
+      if (this.stopped) throw errStopped();
+      if (Date.now() > deadline) throw errNoLeader();
+      await new Promise((r) => setTimeout(r, this.cfg.heartbeatMs));
+    }
+  }
+
+  async leaseKeepAlive(id: bigint): Promise<number> {
+    if (this.isLeader) return this.sm.lessor.renew(id);
+    return (await this.toLeader({ op: 'keepalive', id })) as number;
+  }
+
+  async leaseTimeToLive(id: bigint, keys: boolean): Promise<LeaseTimeToLiveResponse> {
+    if (!this.isLeader) return (await this.toLeader({ op: 'ttl', id, keys })) as LeaseTimeToLiveResponse;
+    await this.readBarrier();
+    const t = this.sm.lessor.timeToLive(id, keys);
+    return { header: { revision: this.sm.store.rev }, ID: id, TTL: t.TTL, grantedTTL: t.grantedTTL, keys: t.keys };
+  }
+
+  async leaseLeases(): Promise<bigint[]> {
+    await this.readBarrier();
+    return this.sm.lessor.leases();
+  }
+
+  members(): MemberInfo[] {
+    return [...this.infos.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+
+  addMember(): Promise<{ member: MemberInfo; members: MemberInfo[] }> {
+    return Promise.reject(errNotCapable());
+  }
+
+  removeMember(): Promise<MemberInfo[]> {
+    return Promise.reject(errNotCapable());
+  }
+
+  updateMember(): Promise<MemberInfo[]> {
+    return Promise.reject(errNotCapable());
+  }
+
+  promoteMember(): Promise<MemberInfo[]> {
+    return Promise.reject(errNotCapable());
+  }
+
+  async status(): Promise<MemberStatus> {
+    const st = this.rn.status();
+    const dbSize = await dirSize(join(this.cfg.dataDir, 'member', 'db'));
+    return {
+      version: VERSION,
+      dbSize,
+      dbSizeInUse: dbSize,
+      leader: BigInt(st.lead),
+      raftIndex: st.commit,
+      raftTerm: st.term,
+      raftAppliedIndex: this.applied,
+      errors: [],
+      isLearner: st.confState.learners.includes(this.id),
+    };
+  }
+
+  alarms(): AlarmMember[] {
+    return [];
+  }
+
+  alarm(_action: 'activate' | 'deactivate', _memberID: bigint, _alarm: AlarmType): Promise<AlarmMember[]> {
+    return Promise.resolve([]);
+  }
+
+  async defragment(): Promise<void> {
+    await this.sm.store.backend.db.compactRange(Buffer.alloc(0), Buffer.from([0xff]));
+  }
+
+  moveLeader(target: bigint): Promise<void> {
+    if (!this.isLeader) return Promise.reject(new ServerError('FAILED_PRECONDITION', 'etcdserver: not leader'));
+    this.rn.transferLeader(Number(target));
+    this.kick();
+    return new Promise((resolve, reject) => {
+      const started = Date.now();
+      const check = setInterval(() => {
+        if (this.lead === Number(target)) {
+          clearInterval(check);
+          resolve();
+        } else if (Date.now() - started > this.requestTimeoutMs) {
+          clearInterval(check);
+          reject(errTimeout());
+        }
+      }, this.cfg.heartbeatMs);
+    });
+  }
+
+  async snapshot(): Promise<AsyncIterable<Buffer>> {
+    return (await this.sm.snapshot()).chunks;
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    this.kick();
+    await this.loopDone;
+    this.transport.close();
+    for (const w of this.waiters.values()) {
+      clearTimeout(w.timer);
+      w.reject(errStopped());
+    }
+    for (const r of this.reads.values()) {
+      clearTimeout(r.timer);
+      r.reject(errStopped());
+    }
+    await this.wal.close();
+    await this.sm.close();
+  }
+
+  // ------------------------------------------------------------------ the loop
+
+  private receive(msgs: Message[]): void {
+    if (this.stopped) return;
+    for (const m of msgs) this.rn.step(m);
+    this.kick();
+  }
+
+  private kick(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  private run(): void {
+    this.timers.push(
+      setInterval(() => {
+        this.rn.tick();
+        this.kick();
+      }, this.cfg.heartbeatMs),
+      setInterval(() => this.revokeExpired(), LEASE_EXPIRY_CHECK_MS),
+      setInterval(() => this.checkpointLeases(), LEASE_CHECKPOINT_MS),
+    );
+    this.loopDone = this.loop().catch((err: unknown) => {
+      this.cfg.log('error', 'raft loop failed; stopping', { error: String((err as Error)?.stack ?? err) });
+      process.exitCode = 1;
+      void this.stop();
+    });
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      if (!this.rn.hasReady()) {
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        continue;
+      }
+      const rd = this.rn.ready();
+      await this.handle(rd);
+      this.rn.advance(rd);
+    }
+  }
+
+  private async handle(rd: Ready): Promise<void> {
+    if (rd.softState !== undefined) this.onSoftState(rd.softState.role, rd.softState.lead);
+    if (rd.snapshot !== undefined || rd.entries.length > 0 || rd.hardState !== undefined) {
+      await this.wal.save({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot });
+      if (rd.snapshot !== undefined) this.storage.applySnapshot(rd.snapshot);
+      if (rd.entries.length > 0) this.storage.append(rd.entries);
+      if (rd.hardState !== undefined) this.storage.setHardState(rd.hardState);
+    }
+    if (rd.hardState !== undefined) this.committed = rd.hardState.commit;
+    if (this.stopped) return;
+    this.transport.send(rd.messages);
+    for (const e of rd.committedEntries) this.applyEntry(e);
+    for (const rs of rd.readStates) {
+      const r = this.reads.get(Buffer.from(rs.context).toString('hex'));
+      if (r !== undefined) r.index = rs.index;
+    }
+    this.serveReads();
+  }
+
+  private onSoftState(role: Role, lead: NodeId): void {
+    if (lead !== this.lead) {
+      this.leaderChanges++;
+      this.cfg.log('info', 'leader changed', { leader: lead.toString(16), term: this.rn.status().term });
+    }
+    const wasLeader = this.role === Role.Leader;
+    this.role = role;
+    this.lead = lead;
+    if (role === Role.Leader && !wasLeader) this.sm.lessor.promote(this.cfg.electionMs);
+    else if (role !== Role.Leader && wasLeader) this.sm.lessor.demote();
+  }
+
+  private applyEntry(e: Entry): void {
+    if (e.type === EntryType.ConfChange) {
+      const cc = decodeConfChange(e.data);
+      if (!(cc instanceof Error)) this.rn.applyConfChange(cc);
+      this.sm.applyEmpty(e.index);
+    } else if (e.data.length === 0) {
+      this.sm.applyEmpty(e.index);
+    } else {
+      const p = packr.unpack(e.data) as Proposal;
+      const result = this.sm.apply(e.index, p.r);
+      const w = p.o === this.id ? this.waiters.get(p.i) : undefined;
+      if (w !== undefined) {
+        this.waiters.delete(p.i);
+        clearTimeout(w.timer);
+        if (result.kind === 'ok') {
+          if (result.physical !== undefined) result.physical.then(() => w.resolve(result.response), (err: Error) => w.reject(err));
+          else w.resolve(result.response);
+        } else if (result.kind === 'error') w.reject(result.error);
+        else w.reject(errTimeout());
+      }
+    }
+    this.applied = e.index;
+  }
+
+  private serveReads(): void {
+    for (const [key, r] of this.reads) {
+      if (r.index >= 0 && r.index <= this.applied) {
+        this.reads.delete(key);
+        clearTimeout(r.timer);
+        r.resolve();
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ leases on the leader
+
+  private revokeExpired(): void {
+    if (!this.isLeader || this.stopped) return;
+    for (const id of this.sm.lessor.expired(LEASE_REVOKES_PER_CHECK)) {
+      this.propose({ leaseRevoke: { ID: id } }).catch(() => {});
+    }
+  }
+
+  private checkpointLeases(): void {
+    if (!this.isLeader || this.stopped) return;
+    const cps = this.sm.lessor.checkpoints(1000);
+    if (cps.length > 0) this.propose({ leaseCheckpoint: { checkpoints: cps } }).catch(() => {});
+  }
+
+  // ------------------------------------------------------------------ forwarding
+
+  private async toLeader(req: { op: string; [k: string]: unknown }): Promise<unknown> {
+    if (this.lead === 0) throw errNoLeader();
+    const res = (await this.transport.forward(this.lead, req).catch(() => {
+      throw errTimeout();
+    })) as { error?: { code: string; message: string } } | unknown;
+    const e = (res as { error?: { code: string; message: string } } | null)?.error;
+    if (e !== undefined && typeof e === 'object') {
+      throw new MvccError('Forwarded', e.code as MvccError['code'], e.message);
+    }
+    return res;
+  }
+
+  private async handleForward(req: unknown): Promise<unknown> {
+    const r = req as { op: string; id: bigint; keys?: boolean };
+    try {
+      if (r.op === 'keepalive') return await this.leaseKeepAlive(r.id);
+      if (r.op === 'ttl') return await this.leaseTimeToLive(r.id, r.keys === true);
+      throw new ServerError('INVALID_ARGUMENT', `unknown forwarded op ${r.op}`);
+    } catch (err) {
+      return { error: errorPayload(err) };
+    }
+  }
+}
+
+async function dirSize(dir: string): Promise<number> {
+  let total = 0;
+  for (const f of await readdir(dir).catch(() => [] as string[])) {
+    total += await stat(join(dir, f)).then(
+      (s) => s.size,
+      () => 0,
+    );
+  }
+  return total;
+}

@@ -1,0 +1,229 @@
+/**
+ * Member-to-member transport over gRPC: one client stream per peer carrying batches of Raft
+ * messages (msgpack), reopened with exponential backoff when it breaks, and a unary call for
+ * requests only the leader can answer (lease keepalives, time-to-live). The service is defined
+ * with identity serializers: the payloads are already bytes.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Message, NodeId } from '@capstan/raft';
+import { Packr } from 'msgpackr';
+
+/** Largest peer message: a snapshot travels in one MsgSnap for now, so this bounds the store size that can be sent. */
+export const MAX_PEER_MESSAGE_BYTES = 512 * 1024 * 1024;
+/** Messages queued for one peer before further ones are dropped (Raft retries what it needs). */
+export const MAX_PEER_QUEUE = 4096;
+const BACKOFF_MIN_MS = 50;
+const BACKOFF_MAX_MS = 2000;
+/** A forwarded request that gets no answer in this long fails (the caller maps it to a timeout). */
+export const FORWARD_TIMEOUT_MS = 5000;
+
+export const packr = new Packr({ useRecords: false, int64AsType: 'bigint', moreTypes: false });
+
+const identity = (b: Buffer): Buffer => b;
+const PEER_SERVICE: grpc.ServiceDefinition = {
+  stream: {
+    path: '/capstan.peer.Peer/Stream',
+    requestStream: true,
+    responseStream: false,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  },
+  forward: {
+    path: '/capstan.peer.Peer/Forward',
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  },
+};
+const PeerClient = grpc.makeGenericClientConstructor(PEER_SERVICE, 'Peer');
+
+export interface PeerHandlers {
+  onMessages(msgs: Message[]): void;
+  /** A peer could not be reached: Raft should slow down probing it. */
+  onUnreachable(id: NodeId): void;
+  /** A request forwarded by a peer; the answer goes back to it. */
+  onForward(req: unknown): Promise<unknown>;
+}
+
+const CHANNEL_OPTIONS = {
+  'grpc.max_receive_message_length': MAX_PEER_MESSAGE_BYTES,
+  'grpc.max_send_message_length': MAX_PEER_MESSAGE_BYTES,
+  'grpc.initial_reconnect_backoff_ms': BACKOFF_MIN_MS,
+  'grpc.max_reconnect_backoff_ms': BACKOFF_MAX_MS,
+  'grpc.keepalive_time_ms': 10_000,
+};
+
+class Peer {
+  private client: grpc.Client;
+  private stream: grpc.ClientWritableStream<Buffer> | undefined;
+  private backoff = BACKOFF_MIN_MS;
+  private retryAt = 0;
+  private closed = false;
+
+  constructor(
+    readonly id: NodeId,
+    private url: string,
+    private readonly handlers: PeerHandlers,
+  ) {
+    this.client = new PeerClient(target(url), grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+  }
+
+  send(msgs: Message[]): void {
+    if (this.closed) return;
+    const s = this.open();
+    if (s === undefined) {
+      this.handlers.onUnreachable(this.id);
+      return;
+    }
+    // Backpressure: a peer that cannot keep up loses messages, which Raft recovers from; memory must not grow.
+    if (s.writableLength > MAX_PEER_QUEUE * 1024) {
+      this.handlers.onUnreachable(this.id);
+      return;
+    }
+    s.write(packr.pack(msgs));
+  }
+
+  forward(req: unknown): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const deadline = new Date(Date.now() + FORWARD_TIMEOUT_MS);
+      const client = this.client as unknown as {
+        forward(req: Buffer, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Buffer) => void): void;
+      };
+      client.forward(packr.pack(req), { deadline }, (err, res) => {
+        if (err !== null) reject(err);
+        else resolve(packr.unpack(res!));
+      });
+    });
+  }
+
+  setUrl(url: string): void {
+    if (url === this.url) return;
+    this.url = url;
+    this.stream?.end();
+    this.stream = undefined;
+    this.client.close();
+    this.client = new PeerClient(target(url), grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.stream?.end();
+    this.client.close();
+  }
+
+  private open(): grpc.ClientWritableStream<Buffer> | undefined {
+    if (this.stream !== undefined) return this.stream;
+    if (Date.now() < this.retryAt) return undefined;
+    const s = (this.client as unknown as { stream: (cb: grpc.requestCallback<Buffer>) => grpc.ClientWritableStream<Buffer> }).stream(() => {});
+    s.on('error', () => this.broken(s));
+    s.on('close', () => this.broken(s));
+    // The first successful write proves the link; until then back off exponentially.
+    s.on('status', () => this.broken(s));
+    this.stream = s;
+    return s;
+  }
+
+  private broken(s: grpc.ClientWritableStream<Buffer>): void {
+    if (this.stream !== s) return;
+    this.stream = undefined;
+    this.retryAt = Date.now() + this.backoff;
+    this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX_MS);
+    this.handlers.onUnreachable(this.id);
+  }
+
+  /** A message arrived from this peer: its link works, so the next break retries quickly. */
+  heard(): void {
+    this.backoff = BACKOFF_MIN_MS;
+  }
+}
+
+export class PeerTransport {
+  private readonly peers = new Map<NodeId, Peer>();
+
+  constructor(private readonly handlers: PeerHandlers) {}
+
+  /** Registers the peer service on the member's peer gRPC server. */
+  register(server: grpc.Server): void {
+    server.addService(PEER_SERVICE, {
+      stream: (call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+        call.on('data', (buf: Buffer) => {
+          let msgs: Message[];
+          try {
+            msgs = packr.unpack(buf) as Message[];
+          } catch {
+            return; // a garbled batch is dropped; Raft retransmits
+          }
+          if (msgs.length > 0) this.peers.get(msgs[0]!.from)?.heard();
+          this.handlers.onMessages(msgs);
+        });
+        call.on('end', () => callback(null, Buffer.alloc(0)));
+        call.on('error', () => {});
+      },
+      forward: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+        let req: unknown;
+        try {
+          req = packr.unpack(call.request);
+        } catch (err) {
+          callback({ code: grpc.status.INVALID_ARGUMENT, details: String(err) });
+          return;
+        }
+        this.handlers.onForward(req).then(
+          (res) => callback(null, packr.pack(res)),
+          (err: unknown) => callback(null, packr.pack({ error: errorPayload(err) })),
+        );
+      },
+    });
+  }
+
+  setPeer(id: NodeId, url: string): void {
+    const p = this.peers.get(id);
+    if (p === undefined) this.peers.set(id, new Peer(id, url, this.handlers));
+    else p.setUrl(url);
+  }
+
+  removePeer(id: NodeId): void {
+    this.peers.get(id)?.close();
+    this.peers.delete(id);
+  }
+
+  send(msgs: readonly Message[]): void {
+    const byPeer = new Map<NodeId, Message[]>();
+    for (const m of msgs) {
+      let list = byPeer.get(m.to);
+      if (list === undefined) byPeer.set(m.to, (list = []));
+      list.push(m);
+    }
+    for (const [to, list] of byPeer) {
+      const p = this.peers.get(to);
+      if (p === undefined) continue;
+      p.send(list);
+    }
+  }
+
+  forward(to: NodeId, req: unknown): Promise<unknown> {
+    const p = this.peers.get(to);
+    if (p === undefined) return Promise.reject(new Error(`no peer ${to}`));
+    return p.forward(req);
+  }
+
+  close(): void {
+    for (const p of this.peers.values()) p.close();
+    this.peers.clear();
+  }
+}
+
+export function errorPayload(err: unknown): { code: string; message: string } {
+  const e = err as { code?: unknown; message?: unknown };
+  return { code: typeof e.code === 'string' ? e.code : 'INTERNAL', message: String(e.message ?? err) };
+}
+
+/** "http://127.0.0.1:2380" -> "127.0.0.1:2380", what grpc-js dials. */
+export function target(url: string): string {
+  const u = new URL(url);
+  return u.host;
+}
