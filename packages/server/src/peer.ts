@@ -13,7 +13,7 @@ export const MAX_PEER_MESSAGE_BYTES = 512 * 1024 * 1024;
 /** Messages queued for one peer before further ones are dropped (Raft retries what it needs). */
 export const MAX_PEER_QUEUE = 4096;
 const BACKOFF_MIN_MS = 50;
-const BACKOFF_MAX_MS = 2000;
+const BACKOFF_MAX_MS = 1000;
 /** A forwarded request that gets no answer in this long fails (the caller maps it to a timeout). */
 export const FORWARD_TIMEOUT_MS = 5000;
 
@@ -139,6 +139,7 @@ class Peer {
   /** A message arrived from this peer: its link works, so the next break retries quickly. */
   heard(): void {
     this.backoff = BACKOFF_MIN_MS;
+    this.retryAt = 0;
   }
 }
 
