@@ -8,7 +8,7 @@ import { ClassicLevel } from 'classic-level';
 import { MvccError } from './errors.js';
 import { decodeSnapshot, encodeSnapshot } from './snapshot.js';
 import { Lessor, type LessorOptions } from './lessor.js';
-import { KvStore, type StoreOptions } from './store.js';
+import { CONSISTENT_INDEX_KEY, KvStore, type StoreOptions } from './store.js';
 import type {
   ApplyRequest,
   ApplyResponse,
@@ -86,14 +86,21 @@ export class StateMachine {
   }
 
   /**
-   * The whole store as a byte stream, for a Raft snapshot at `index` (the consistent index it
-   * holds). The caller applies nothing until this resolves: from then on the stream reads a
-   * LevelDB snapshot, so applies may go on while it is consumed.
+   * The whole store as a byte stream, for a Raft snapshot at `index` (the consistent index in the
+   * same LevelDB snapshot the stream reads, so the two always agree, whatever is applied meanwhile).
    */
   async snapshot(): Promise<{ index: number; chunks: AsyncGenerator<Buffer> }> {
+    const db = this.store.backend.db;
     await this.store.backend.flush();
-    const index = this.store.consistentIndex;
-    const it = this.store.backend.db.iterator();
+    const snap = db.snapshot();
+    let index: number;
+    try {
+      index = this.store.consistentIndexIn(await db.get(CONSISTENT_INDEX_KEY, { snapshot: snap }));
+    } catch (err) {
+      await snap.close();
+      throw err;
+    }
+    const it = db.iterator({ snapshot: snap });
     async function* pairs(): AsyncGenerator<[Buffer, Buffer]> {
       try {
         for (;;) {
@@ -103,6 +110,7 @@ export class StateMachine {
         }
       } finally {
         await it.close();
+        await snap.close();
       }
     }
     return { index, chunks: encodeSnapshot(pairs()) };

@@ -45,7 +45,8 @@ export const COMPACTION_INDEX_CHUNK = 10_000;
 /** Records read per iterator step (history, hash, restore). */
 const SCAN_BATCH = 1000;
 
-const META_CONSISTENT_INDEX = metaKey('consistent_index');
+export const CONSISTENT_INDEX_KEY = metaKey('consistent_index');
+const META_CONSISTENT_INDEX = CONSISTENT_INDEX_KEY;
 const META_SCHEDULED_COMPACT = metaKey('scheduledCompactRev');
 const META_FINISHED_COMPACT = metaKey('finishedCompactRev');
 const EMPTY = Buffer.alloc(0);
@@ -128,6 +129,11 @@ export class KvStore {
 
   get keyCount(): number {
     return this.index.size;
+  }
+
+  /** Decodes a stored consistent index (absent: nothing applied yet). */
+  consistentIndexIn(value: Buffer | undefined): number {
+    return value === undefined ? 0 : readU64(value, 0);
   }
 
   setConsistentIndex(i: number): void {
