@@ -176,6 +176,7 @@ export class WatchHub {
   private readonly unsubscribe: () => void;
   private queue: TxnEntry[] = [];
   private flushScheduled = false;
+  private flushing = false;
   private dispatchedRev: number;
   /** The revision being fanned out, while it is (congestion mid-fan-out needs it). */
   private dispatching: number | undefined;
@@ -269,8 +270,18 @@ export class WatchHub {
   /** @internal etcd's watchableStore.progress: only a synced watcher may be told "nothing up to now". */
   progress(w: Watcher): boolean {
     if (w.state !== 'synced' || w.stream.isCongested) return false;
-    w.stream.emit(response(w.id, this.store.rev));
+    w.stream.emit(response(w.id, this.progressRev()));
     return true;
+  }
+
+  /**
+   * The revision every synced watcher has been given all events up to: the store's, once queued
+   * transactions are fanned out (a progress header must not overtake events still in the queue).
+   */
+  private progressRev(): number {
+    if (this.dispatching !== undefined) return this.dispatching - 1; // called from a send mid-fan-out
+    if (!this.flushing) this.flush();
+    return this.dispatchedRev;
   }
 
   // ------------------------------------------------------------------ live fan-out
@@ -287,11 +298,15 @@ export class WatchHub {
 
   private flush(): void {
     this.flushScheduled = false;
+    if (this.flushing) return;
+    this.flushing = true;
     const queue = this.queue;
-    this.queue = [];
-    for (const entry of queue) {
-      if (this.closed) return;
-      this.dispatch(entry);
+    try {
+      // Entries queued by sends during the flush land in the same array and are taken in order.
+      for (let i = 0; i < queue.length && !this.closed; i++) this.dispatch(queue[i]!);
+    } finally {
+      this.queue = [];
+      this.flushing = false;
     }
   }
 

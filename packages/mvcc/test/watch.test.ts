@@ -379,6 +379,43 @@ t.test('requestProgress answers for synced watchers only', async (t) => {
   );
 });
 
+t.test('a progress response never overtakes events still queued for fan-out', async (t) => {
+  const { store, hub } = await setup(t);
+  const c = client(hub);
+  c.stream.watch({ key: b('q') });
+  store.put({ key: b('q'), value: b('1') });
+  c.stream.requestProgress(); // same tick as the write, before its fan-out microtask
+  t.same(
+    c.resps.slice(1).map((r) => [r.events.length, r.header.revision]),
+    [
+      [1, store.rev],
+      [0, store.rev],
+    ],
+  );
+});
+
+t.test('cancel or close while a catch-up read is in flight: nothing after it', async (t) => {
+  const { store, hub } = await setup(t);
+  for (let i = 0; i < 50; i++) store.put({ key: b('h'), value: b(`${i}`) });
+  await tick();
+  const c = client(hub);
+  c.stream.watch({ key: b('h'), startRevision: 2 });
+  c.stream.watch({ key: b('h'), startRevision: 2 });
+  c.stream.watch({ key: b('h'), startRevision: 2 });
+  const gone = client(hub);
+  gone.stream.watch({ key: b('h'), startRevision: 2 });
+  await Promise.resolve(); // the read has started, not finished
+  c.stream.cancel(1);
+  gone.stream.close();
+  await until('others caught up', () => eventsOf(c.resps, 0).length === 50 && eventsOf(c.resps, 2).length === 50);
+  store.put({ key: b('h'), value: b('live') });
+  await until('live', () => eventsOf(c.resps, 0).length === 51);
+  t.equal(eventsOf(c.resps, 1).length, 0, 'the cancelled watcher got nothing');
+  t.equal(gone.resps.length, 1, 'the closed stream got only its created response');
+  t.equal(eventsOf(c.resps, 2).length, 51);
+  t.equal(hub.syncedCount, 2);
+});
+
 t.test('a congested stream blocks neither writes nor another stream, and resumes exactly once', async (t) => {
   const { store, hub } = await setup(t);
   const slow = client(hub);
@@ -415,6 +452,24 @@ t.test('a congested stream blocks neither writes nor another stream, and resumes
     range(first, last).filter((r) => (r - first) % 4 === 1),
   );
   t.equal(hub.unsyncedCount, 0);
+});
+
+t.test('congestion mid-fan-out: watchers not yet given that revision get it after drain', async (t) => {
+  const { store, hub } = await setup(t);
+  const c = client(hub);
+  c.stream.watch({ key: b('m') });
+  c.stream.watch({ key: b('m') });
+  c.accept = false;
+  const { header } = store.put({ key: b('m'), value: b('1') });
+  await tick();
+  t.same([eventsOf(c.resps, 0).length, eventsOf(c.resps, 1).length], [1, 0], 'the first response filled the transport');
+  c.accept = true;
+  c.stream.drain();
+  await until('second watcher', () => eventsOf(c.resps, 1).length === 1);
+  store.put({ key: b('m'), value: b('2') });
+  await until('live', () => eventsOf(c.resps, 1).length === 2);
+  t.same(revs(eventsOf(c.resps, 0)), [header.revision, header.revision + 1]);
+  t.same(revs(eventsOf(c.resps, 1)), [header.revision, header.revision + 1]);
 });
 
 t.test('random backpressure: every event exactly once, in order', async (t) => {
