@@ -4,10 +4,10 @@
 // of 4 KiB writes into a preallocated file (the floor), then WAL save() latency and throughput
 // for batches of 1, 16 and 256 entries of 256 bytes.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Entry } from '@capstan/raft';
 import { Wal } from '@capstan/wal';
+import { fmt, parseFlags, run, withScratchDir } from './common.js';
 
 const RAW_WRITE_BYTES = 4096;
 const ENTRY_BYTES = 256;
@@ -25,18 +25,8 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { dir: undefined, samples: DEFAULT_SAMPLES };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const value = (): string => {
-      const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
-      if (v === undefined) throw new Error(`missing value for ${a}`);
-      return v;
-    };
-    if (a === '--dir' || a.startsWith('--dir=')) args.dir = value();
-    else if (a === '--samples' || a.startsWith('--samples=')) args.samples = Number(value());
-    else throw new Error(`unknown argument ${a} (use --dir D, --samples N)`);
-  }
+  const flags = parseFlags(argv, ['dir', 'samples'], '--dir D, --samples N');
+  const args: Args = { dir: flags.get('dir'), samples: Number(flags.get('samples') ?? DEFAULT_SAMPLES) };
   if (!Number.isSafeInteger(args.samples) || args.samples < 10) throw new Error('--samples must be an integer >= 10');
   return args;
 }
@@ -206,16 +196,9 @@ async function measureBatch(dir: string, batch: number, samples: number): Promis
   }
 }
 
-function fmt(n: number | undefined, digits: number): string {
-  return n === undefined ? '-' : n.toFixed(digits);
-}
-
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  const made = args.dir === undefined;
-  const dir = args.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'capstan-bench-fsync-'));
-  fs.mkdirSync(dir, { recursive: true });
-  try {
+  await withScratchDir(args.dir, 'capstan-bench-fsync-', async (dir) => {
     const rows: Row[] = await measureSmall(dir, args.samples);
     for (const b of BATCH_SIZES.filter((b) => b > 1)) rows.push(await measureBatch(dir, b, args.samples));
 
@@ -235,12 +218,7 @@ async function main(): Promise<void> {
     // What is left between the two is Node's own cost of an asynchronous fdatasync, measured by
     // the second row: the WAL against that says how much the WAL adds.
     console.log(`wal batch-of-1 p50 / async raw p50 = ${(rows[2]!.p50ms / rows[1]!.p50ms).toFixed(2)}x`);
-  } finally {
-    if (made) fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
-main().catch((e: unknown) => {
-  console.error(e instanceof Error ? e.message : e);
-  process.exitCode = 1;
-});
+run(main);
