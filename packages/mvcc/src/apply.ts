@@ -117,28 +117,20 @@ export class StateMachine {
   }
 
   /**
-   * Replaces the store in `dir` (closed by the caller) with a snapshot stream: written to a
-   * sibling directory first and swapped in only once the stream is whole, so a cut transfer leaves
-   * the old store as it was.
+   * Replaces the whole store with a snapshot stream (a Raft snapshot from the leader). The stream
+   * is written to a sibling directory and swapped in only once it is whole, so a cut transfer
+   * leaves the store as it was; a crash after that point finishes the swap on the next open. The
+   * caller applies nothing meanwhile. The same objects (store, lessor) stay in use.
    */
-  static async restore(dir: string, chunks: AsyncIterable<Uint8Array>, opts: StateMachineOptions = {}): Promise<StateMachine> {
-    const tmp = `${dir}.restore`;
-    await rm(tmp, { recursive: true, force: true });
-    const db = new ClassicLevel<Buffer, Buffer>(tmp, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
-    await db.open();
-    try {
-      for await (const batch of decodeSnapshot(chunks)) {
-        await db.batch(batch.map(([key, value]) => ({ type: 'put' as const, key, value })));
-      }
-      await db.close();
-      await writeFile(`${tmp}/${RESTORE_COMPLETE}`, '');
-    } catch (err) {
-      await db.close();
-      await rm(tmp, { recursive: true, force: true });
-      throw err;
-    }
-    return StateMachine.open(dir, opts);
+  async restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    const dir = this.store.backend.dir;
+    await writeRestore(dir, chunks);
+    await this.store.backend.reopen(() => finishRestore(dir));
+    await this.lessor.recover();
+    await this.store.reload();
+    this.attachLeasedKeys();
   }
+
 
   private dispatch(req: ApplyRequest): ApplyResult {
     const ok = (response: ApplyResponse): ApplyResult => ({ kind: 'ok', response });
@@ -182,6 +174,11 @@ export class StateMachine {
         lessor.detach(id, key);
       },
     });
+    this.attachLeasedKeys();
+  }
+
+  private attachLeasedKeys(): void {
+    const lessor = this.lessor;
     this.store.forEachLeasedKey((id, key) => {
       // A key whose lease record is gone stays as it is, as etcd's restore only logs it.
       if (lessor.lookup(id) !== undefined) lessor.attach(id, key);
@@ -203,4 +200,24 @@ async function finishRestore(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
   await rm(`${tmp}/${RESTORE_COMPLETE}`);
   await rename(tmp, dir);
+}
+
+/** Writes a snapshot stream into `${dir}.restore`, marked whole only once its trailer checked out. */
+async function writeRestore(dir: string, chunks: AsyncIterable<Uint8Array>): Promise<void> {
+  const tmp = `${dir}.restore`;
+  await rm(tmp, { recursive: true, force: true });
+  const db = new ClassicLevel<Buffer, Buffer>(tmp, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+  await db.open();
+  try {
+    for await (const batch of decodeSnapshot(chunks)) {
+      await db.batch(batch.map(([key, value]) => ({ type: 'put' as const, key, value })));
+    }
+    await db.batch([], { sync: true });
+    await db.close();
+    await writeFile(`${tmp}/${RESTORE_COMPLETE}`, '');
+  } catch (err) {
+    await db.close();
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
 }

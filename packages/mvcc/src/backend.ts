@@ -15,7 +15,8 @@ export interface BackendOptions {
 }
 
 export class Backend {
-  readonly db: ClassicLevel<Buffer, Buffer>;
+  /** Replaced only by reopen(), with everything flushed and nothing staged. */
+  db: ClassicLevel<Buffer, Buffer>;
   private staged: Op[] = [];
   /** Writes maybe not yet in LevelDB, by latin1 key; null marks a delete. */
   private readonly pending = new Map<string, Buffer | null>();
@@ -27,15 +28,17 @@ export class Backend {
   private closed = false;
   private readonly syncWrites: boolean;
 
-  private constructor(db: ClassicLevel<Buffer, Buffer>, options: BackendOptions) {
+  private constructor(
+    db: ClassicLevel<Buffer, Buffer>,
+    readonly dir: string,
+    options: BackendOptions,
+  ) {
     this.db = db;
     this.syncWrites = options.syncWrites ?? false;
   }
 
   static async open(dir: string, options: BackendOptions = {}): Promise<Backend> {
-    const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
-    await db.open();
-    return new Backend(db, options);
+    return new Backend(await openDb(dir), dir, options);
   }
 
   put(key: Buffer, value: Buffer): void {
@@ -75,6 +78,24 @@ export class Backend {
     await this.flush();
     this.pending.clear();
     await this.db.clear();
+  }
+
+  /**
+   * Closes the database, lets `swap` replace its directory, and opens it again: the same Backend
+   * object, so everything holding it (store, lessor) sees the new contents.
+   */
+  async reopen(swap: () => Promise<void>): Promise<void> {
+    await this.flush();
+    this.pending.clear();
+    await this.db.close();
+    await swap();
+    this.db = await openDb(this.dir);
+  }
+
+  /** Makes everything written so far durable (one synced LevelDB write covers the log before it). */
+  async sync(): Promise<void> {
+    await this.flush();
+    await this.db.batch([], { sync: true });
   }
 
   async close(): Promise<void> {
@@ -124,4 +145,10 @@ export class Backend {
       },
     );
   }
+}
+
+async function openDb(dir: string): Promise<ClassicLevel<Buffer, Buffer>> {
+  const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+  await db.open();
+  return db;
 }

@@ -83,13 +83,14 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
 }
 
 export class KvStore {
-  private readonly index = new TreeIndex();
+  private index = new TreeIndex();
   /** A fresh etcd store is at revision 1: the first write gets 2. */
   private currentRev = 1;
   /** etcd's compactMainRev: reads below it are refused; -1 until the first compaction, as etcd. */
   private compactMainRev = -1;
   private consistent = 0;
   private readonly listeners = new Set<TxnListener>();
+  private readonly resetListeners = new Set<() => void>();
   private leases: LeaseHooks = NO_LEASES;
   /** Compactions and hashes run one at a time, in order, so a hash never sees half a compaction. */
   private queue: Promise<void> = Promise.resolve();
@@ -148,6 +149,26 @@ export class KvStore {
   onTxn(fn: TxnListener): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
+  }
+
+  /**
+   * fn runs after the whole store was replaced (a Raft snapshot restored): watchers must catch up
+   * from history, not from the transactions they were fed.
+   */
+  onReset(fn: () => void): () => void {
+    this.resetListeners.add(fn);
+    return () => this.resetListeners.delete(fn);
+  }
+
+  /** Rebuilds everything in memory from the backend, after its contents were replaced. */
+  async reload(): Promise<void> {
+    await this.queue;
+    this.index = new TreeIndex();
+    this.currentRev = 1;
+    this.compactMainRev = -1;
+    this.consistent = 0;
+    await this.restore();
+    for (const fn of this.resetListeners) fn();
   }
 
   /** Every live key's lease, for a lessor rebuilding its attachments. */

@@ -90,10 +90,14 @@ t.test('a snapshot restores into another directory as the same store', async (t)
   async function* cut(): AsyncGenerator<Buffer> {
     for (let o = 0; o < bytes.length; o += 777) yield bytes.subarray(o, o + 777);
   }
-  const dir = join(t.testdir(), 'restored');
-  const dst = await StateMachine.restore(dir, cut(), { now: () => 0 });
-  t.teardown(() => dst.close());
+  const dst = await open(t);
+  dst.apply(1, { put: { key: b('only-here'), value: b('1') } });
+  let resets = 0;
+  dst.store.onReset(() => resets++);
+  await dst.restore(cut());
+  t.equal(resets, 1, 'reset listeners hear of it');
   t.equal(dst.consistentIndex, 400);
+  t.equal(dst.store.range({ key: b('only-here') }).count, 0, 'what was there before is gone');
   t.equal(dst.store.range({ key: b('late') }).count, 0);
   const h400 = await src.store.hashKV(dst.store.rev);
   t.equal((await dst.store.hashKV(0)).hash, h400.hash, 'HashKV equal at the snapshot revision');
@@ -108,21 +112,19 @@ t.test('a truncated or altered snapshot is refused and the old store stays', asy
   const parts = [];
   for await (const c of (await src.snapshot()).chunks) parts.push(c);
   const bytes = Buffer.concat(parts);
-  const dir = join(t.testdir(), 'victim');
-  const old = await StateMachine.open(dir);
-  old.apply(1, { put: { key: b('mine'), value: b('1') } });
-  await old.close();
+  const victim = await open(t);
+  victim.apply(1, { put: { key: b('mine'), value: b('1') } });
   async function* of(buf: Buffer): AsyncGenerator<Buffer> {
     yield buf;
   }
-  await t.rejects(StateMachine.restore(dir, of(bytes.subarray(0, bytes.length - 3))), { message: 'mvcc: bad snapshot: truncated (no trailer)' });
+  await t.rejects(victim.restore(of(bytes.subarray(0, bytes.length - 3))), { message: 'mvcc: bad snapshot: truncated (no trailer)' });
   const flipped = Buffer.from(bytes);
   flipped[100] ^= 1;
-  await t.rejects(StateMachine.restore(dir, of(flipped)), { message: 'mvcc: bad snapshot: checksum mismatch' });
-  await t.rejects(StateMachine.restore(dir, of(Buffer.from('nonsense and more'))), { message: 'mvcc: bad snapshot: not a capstan snapshot (bad magic)' });
-  const again = await StateMachine.open(dir);
-  t.teardown(() => again.close());
-  t.equal(again.store.range({ key: b('mine') }).count, 1, 'the store from before the failed restores');
+  await t.rejects(victim.restore(of(flipped)), { message: 'mvcc: bad snapshot: checksum mismatch' });
+  await t.rejects(victim.restore(of(Buffer.from('nonsense and more'))), { message: 'mvcc: bad snapshot: not a capstan snapshot (bad magic)' });
+  t.equal(victim.store.range({ key: b('mine') }).count, 1, 'the store from before the failed restores');
+  victim.apply(2, { put: { key: b('mine'), value: b('2') } });
+  t.equal(victim.store.range({ key: b('mine') }).kvs[0]!.version, 2, 'and it still takes writes');
 });
 
 t.test('apply is idempotent across SIGKILL: replaying the whole log gives the same store', async (t) => {
