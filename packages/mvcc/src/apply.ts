@@ -122,13 +122,19 @@ export class StateMachine {
    * leaves the store as it was; a crash after that point finishes the swap on the next open. The
    * caller applies nothing meanwhile. The same objects (store, lessor) stay in use.
    */
-  async restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
+  async restore(chunks: AsyncIterable<Uint8Array>, opts: { onlyForward?: boolean } = {}): Promise<boolean> {
     const dir = this.store.backend.dir;
-    await writeRestore(dir, chunks);
+    const index = await writeRestore(dir, chunks);
+    if (opts.onlyForward === true && index <= this.store.consistentIndex) {
+      // A store older than this one would undo applied entries that Raft will not deliver again.
+      await rm(`${dir}.restore`, { recursive: true, force: true });
+      return false;
+    }
     await this.store.backend.reopen(() => finishRestore(dir));
     await this.lessor.recover();
     await this.store.reload();
     this.attachLeasedKeys();
+    return true;
   }
 
 
@@ -202,8 +208,11 @@ async function finishRestore(dir: string): Promise<void> {
   await rename(tmp, dir);
 }
 
-/** Writes a snapshot stream into `${dir}.restore`, marked whole only once its trailer checked out. */
-async function writeRestore(dir: string, chunks: AsyncIterable<Uint8Array>): Promise<void> {
+/**
+ * Writes a snapshot stream into `${dir}.restore`, marked whole only once its trailer checked out;
+ * returns the consistent index it holds.
+ */
+async function writeRestore(dir: string, chunks: AsyncIterable<Uint8Array>): Promise<number> {
   const tmp = `${dir}.restore`;
   await rm(tmp, { recursive: true, force: true });
   const db = new ClassicLevel<Buffer, Buffer>(tmp, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
@@ -213,8 +222,10 @@ async function writeRestore(dir: string, chunks: AsyncIterable<Uint8Array>): Pro
       await db.batch(batch.map(([key, value]) => ({ type: 'put' as const, key, value })));
     }
     await db.batch([], { sync: true });
+    const ci = await db.get(CONSISTENT_INDEX_KEY);
     await db.close();
     await writeFile(`${tmp}/${RESTORE_COMPLETE}`, '');
+    return ci === undefined ? 0 : ci.readUInt32BE(0) * 2 ** 32 + ci.readUInt32BE(4);
   } catch (err) {
     await db.close();
     await rm(tmp, { recursive: true, force: true });

@@ -7,3 +7,4 @@ export { toRangeEnd, latin1, type RangeEnd } from './treeindex.js';
 export { StateMachine, DEFAULT_MIN_LEASE_TTL, type ApplyResult, type StateMachineOptions } from './apply.js';
 export { Lessor, MAX_LEASE_TTL, type Lease, type LessorOptions } from './lessor.js';
 export { encodeSnapshot, decodeSnapshot, SNAPSHOT_CHUNK_BYTES } from './snapshot.js';
+export * from './watch.js';

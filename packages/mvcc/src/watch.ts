@@ -115,6 +115,11 @@ class WatcherGroup {
     }
   }
 
+  *[Symbol.iterator](): IterableIterator<Watcher> {
+    for (const set of this.byKey.values()) yield* set;
+    yield* this.ranges;
+  }
+
   forEachMatch(key: string, fn: (w: Watcher) => void): void {
     const set = this.byKey.get(key);
     if (set !== undefined) for (const w of set) fn(w);
@@ -174,6 +179,7 @@ export class WatchHub {
   private readonly unsynced = new Set<Watcher>();
   private readonly streams = new Set<WatchStream>();
   private readonly unsubscribe: () => void;
+  private readonly unsubscribeReset: () => void;
   private queue: TxnEntry[] = [];
   private flushScheduled = false;
   private flushing = false;
@@ -195,6 +201,7 @@ export class WatchHub {
     this.maxPending = opts.maxPending ?? DEFAULT_MAX_PENDING;
     this.dispatchedRev = store.rev;
     this.unsubscribe = store.onTxn((rev, events) => this.onTxn(rev, events));
+    this.unsubscribeReset = store.onReset(() => this.onReset());
   }
 
   newStream(send: (resp: WatchResponse) => boolean, opts: WatchStreamOptions = {}): WatchStream {
@@ -218,6 +225,7 @@ export class WatchHub {
     for (const s of [...this.streams]) s.close();
     this.closed = true;
     this.unsubscribe();
+    this.unsubscribeReset();
     this.queue = [];
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
   }
@@ -282,6 +290,25 @@ export class WatchHub {
     if (this.dispatching !== undefined) return this.dispatching - 1; // called from a send mid-fan-out
     if (!this.flushing) this.flush();
     return this.dispatchedRev;
+  }
+
+  /**
+   * The store was replaced wholesale (a Raft snapshot installed): it jumped ahead without
+   * transactions to fan out, so every synced watcher goes back to catching up from storage, from
+   * the revision after the last one it was given.
+   */
+  private onReset(): void {
+    if (this.closed) return;
+    if (!this.flushing) this.flush();
+    this.tail = undefined;
+    for (const w of [...this.synced]) {
+      this.synced.delete(w);
+      w.state = 'unsynced';
+      w.minRev = Math.max(w.minRev, this.dispatchedRev + 1);
+      this.unsynced.add(w);
+    }
+    this.dispatchedRev = this.store.rev;
+    this.kick();
   }
 
   // ------------------------------------------------------------------ live fan-out

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
-import { StateMachine, type ApplyResult } from '../src/index.js';
+import { StateMachine, WatchHub, type ApplyResult } from '../src/index.js';
 import { entry } from './fixtures/entries.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -158,3 +158,40 @@ t.test('apply is idempotent across SIGKILL: replaying the whole log gives the sa
   }
   t.ok(killedMidway > 0, `some kills landed mid-apply (${killedMidway} of 12)`);
 });
+
+t.test('watchers of a store replaced by a snapshot catch up from the new store, once and in order', async (t) => {
+  const a = await open(t);
+  const src = await open(t);
+  for (let i = 1; i <= 30; i++) {
+    const req = { put: { key: b(`w/${i % 4}`), value: b(`v${i}`) } };
+    if (i <= 10) a.apply(i, req);
+    src.apply(i, req);
+  }
+  const hub = new WatchHub(a.store);
+  t.teardown(() => hub.close());
+  const revs: number[] = [];
+  const stream = hub.newStream((resp) => {
+    for (const e of resp.events) revs.push(e.kv.modRevision);
+    return true;
+  });
+  stream.watch({ key: b('w/'), rangeEnd: b('w0'), startRevision: 5 });
+  await until(() => revs.length === 7, 'catch-up to revision 11');
+  const { chunks } = await src.snapshot();
+  t.ok(await a.restore(chunks, { onlyForward: true }));
+  await until(() => revs.length === 27, 'catch-up after the restore');
+  a.apply(31, { put: { key: b('w/x'), value: b('live') } });
+  await until(() => revs.length === 28, 'a live write after it');
+  t.same(revs, Array.from({ length: 28 }, (_, i) => 5 + i), 'revisions 5..32, each once');
+  const older = await open(t);
+  older.apply(1, { put: { key: b('old'), value: b('1') } });
+  t.notOk(await a.restore((await older.snapshot()).chunks, { onlyForward: true }), 'a store behind this one is refused');
+  t.equal(a.consistentIndex, 31);
+});
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  const start = Date.now();
+  while (!cond()) {
+    if (Date.now() - start > 10_000) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
