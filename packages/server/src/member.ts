@@ -12,7 +12,9 @@ import {
   bootstrap,
   decodeConfChange,
   EntryType,
+  isStorageError,
   MemoryStorage,
+  MessageType,
   RawNode,
   Role,
   type Entry,
@@ -48,6 +50,10 @@ export const LEASE_REVOKES_PER_CHECK = 500;
 /** How often the leader proposes lease checkpoints, so remaining TTLs survive a leader change. */
 export const LEASE_CHECKPOINT_MS = 5000;
 export const VERSION = '3.5.0';
+/** etcd's --snapshot-count default: applied entries between two snapshots of the store. */
+export const DEFAULT_SNAPSHOT_COUNT = 100_000;
+/** Entries kept in the log behind a snapshot, so a slightly slow follower catches up without one (etcd's). */
+export const SNAPSHOT_CATCHUP_ENTRIES = 5000;
 
 export interface MemberConfig {
   readonly name: string;
@@ -62,6 +68,9 @@ export interface MemberConfig {
   readonly electionMs: number;
   readonly maxRequestBytes: number;
   readonly maxTxnOps: number;
+  readonly snapshotCount?: number;
+  /** Entries kept behind a snapshot; etcd's constant, a knob here for tests. */
+  readonly snapshotCatchUpEntries?: number;
   readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -69,6 +78,11 @@ interface Waiter {
   resolve(r: ApplyResponse): void;
   reject(e: Error): void;
   timer: NodeJS.Timeout;
+}
+
+/** What a Raft snapshot's data holds; the store itself travels beside it, streamed by the transport. */
+interface SnapshotData {
+  members: MemberInfo[];
 }
 
 /** What a proposed entry carries: who proposed it (to find the waiter) and the request. */
@@ -114,6 +128,11 @@ export class RaftMember implements Member {
   private loopDone: Promise<void> = Promise.resolve();
   private readonly requestTimeoutMs: number;
   leaderChanges = 0;
+  snapshotsSent = 0;
+  snapshotsInstalled = 0;
+  private snapIndex = 0;
+  /** Serializes applying entries with installing a snapshot of the store. */
+  private applyLock: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly cfg: MemberConfig,
@@ -135,6 +154,7 @@ export class RaftMember implements Member {
       onMessages: (msgs) => this.receive(msgs),
       onUnreachable: (peer) => this.rn.reportUnreachable(peer),
       onForward: (req) => this.handleForward(req),
+      onSnapshot: (msg, data) => this.installSnapshot(msg, data),
     });
   }
 
@@ -177,13 +197,24 @@ export class RaftMember implements Member {
       applied: replay.snapshot?.metadata.index ?? 0,
     });
     const m = new RaftMember(cfg, sm, wal, storage, rn, id, clusterId);
-    for (const [name, urls] of cfg.initialCluster) {
+    const initial: MemberInfo[] = [...cfg.initialCluster].map(([name, urls]) => {
       const mid = ids.get(name)!;
-      m.infos.set(mid, { id: BigInt(mid), name, peerURLs: [...urls], clientURLs: mid === id ? [...cfg.clientURLs] : [], isLearner: false });
-      if (mid !== id) m.transport.setPeer(mid, urls[0]!);
-    }
+      return { id: BigInt(mid), name, peerURLs: [...urls], clientURLs: mid === id ? [...cfg.clientURLs] : [], isLearner: false };
+    });
+    m.setMembers(replay.snapshot !== undefined ? (packr.unpack(replay.snapshot.data) as SnapshotData).members : initial);
+    m.snapIndex = replay.snapshot?.metadata.index ?? 0;
     m.run();
     return m;
+  }
+
+  private setMembers(list: readonly MemberInfo[]): void {
+    for (const id of this.infos.keys()) if (!list.some((mi) => Number(mi.id) === id)) this.transport.removePeer(id);
+    this.infos.clear();
+    for (const mi of list) {
+      const id = Number(mi.id);
+      this.infos.set(id, id === this.id ? { ...mi, clientURLs: [...this.cfg.clientURLs] } : mi);
+      if (id !== this.id && mi.peerURLs.length > 0) this.transport.setPeer(id, mi.peerURLs[0]!);
+    }
   }
 
   term(): number {
@@ -414,13 +445,87 @@ export class RaftMember implements Member {
     }
     if (rd.hardState !== undefined) this.committed = rd.hardState.commit;
     if (this.stopped) return;
-    this.transport.send(rd.messages);
-    for (const e of rd.committedEntries) this.applyEntry(e);
+    const snaps = rd.messages.filter((m) => m.type === MessageType.Snap);
+    this.transport.send(snaps.length === 0 ? rd.messages : rd.messages.filter((m) => m.type !== MessageType.Snap));
+    for (const m of snaps) this.sendSnapshot(m);
+    await this.withApplyLock(async () => {
+      if (rd.snapshot !== undefined) {
+        // The store itself was installed from the stream before Raft saw the MsgSnap.
+        this.setMembers((packr.unpack(rd.snapshot.data) as SnapshotData).members);
+        this.snapIndex = rd.snapshot.metadata.index;
+        if (rd.snapshot.metadata.index > this.applied) this.applied = rd.snapshot.metadata.index;
+      }
+      for (const e of rd.committedEntries) this.applyEntry(e);
+    });
+    await this.maybeSnapshot();
     for (const rs of rd.readStates) {
       const r = this.reads.get(Buffer.from(rs.context).toString('hex'));
       if (r !== undefined) r.index = rs.index;
     }
     this.serveReads();
+  }
+
+  private withApplyLock(fn: () => Promise<void>): Promise<void> {
+    const run = this.applyLock.then(fn);
+    this.applyLock = run.catch(() => {});
+    return run;
+  }
+
+  /** etcd's triggerSnapshot: every snapshotCount applied entries, snapshot and compact the log. */
+  private async maybeSnapshot(): Promise<void> {
+    const count = this.cfg.snapshotCount ?? DEFAULT_SNAPSHOT_COUNT;
+    if (this.applied - this.snapIndex <= count) return;
+    const index = this.applied;
+    // The store must be durable through `index` before the WAL may forget the entries behind it.
+    await this.sm.store.backend.sync();
+    const data = packr.pack({ members: this.members() } satisfies SnapshotData);
+    const snap = this.storage.createSnapshot(index, this.rn.status().confState, data);
+    if (isStorageError(snap)) {
+      this.cfg.log('warn', 'snapshot not taken', { index, error: String(snap) });
+      return;
+    }
+    await this.wal.saveSnapshot(snap);
+    const keep = this.cfg.snapshotCatchUpEntries ?? SNAPSHOT_CATCHUP_ENTRIES;
+    if (index - keep > this.storage.firstIndex()) this.storage.compact(index - keep);
+    this.snapIndex = index;
+    this.cfg.log('info', 'saved snapshot', { index });
+  }
+
+  /** A follower needs the store: stream it beside the MsgSnap, then tell Raft how it went. */
+  private sendSnapshot(m: Message): void {
+    void (async () => {
+      const { chunks } = await this.sm.snapshot();
+      await this.transport.sendSnapshot(m.to, m, chunks);
+    })().then(
+      () => {
+        this.snapshotsSent++;
+        this.rn.reportSnapshot(m.to, true);
+        this.kick();
+      },
+      (err: unknown) => {
+        this.cfg.log('warn', 'sending snapshot failed', { to: m.to.toString(16), error: String(err) });
+        this.rn.reportSnapshot(m.to, false);
+        this.kick();
+      },
+    );
+  }
+
+  /**
+   * The leader's store arrived with its MsgSnap: install it unless this member is already past it
+   * (a store may only move forward), then let Raft take the snapshot.
+   */
+  private async installSnapshot(m: Message, data: AsyncIterable<Buffer>): Promise<void> {
+    if (m.type !== MessageType.Snap) throw new Error(`expected MsgSnap, got ${m.type}`);
+    await this.withApplyLock(async () => {
+      if (m.snapshot.metadata.index > this.rn.status().commit) {
+        if (await this.sm.restore(data, { onlyForward: true })) this.snapshotsInstalled++;
+      } else {
+        for await (const _ of data) {
+          // drain: Raft has this already
+        }
+      }
+    });
+    this.receive([m]);
   }
 
   private onSoftState(role: Role, lead: NodeId): void {

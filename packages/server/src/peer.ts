@@ -30,6 +30,15 @@ const PEER_SERVICE: grpc.ServiceDefinition = {
     responseSerialize: identity,
     responseDeserialize: identity,
   },
+  snapshot: {
+    path: '/capstan.peer.Peer/Snapshot',
+    requestStream: true,
+    responseStream: false,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  },
   forward: {
     path: '/capstan.peer.Peer/Forward',
     requestStream: false,
@@ -48,6 +57,8 @@ export interface PeerHandlers {
   onUnreachable(id: NodeId): void;
   /** A request forwarded by a peer; the answer goes back to it. */
   onForward(req: unknown): Promise<unknown>;
+  /** A MsgSnap and the leader's store as a stream; resolves once installed. */
+  onSnapshot(msg: Message, data: AsyncIterable<Buffer>): Promise<void>;
 }
 
 const CHANNEL_OPTIONS = {
@@ -98,6 +109,29 @@ class Peer {
         if (err !== null) reject(err);
         else resolve(packr.unpack(res!));
       });
+    });
+  }
+
+  /** Streams a MsgSnap followed by the store's chunks; resolves when the peer installed it. */
+  sendSnapshot(msg: Message, chunks: AsyncIterable<Buffer>): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const client = this.client as unknown as {
+        snapshot(cb: (err: grpc.ServiceError | null) => void): grpc.ClientWritableStream<Buffer>;
+      };
+      const call = client.snapshot((err) => (err === null ? resolve() : reject(err)));
+      call.on('error', () => {});
+      void (async () => {
+        try {
+          call.write(packr.pack(msg));
+          for await (const c of chunks) {
+            if (!call.write(c)) await new Promise((r) => call.once('drain', r));
+          }
+          call.end();
+        } catch (err) {
+          call.cancel();
+          reject(err as Error);
+        }
+      })();
     });
   }
 
@@ -165,6 +199,19 @@ export class PeerTransport {
         call.on('end', () => callback(null, Buffer.alloc(0)));
         call.on('error', () => {});
       },
+      snapshot: (call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+        const it = call[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+        void (async () => {
+          const first = await it.next();
+          if (first.done === true) throw new Error('empty snapshot stream');
+          const msg = packr.unpack(first.value) as Message;
+          const rest: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => it };
+          await this.handlers.onSnapshot(msg, rest);
+        })().then(
+          () => callback(null, Buffer.alloc(0)),
+          (err: unknown) => callback({ code: grpc.status.INTERNAL, details: String((err as Error)?.message ?? err) }),
+        );
+      },
       forward: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
         let req: unknown;
         try {
@@ -204,6 +251,12 @@ export class PeerTransport {
       if (p === undefined) continue;
       p.send(list);
     }
+  }
+
+  sendSnapshot(to: NodeId, msg: Message, chunks: AsyncIterable<Buffer>): Promise<void> {
+    const p = this.peers.get(to);
+    if (p === undefined) return Promise.reject(new Error(`no peer ${to}`));
+    return p.sendSnapshot(msg, chunks);
   }
 
   forward(to: NodeId, req: unknown): Promise<unknown> {
