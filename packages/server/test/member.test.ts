@@ -3,7 +3,7 @@
 // stopped and restarted from its data dir.
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { listen, shutdown } from '../src/listen.js';
 import { RaftMember, type MemberConfig } from '../src/member.js';
 import { freePorts } from './helpers/ports.js';
@@ -36,7 +36,7 @@ async function until(what: string, cond: () => boolean, ms = 10_000): Promise<vo
   }
 }
 
-t.test('a three-member cluster replicates, forwards, reads linearizably and survives its leader stopping', async (t) => {
+async function cluster3(t: Test, extra: Partial<MemberConfig> = {}): Promise<{ cfg: (i: number) => MemberConfig; running: Array<Running | undefined> }> {
   const ports = await freePorts(3);
   const names = ['m1', 'm2', 'm3'];
   const cluster = new Map(names.map((n, i) => [n, [`http://127.0.0.1:${ports[i]}`]]));
@@ -54,11 +54,17 @@ t.test('a three-member cluster replicates, forwards, reads linearizably and surv
     maxRequestBytes: 1.5 * 1024 * 1024,
     maxTxnOps: 128,
     log: () => {},
+    ...extra,
   });
   const running: Array<Running | undefined> = await Promise.all([0, 1, 2].map((i) => startMember(cfg(i))));
   t.teardown(async () => {
     for (const r of running) if (r !== undefined) await stop(r);
   });
+  return { cfg, running };
+}
+
+t.test('a three-member cluster replicates, forwards, reads linearizably and survives its leader stopping', async (t) => {
+  const { cfg, running } = await cluster3(t);
   const live = (): Running[] => running.filter((r): r is Running => r !== undefined);
   const leader = (): Running | undefined => live().find((r) => r.member.isLeader);
   await until('a leader', () => leader() !== undefined);
@@ -95,4 +101,31 @@ t.test('a three-member cluster replicates, forwards, reads linearizably and surv
   t.equal(back.member.sm.store.range({ key: b('after/'), rangeEnd: b('after0') }).count, 20, 'the restarted member caught up');
   const hashes = await Promise.all(live().map(async (r) => (await r.member.sm.store.hashKV(22)).hash));
   t.equal(new Set(hashes).size, 1, 'HashKV equal on every member at one revision');
+});
+
+t.test('a member that missed more than --snapshot-count entries catches up by snapshot', async (t) => {
+  const { cfg, running } = await cluster3(t, { snapshotCount: 50, snapshotCatchUpEntries: 10 });
+  const live = (): Running[] => running.filter((r): r is Running => r !== undefined);
+  await until('a leader', () => live().some((r) => r.member.isLeader));
+  const lagging = running.findIndex((r) => !r!.member.isLeader);
+  await stop(running[lagging]!);
+  running[lagging] = undefined;
+  for (let i = 0; i < 200; i++) await live()[0]!.member.propose({ put: { key: b(`s/${i % 10}`), value: b(String(i)) } });
+  await live()[0]!.member.propose({ leaseGrant: { ID: 77n, TTL: 600 } });
+  await live()[0]!.member.propose({ put: { key: b('leased'), value: b('1'), lease: 77n } });
+  running[lagging] = await startMember(cfg(lagging));
+  const back = running[lagging]!.member;
+  await back.readBarrier();
+  t.ok(back.snapshotsInstalled >= 1, `it installed a snapshot (${back.snapshotsInstalled})`);
+  t.equal(live().filter((r) => r.member.snapshotsSent > 0).length, 1, 'the leader sent it');
+  t.equal(back.sm.store.range({ key: b('s/'), rangeEnd: b('s0') }).count, 10);
+  t.equal(back.sm.store.range({ key: b('s/9') }).kvs[0]?.value.toString(), '199');
+  t.same(back.sm.lessor.timeToLive(77n, true).keys.map(String), ['leased'], 'leases came with the store');
+  const rev = back.sm.store.rev;
+  const hashes = await Promise.all(live().map(async (r) => (await r.member.sm.store.hashKV(rev)).hash));
+  t.equal(new Set(hashes).size, 1, 'HashKV equal on every member');
+  // And it goes on applying new writes after the snapshot.
+  await live()[0]!.member.propose({ put: { key: b('after-snap'), value: b('1') } });
+  await back.readBarrier();
+  t.equal(back.sm.store.range({ key: b('after-snap') }).count, 1);
 });
