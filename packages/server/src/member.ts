@@ -276,10 +276,10 @@ export class RaftMember implements Member {
 
   /**
    * A member that has not yet heard from a leader (just started, or in an election) holds the
-   * request for up to three election timeouts rather than failing at once.
+   * request for up to the request timeout rather than failing at once, as etcd's requests wait.
    */
   private async waitForLeader(): Promise<void> {
-    const deadline = Date.now() + 3 * this.cfg.electionMs;
+    const deadline = Date.now() + this.requestTimeoutMs;
     while (this.lead === 0) {
       if (this.stopped) throw errStopped();
       if (Date.now() > deadline) throw errNoLeader();
