@@ -216,6 +216,10 @@ export class WatchHub {
     return this.synced.size;
   }
 
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
   get unsyncedCount(): number {
     return this.unsynced.size;
   }
