@@ -9,6 +9,11 @@ import { errSnapshot } from './errors.js';
 
 const MAGIC = Buffer.from('CAPSNAP1');
 const TRAILER = 0xffffffff;
+/**
+ * The stream's length is a multiple of this (zeros after the trailer): etcdctl's `snapshot save`
+ * expects a bbolt file, whose size is whole pages, and refuses anything else before the sha256.
+ */
+export const SNAPSHOT_ALIGN_BYTES = 512;
 /** Bytes per emitted chunk, about; one record may exceed it. */
 export const SNAPSHOT_CHUNK_BYTES = 1 << 20;
 
@@ -16,8 +21,11 @@ export async function* encodeSnapshot(pairs: AsyncIterable<[Buffer, Buffer]>): A
   let crc = crc32c(MAGIC);
   let parts: Buffer[] = [MAGIC];
   let size = MAGIC.length;
+  /** Bytes already yielded. */
+  let total = 0;
   const flush = (): Buffer => {
     const chunk = Buffer.concat(parts, size);
+    total += size;
     parts = [];
     size = 0;
     return chunk;
@@ -36,6 +44,9 @@ export async function* encodeSnapshot(pairs: AsyncIterable<[Buffer, Buffer]>): A
   trailer.writeUInt32BE(crc, 4);
   parts.push(trailer);
   size += 8;
+  const pad = (SNAPSHOT_ALIGN_BYTES - ((total + size) % SNAPSHOT_ALIGN_BYTES)) % SNAPSHOT_ALIGN_BYTES;
+  if (pad > 0) parts.push(Buffer.alloc(pad));
+  size += pad;
   yield flush();
 }
 
@@ -45,8 +56,12 @@ export async function* decodeSnapshot(chunks: AsyncIterable<Uint8Array>): AsyncG
   let crc = 0;
   let started = false;
   let ended = false;
+  let padding = 0;
   for await (const c of chunks) {
-    if (ended) throw errSnapshot('bytes after the trailer');
+    if (ended) {
+      checkPadding(c, (padding += c.length));
+      continue;
+    }
     buf = buf.length === 0 ? Buffer.from(c) : Buffer.concat([buf, c]);
     if (!started) {
       if (buf.length < MAGIC.length) continue;
@@ -61,9 +76,10 @@ export async function* decodeSnapshot(chunks: AsyncIterable<Uint8Array>): AsyncG
       const kl = buf.readUInt32BE(off);
       if (kl === TRAILER) {
         if (buf.readUInt32BE(off + 4) !== crc >>> 0) throw errSnapshot('checksum mismatch');
-        if (buf.length - off > 8) throw errSnapshot('bytes after the trailer');
+        const rest = buf.subarray(off + 8);
+        checkPadding(rest, (padding += rest.length));
         ended = true;
-        off += 8;
+        off = buf.length;
         break;
       }
       const vl = buf.readUInt32BE(off + 4);
@@ -78,4 +94,9 @@ export async function* decodeSnapshot(chunks: AsyncIterable<Uint8Array>): AsyncG
     if (batch.length > 0) yield batch;
   }
   if (!ended) throw errSnapshot(started ? 'truncated (no trailer)' : 'empty');
+}
+
+/** After the trailer only alignment zeros may follow. */
+function checkPadding(bytes: Uint8Array, total: number): void {
+  if (total >= SNAPSHOT_ALIGN_BYTES || bytes.some((b) => b !== 0)) throw errSnapshot('bytes after the trailer');
 }
