@@ -1,1 +1,5 @@
 export * from './api.js';
+export { RaftMember, type MemberConfig, memberIdOf, clusterIdOf, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SNAPSHOT_COUNT } from './member.js';
+export { startNode, jsonLogger, type NodeConfig, type RunningNode } from './node.js';
+export { Metrics, serveMetrics } from './metrics.js';
+export { codec, addClientServices, serverOptions } from './grpc/index.js';

@@ -6,7 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ApplyRequest, ApplyResponse, LeaseTimeToLiveResponse } from '@capstan/mvcc';
+import type { ApplyRequest, ApplyResponse, ApplyResult, LeaseTimeToLiveResponse } from '@capstan/mvcc';
 import { MvccError, StateMachine } from '@capstan/mvcc';
 import {
   bootstrap,
@@ -71,6 +71,8 @@ export interface MemberConfig {
   readonly snapshotCount?: number;
   /** Entries kept behind a snapshot; etcd's constant, a knob here for tests. */
   readonly snapshotCatchUpEntries?: number;
+  /** Seconds each WAL save (write + fdatasync) took. */
+  readonly observeFsync?: (seconds: number) => void;
   readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -89,7 +91,10 @@ interface SnapshotData {
 interface Proposal {
   o: NodeId;
   i: number;
-  r: ApplyRequest;
+  /** A request for the state machine... */
+  r?: ApplyRequest;
+  /** ...or a member publishing its name and client URLs (etcd's attribute publish). */
+  a?: { id: bigint; name: string; clientURLs: string[] };
 }
 
 /** etcd derives member IDs from the peer URLs and the cluster token; 48 bits here (Raft ids are numbers). */
@@ -203,6 +208,7 @@ export class RaftMember implements Member {
     });
     m.setMembers(replay.snapshot !== undefined ? (packr.unpack(replay.snapshot.data) as SnapshotData).members : initial);
     m.snapIndex = replay.snapshot?.metadata.index ?? 0;
+    m.publish();
     m.run();
     return m;
   }
@@ -229,12 +235,28 @@ export class RaftMember implements Member {
     return this.lead;
   }
 
+  get appliedIndex(): number {
+    return this.applied;
+  }
+
+  get committedIndex(): number {
+    return this.committed;
+  }
+
+  get pendingProposals(): number {
+    return this.waiters.size;
+  }
+
   // ------------------------------------------------------------------ requests
 
-  async propose(req: ApplyRequest): Promise<ApplyResponse> {
+  propose(req: ApplyRequest): Promise<ApplyResponse> {
+    return this.proposeRaw({ r: req });
+  }
+
+  private async proposeRaw(body: Pick<Proposal, 'r' | 'a'>): Promise<ApplyResponse> {
     if (this.stopped) throw errStopped();
     const i = this.nextReq++;
-    const data = packr.pack({ o: this.id, i, r: req } satisfies Proposal);
+    const data = packr.pack({ o: this.id, i, ...body } satisfies Proposal);
     if (data.length > this.cfg.maxRequestBytes) throw errRequestTooLarge();
     await this.waitForLeader();
     if (this.committed - this.applied > MAX_GAP_APPLY_COMMIT) return Promise.reject(errTooManyRequests());
@@ -438,7 +460,9 @@ export class RaftMember implements Member {
   private async handle(rd: Ready): Promise<void> {
     if (rd.softState !== undefined) this.onSoftState(rd.softState.role, rd.softState.lead);
     if (rd.snapshot !== undefined || rd.entries.length > 0 || rd.hardState !== undefined) {
+      const t0 = performance.now();
       await this.wal.save({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot });
+      this.cfg.observeFsync?.((performance.now() - t0) / 1000);
       if (rd.snapshot !== undefined) this.storage.applySnapshot(rd.snapshot);
       if (rd.entries.length > 0) this.storage.append(rd.entries);
       if (rd.hardState !== undefined) this.storage.setHardState(rd.hardState);
@@ -518,7 +542,10 @@ export class RaftMember implements Member {
     if (m.type !== MessageType.Snap) throw new Error(`expected MsgSnap, got ${m.type}`);
     await this.withApplyLock(async () => {
       if (m.snapshot.metadata.index > this.rn.status().commit) {
-        if (await this.sm.restore(data, { onlyForward: true })) this.snapshotsInstalled++;
+        if (await this.sm.restore(data, { onlyForward: true })) {
+          this.snapshotsInstalled++;
+          this.cfg.log('info', 'installed snapshot from leader', { index: m.snapshot.metadata.index, 'consistent-index': this.sm.consistentIndex });
+        }
       } else {
         for await (const _ of data) {
           // drain: Raft has this already
@@ -549,7 +576,7 @@ export class RaftMember implements Member {
       this.sm.applyEmpty(e.index);
     } else {
       const p = packr.unpack(e.data) as Proposal;
-      const result = this.sm.apply(e.index, p.r);
+      const result = p.a !== undefined ? this.applyAttributes(e.index, p.a) : this.sm.apply(e.index, p.r ?? {});
       const w = p.o === this.id ? this.waiters.get(p.i) : undefined;
       if (w !== undefined) {
         this.waiters.delete(p.i);
@@ -562,6 +589,26 @@ export class RaftMember implements Member {
       }
     }
     this.applied = e.index;
+  }
+
+  private applyAttributes(index: number, a: NonNullable<Proposal['a']>): ApplyResult {
+    const id = Number(a.id);
+    const known = this.infos.get(id);
+    if (known !== undefined) this.infos.set(id, { ...known, name: a.name, clientURLs: id === this.id ? [...this.cfg.clientURLs] : a.clientURLs });
+    this.sm.applyEmpty(index);
+    return { kind: 'ok', response: { header: { revision: this.sm.store.rev } } };
+  }
+
+  /** etcd's publish: once there is a leader, tell the cluster this member's name and client URLs. */
+  private publish(): void {
+    const attempt = (): void => {
+      if (this.stopped) return;
+      this.proposeRaw({ a: { id: this.memberId, name: this.name, clientURLs: [...this.cfg.clientURLs] } }).catch(() => {
+        const t = setTimeout(attempt, this.cfg.electionMs);
+        t.unref();
+      });
+    };
+    attempt();
   }
 
   private serveReads(): void {

@@ -1,0 +1,16 @@
+export { codec, MessageCodec, protoDir, protoRoot } from './codec.js';
+export {
+  addClientServices,
+  CLIENT_SERVICES,
+  DEFAULT_PROGRESS_INTERVAL_MS,
+  GRPC_OVERHEAD_BYTES,
+  MAX_SEND_BYTES,
+  serverOptions,
+  serviceDefinition,
+  SNAPSHOT_CHUNK_BYTES,
+  StatusError,
+  type ClientServicesOptions,
+  type Decoded,
+  type WatchHubLike,
+  type WatchStreamLike,
+} from './services.js';

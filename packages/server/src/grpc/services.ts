@@ -1,0 +1,594 @@
+/**
+ * etcd's client gRPC API (KV, Watch, Lease, Cluster, Maintenance, Auth) as a thin translation layer
+ * over `Member`: requests are checked as etcd's v3rpc layer checks them, then proposed, read locally
+ * or handed to the member; responses get etcd's header. Errors carrying a gRPC code (MvccError,
+ * ServerError) go out as that status with etcd's message; anything else is INTERNAL, logged.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import {
+  checkDelete,
+  checkPut,
+  checkRange,
+  checkTxn,
+  type ApplyRequest,
+  type CompactionResponse,
+  type DeleteRangeRequest,
+  type DeleteRangeResponse,
+  type LeaseGrantResponse,
+  type LeaseRevokeResponse,
+  type PutRequest,
+  type PutResponse,
+  type RangeRequest,
+  type RequestOp,
+  type TxnRequest,
+  type TxnResponse,
+  type WatchCreateRequest,
+  type WatchResponse,
+} from '@capstan/mvcc';
+import { AlarmType, errRequestTooLarge, ServerError, type AlarmMember, type Member, type MemberInfo } from '../api.js';
+import { codec, protoRoot } from './codec.js';
+
+// ---------------------------------------------------------------- options and limits
+
+/** etcd's grpcOverheadBytes: what a gRPC message may carry beyond --max-request-bytes. */
+export const GRPC_OVERHEAD_BYTES = 512 * 1024;
+/** etcd's default server-side send limit (math.MaxInt32). */
+export const MAX_SEND_BYTES = 2 ** 31 - 1;
+/** etcd's snapshotSendBufferSize. */
+export const SNAPSHOT_CHUNK_BYTES = 32 * 1024;
+/** etcd's ProgressReportInterval for progress_notify watchers. */
+export const DEFAULT_PROGRESS_INTERVAL_MS = 10 * 60 * 1000;
+
+/** Options for the grpc.Server that will carry the client services, as etcd sets them. */
+export function serverOptions(limits: { readonly maxRequestBytes: number }): grpc.ServerOptions {
+  return {
+    'grpc.max_receive_message_length': limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+    'grpc.max_send_message_length': MAX_SEND_BYTES,
+  };
+}
+
+/** The part of mvcc's WatchHub these services use. */
+export interface WatchStreamLike {
+  watch(req: WatchCreateRequest): void;
+  cancel(watchId: number): void;
+  requestProgress(): void;
+  progressNotify(): void;
+  drain(): void;
+  close(): void;
+}
+
+export interface WatchHubLike {
+  newStream(send: (resp: WatchResponse) => boolean, opts?: { maxResponseBytes?: number }): WatchStreamLike;
+}
+
+export interface ClientServicesOptions {
+  /** One structured log record; default: a JSON line on stderr. */
+  log?: (rec: Record<string, unknown>) => void;
+  /** How often progress_notify watchers hear the current revision when idle (etcd: 10 minutes). */
+  progressIntervalMs?: number;
+}
+
+// ---------------------------------------------------------------- errors
+
+export const errMemberBadURLs = (): ServerError => new ServerError('INVALID_ARGUMENT', 'etcdserver: given member URLs are invalid');
+export const errAuthNotEnabled = (): ServerError => new ServerError('FAILED_PRECONDITION', 'etcdserver: authentication is not enabled');
+export const errRootUserNotExist = (): ServerError => new ServerError('FAILED_PRECONDITION', 'etcdserver: root user does not exist');
+export const errUserEmpty = (): ServerError => new ServerError('INVALID_ARGUMENT', 'etcdserver: user name is empty');
+export const errUserNotFound = (): ServerError => new ServerError('FAILED_PRECONDITION', 'etcdserver: user name not found');
+export const errRoleEmpty = (): ServerError => new ServerError('INVALID_ARGUMENT', 'etcdserver: role name is empty');
+export const errRoleNotFound = (): ServerError => new ServerError('FAILED_PRECONDITION', 'etcdserver: role name not found');
+
+interface CodedError {
+  code: string;
+  message: string;
+  name: string;
+}
+
+function isCoded(err: unknown): err is CodedError {
+  if (typeof err !== 'object' || err === null) return false;
+  const e = err as Partial<CodedError>;
+  return (e.name === 'MvccError' || e.name === 'ServerError') && typeof e.code === 'string' && typeof e.message === 'string' && e.code in grpc.status;
+}
+
+/** A status with a code outside mvcc's GrpcCode list. */
+export class StatusError extends Error {
+  override readonly name = 'StatusError';
+  constructor(
+    readonly status: grpc.status,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+type Log = (rec: Record<string, unknown>) => void;
+
+function toStatus(err: unknown, log: Log, method: string): grpc.StatusObject {
+  if (err instanceof StatusError) return { code: err.status, details: err.message, metadata: new grpc.Metadata() };
+  if (isCoded(err)) {
+    return { code: grpc.status[err.code as keyof typeof grpc.status] as grpc.status, details: err.message, metadata: new grpc.Metadata() };
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  log({ level: 'error', msg: 'unexpected error in gRPC handler', method, error: message, stack: err instanceof Error ? err.stack : undefined });
+  return { code: grpc.status.INTERNAL, details: message, metadata: new grpc.Metadata() };
+}
+
+// ---------------------------------------------------------------- service definitions
+
+/** A decoded request with its size on the wire (etcd refuses proposals over --max-request-bytes). */
+export interface Decoded<T> {
+  readonly msg: T;
+  readonly size: number;
+}
+
+type Msg = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** grpc-js definitions of one etcdserverpb service, built from the proto's methods and our codec. */
+export function serviceDefinition(service: string): grpc.ServiceDefinition<grpc.UntypedServiceImplementation> {
+  const svc = protoRoot().lookupService(`etcdserverpb.${service}`);
+  const def: Record<string, grpc.MethodDefinition<Decoded<Msg>, Msg>> = {};
+  for (const m of svc.methodsArray) {
+    m.resolve();
+    const req = codec<Msg>(m.resolvedRequestType!.fullName.slice(1));
+    const res = codec<Msg>(m.resolvedResponseType!.fullName.slice(1));
+    def[m.name] = {
+      path: `/etcdserverpb.${service}/${m.name}`,
+      requestStream: m.requestStream === true,
+      responseStream: m.responseStream === true,
+      requestSerialize: (d) => req.encode(d.msg),
+      requestDeserialize: (buf) => ({ msg: req.decode(buf), size: buf.length }),
+      responseSerialize: (r) => res.encode(r),
+      responseDeserialize: (buf) => res.decode(buf),
+      originalName: m.name[0]!.toLowerCase() + m.name.slice(1),
+    };
+  }
+  return def as grpc.ServiceDefinition<grpc.UntypedServiceImplementation>;
+}
+
+export const CLIENT_SERVICES = ['KV', 'Watch', 'Lease', 'Cluster', 'Maintenance', 'Auth'] as const;
+
+// ---------------------------------------------------------------- helpers
+
+function isReadOnlyTxn(r: TxnRequest): boolean {
+  const ops: RequestOp[] = [...(r.success ?? []), ...(r.failure ?? [])];
+  return ops.every((op) => op.requestRange !== undefined);
+}
+
+function isSerializableTxn(r: TxnRequest): boolean {
+  const ops: RequestOp[] = [...(r.success ?? []), ...(r.failure ?? [])];
+  return ops.every((op) => op.requestRange?.serializable === true);
+}
+
+/** etcd's types.NewURLs: http(s) URLs must be host:port without a path; unix(s) anything. */
+function checkURLs(urls: readonly string[]): string[] {
+  if (urls.length === 0) throw errMemberBadURLs();
+  return urls.map((raw) => {
+    const s = raw.trim();
+    if (/^unixs?:\/\//.test(s)) return s;
+    if (!/^https?:\/\/(\[[^\]]*\]|[^/?#:[\]]*):[^/?#:]*$/.test(s)) throw errMemberBadURLs();
+    return s;
+  });
+}
+
+/** A random positive int63, never 0: etcd's server picks a lease's ID when the client leaves it 0. */
+function randomLeaseId(): bigint {
+  for (;;) {
+    const id = randomBytes(8).readBigUInt64BE() & ((1n << 63n) - 1n);
+    if (id !== 0n) return id;
+  }
+}
+
+function wireMember(m: MemberInfo): Msg {
+  return { ID: m.id, name: m.name, peerURLs: [...m.peerURLs], clientURLs: [...m.clientURLs], isLearner: m.isLearner };
+}
+
+function wireAlarm(a: AlarmMember): Msg {
+  return { memberID: a.memberID, alarm: a.alarm };
+}
+
+/** Resolves when the stream can take more, or is gone. */
+function drained(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      call.off('drain', done);
+      call.off('cancelled', done);
+      call.off('close', done);
+      call.off('error', done);
+      resolve();
+    };
+    call.on('drain', done);
+    call.on('cancelled', done);
+    call.on('close', done);
+    call.on('error', done);
+  });
+}
+
+// ---------------------------------------------------------------- the services
+
+export function addClientServices(server: grpc.Server, member: Member, watchHub: WatchHubLike, opts: ClientServicesOptions = {}): void {
+  const log: Log = opts.log ?? ((rec) => process.stderr.write(JSON.stringify({ ts: new Date().toISOString(), ...rec }) + '\n'));
+  const progressIntervalMs = opts.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
+
+  const header = (revision?: number): Msg => ({
+    clusterId: member.clusterId,
+    memberId: member.memberId,
+    revision: revision !== undefined && revision > 0 ? revision : member.sm.store.rev,
+    raftTerm: member.term(),
+  });
+  const withHeader = <T extends { header?: { revision: number } }>(r: T): T & { header: Msg } => ({ ...r, header: header(r.header?.revision) });
+
+  const checkSize = (size: number): void => {
+    if (size > member.limits.maxRequestBytes) throw errRequestTooLarge();
+  };
+
+  const unary =
+    (name: string, fn: (req: Msg, size: number) => Promise<Msg> | Msg): grpc.handleUnaryCall<Decoded<Msg>, Msg> =>
+    (call, cb) => {
+      let p: Promise<Msg>;
+      try {
+        p = Promise.resolve(fn(call.request.msg, call.request.size));
+      } catch (err) {
+        p = Promise.reject(err);
+      }
+      p.then(
+        (res) => cb(null, res),
+        (err: unknown) => cb(toStatus(err, log, name)),
+      );
+    };
+
+  const propose = <T>(req: ApplyRequest): Promise<T> => member.propose(req) as Promise<T>;
+
+  // ------------------------------------------------------------ KV
+  const kv: grpc.UntypedServiceImplementation = {
+    Range: unary('Range', async (m) => {
+      const req = m as RangeRequest;
+      checkRange(req);
+      if (req.serializable !== true) await member.readBarrier();
+      return withHeader(member.sm.store.range(req));
+    }),
+    Put: unary('Put', async (m, size) => {
+      const req = m as PutRequest;
+      checkPut(req);
+      checkSize(size);
+      return withHeader(await propose<PutResponse>({ put: req }));
+    }),
+    DeleteRange: unary('DeleteRange', async (m, size) => {
+      const req = m as DeleteRangeRequest;
+      checkDelete(req);
+      checkSize(size);
+      return withHeader(await propose<DeleteRangeResponse>({ deleteRange: req }));
+    }),
+    Txn: unary('Txn', async (m, size) => {
+      const req = m as TxnRequest;
+      checkTxn(req, member.limits.maxTxnOps);
+      if (isReadOnlyTxn(req)) {
+        if (!isSerializableTxn(req)) await member.readBarrier();
+        return withHeader(member.sm.store.txn(req));
+      }
+      checkSize(size);
+      return withHeader(await propose<TxnResponse>({ txn: req }));
+    }),
+    Compact: unary('Compact', async (m, size) => {
+      checkSize(size);
+      // The member waits for the physical compaction when asked, as etcd does; the header then
+      // carries the revision at answer time (etcd: s.kv.Rev()).
+      await propose<CompactionResponse>({ compaction: { revision: m.revision as number, physical: m.physical === true } });
+      return { header: header() };
+    }),
+  };
+
+  // ------------------------------------------------------------ Watch
+  const watch: grpc.UntypedServiceImplementation = {
+    Watch: (call: grpc.ServerDuplexStream<Decoded<Msg>, Msg>) => {
+      let closed = false;
+      const stream = watchHub.newStream(
+        (resp) => {
+          if (closed) return true;
+          return call.write({ ...resp, header: header(resp.header.revision) });
+        },
+        { maxResponseBytes: member.limits.maxRequestBytes },
+      );
+      const timer = setInterval(() => {
+        try {
+          stream.progressNotify();
+        } catch (err) {
+          log({ level: 'error', msg: 'watch progress notify failed', error: String(err) });
+        }
+      }, progressIntervalMs);
+      timer.unref();
+      const close = (): void => {
+        if (closed) return;
+        closed = true;
+        clearInterval(timer);
+        stream.close();
+      };
+      call.on('drain', () => {
+        if (!closed) stream.drain();
+      });
+      call.on('data', (d: Decoded<Msg>) => {
+        if (closed) return;
+        try {
+          const r = d.msg;
+          if (r.createRequest !== undefined) {
+            const c = r.createRequest as Msg;
+            // v3rpc: an empty key is \0, the smallest key; range_end \0 means "from key" (toRangeEnd).
+            const key: Buffer = c.key.length === 0 ? Buffer.from([0]) : c.key;
+            const create: WatchCreateRequest = {
+              key,
+              rangeEnd: c.rangeEnd,
+              startRevision: c.startRevision,
+              progressNotify: c.progressNotify,
+              filters: c.filters,
+              prevKv: c.prevKv,
+              watchId: c.watchId,
+              fragment: c.fragment,
+            };
+            stream.watch(create);
+          } else if (r.cancelRequest !== undefined) {
+            stream.cancel((r.cancelRequest as Msg).watchId as number);
+          } else if (r.progressRequest !== undefined) {
+            stream.requestProgress();
+          }
+          // Anything else is ignored, as etcd ignores unknown requests on a watch stream.
+        } catch (err) {
+          const st = toStatus(err, log, 'Watch');
+          close();
+          call.emit('error', st);
+        }
+      });
+      // etcd keeps sending after the client half-closes; the stream ends when the call does.
+      call.on('cancelled', close);
+      call.on('close', close);
+      call.on('error', close);
+      call.on('finish', close);
+    },
+  };
+
+  // ------------------------------------------------------------ Lease
+  const lease: grpc.UntypedServiceImplementation = {
+    LeaseGrant: unary('LeaseGrant', async (m, size) => {
+      checkSize(size);
+      const ID = (m.ID as bigint) === 0n ? randomLeaseId() : (m.ID as bigint);
+      return withHeader(await propose<LeaseGrantResponse>({ leaseGrant: { TTL: m.TTL as number, ID } }));
+    }),
+    LeaseRevoke: unary('LeaseRevoke', async (m, size) => {
+      checkSize(size);
+      return withHeader(await propose<LeaseRevokeResponse>({ leaseRevoke: { ID: m.ID as bigint } }));
+    }),
+    LeaseTimeToLive: unary('LeaseTimeToLive', async (m) => {
+      try {
+        return withHeader(await member.leaseTimeToLive(m.ID as bigint, m.keys === true));
+      } catch (err) {
+        // etcd answers a missing lease with TTL -1 rather than an error.
+        if (isCoded(err) && err.message === 'etcdserver: requested lease not found') {
+          return { header: header(), ID: m.ID, TTL: -1, grantedTTL: 0, keys: [] };
+        }
+        throw err;
+      }
+    }),
+    LeaseLeases: unary('LeaseLeases', async () => {
+      const ids = await member.leaseLeases();
+      return { header: header(), leases: ids.map((ID) => ({ ID })) };
+    }),
+    LeaseKeepAlive: (call: grpc.ServerDuplexStream<Decoded<Msg>, Msg>) => {
+      // One at a time, in order, as etcd's loop of Recv / renew / Send.
+      let chain = Promise.resolve();
+      let failed = false;
+      call.on('data', (d: Decoded<Msg>) => {
+        const id = d.msg.ID as bigint;
+        chain = chain.then(async () => {
+          if (failed || call.cancelled) return;
+          // The header is taken before the renew, as etcd: a revoke seen at rev N is never
+          // followed by a keepalive answered at a later revision.
+          const h = header();
+          try {
+            const ttl = await member.leaseKeepAlive(id);
+            if (!call.cancelled && !call.writableEnded && !call.write({ header: h, ID: id, TTL: ttl })) await drained(call);
+          } catch (err) {
+            failed = true;
+            call.emit('error', toStatus(err, log, 'LeaseKeepAlive'));
+          }
+        });
+      });
+      call.on('end', () => {
+        chain = chain.then(() => {
+          if (!failed && !call.cancelled && !call.writableEnded) call.end();
+        });
+      });
+    },
+  };
+
+  // ------------------------------------------------------------ Cluster
+  const cluster: grpc.UntypedServiceImplementation = {
+    MemberAdd: unary('MemberAdd', async (m) => {
+      const urls = checkURLs(m.peerURLs as string[]);
+      const r = await member.addMember(urls, m.isLearner === true);
+      const added = r.member;
+      return {
+        header: header(),
+        member: { ID: added.id, name: added.name, peerURLs: [...added.peerURLs], clientURLs: [...added.clientURLs], isLearner: added.isLearner },
+        members: r.members.map(wireMember),
+      };
+    }),
+    MemberRemove: unary('MemberRemove', async (m) => ({ header: header(), members: (await member.removeMember(m.ID as bigint)).map(wireMember) })),
+    MemberUpdate: unary('MemberUpdate', async (m) => {
+      const urls = checkURLs(m.peerURLs as string[]);
+      return { header: header(), members: (await member.updateMember(m.ID as bigint, urls)).map(wireMember) };
+    }),
+    MemberList: unary('MemberList', async (m) => {
+      if (m.linearizable === true) await member.readBarrier();
+      return { header: header(), members: member.members().map(wireMember) };
+    }),
+    MemberPromote: unary('MemberPromote', async (m) => ({ header: header(), members: (await member.promoteMember(m.ID as bigint)).map(wireMember) })),
+  };
+
+  // ------------------------------------------------------------ Maintenance
+  const maintenance: grpc.UntypedServiceImplementation = {
+    Status: unary('Status', async () => {
+      const s = await member.status();
+      return {
+        header: header(),
+        version: s.version,
+        dbSize: s.dbSize,
+        leader: s.leader,
+        raftIndex: s.raftIndex,
+        raftTerm: s.raftTerm,
+        raftAppliedIndex: s.raftAppliedIndex,
+        errors: [...s.errors],
+        dbSizeInUse: s.dbSizeInUse,
+        isLearner: s.isLearner,
+      };
+    }),
+    Alarm: unary('Alarm', async (m) => {
+      const action = m.action as number;
+      const type = m.alarm as AlarmType;
+      const id = m.memberID as bigint;
+      const match = (a: AlarmMember): boolean => a.memberID === id && a.alarm === type;
+      if (action === 0) {
+        // GET: all alarms for NONE, else those of that type.
+        const all = member.alarms();
+        return { header: header(), alarms: all.filter((a) => type === AlarmType.NONE || a.alarm === type).map(wireAlarm) };
+      }
+      if (action === 1) {
+        // etcd answers with the alarm it activated.
+        const after = await member.alarm('activate', id, type);
+        return { header: header(), alarms: after.filter(match).map(wireAlarm) };
+      }
+      if (action === 2) {
+        // ...and with the alarm it deactivated, if there was one.
+        const before = member.alarms().filter(match);
+        await member.alarm('deactivate', id, type);
+        return { header: header(), alarms: before.map(wireAlarm) };
+      }
+      return { header: header() };
+    }),
+    Defragment: unary('Defragment', async () => {
+      await member.defragment();
+      return { header: header() };
+    }),
+    // etcd hashes its whole bolt file; ours is the HashKV hash at the current revision (every key
+    // record compaction keeps), which is equal on members that applied the same log.
+    Hash: unary('Hash', async () => {
+      const h = await member.sm.store.hashKV(0);
+      return { header: header(h.header.revision), hash: h.hash };
+    }),
+    HashKV: unary('HashKV', async (m) => withHeader(await member.sm.store.hashKV(m.revision as number))),
+    MoveLeader: unary('MoveLeader', async (m) => {
+      await member.moveLeader(m.targetID as bigint);
+      return { header: header() };
+    }),
+    Snapshot: (call: grpc.ServerWritableStream<Decoded<Msg>, Msg>) => {
+      void sendSnapshot(call).catch((err: unknown) => {
+        if (!call.cancelled) call.emit('error', toStatus(err, log, 'Snapshot'));
+      });
+    },
+  };
+
+  /**
+   * etcd's Snapshot: the backend in 32 KiB messages, then the sha256 of everything sent as a last
+   * message of its own. The size is not known up front (the member streams it), so remaining_bytes
+   * counts the bytes already read ahead: 0 exactly on the last data message.
+   */
+  async function sendSnapshot(call: grpc.ServerWritableStream<Decoded<Msg>, Msg>): Promise<void> {
+    const chunks = await member.snapshot();
+    const sha = createHash('sha256');
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const send = async (blob: Buffer, remaining: number): Promise<boolean> => {
+      if (call.cancelled) return false;
+      if (!call.write({ header: header(), remainingBytes: remaining, blob })) await drained(call);
+      return !call.cancelled;
+    };
+    // Holds back one full chunk so the last data message can say remaining 0.
+    let held: Buffer | undefined;
+    for await (const c of chunks) {
+      pending.push(c);
+      pendingBytes += c.length;
+      while (pendingBytes >= SNAPSHOT_CHUNK_BYTES) {
+        const all = pending.length === 1 ? pending[0]! : Buffer.concat(pending);
+        const piece = all.subarray(0, SNAPSHOT_CHUNK_BYTES);
+        const rest = all.subarray(SNAPSHOT_CHUNK_BYTES);
+        pending = rest.length > 0 ? [rest] : [];
+        pendingBytes = rest.length;
+        if (held !== undefined) {
+          sha.update(held);
+          if (!(await send(held, piece.length + pendingBytes))) return;
+        }
+        held = piece;
+      }
+    }
+    const tail = Buffer.concat(pending);
+    if (held !== undefined) {
+      sha.update(held);
+      if (!(await send(held, tail.length))) return;
+    }
+    if (tail.length > 0 || held === undefined) {
+      sha.update(tail);
+      if (!(await send(tail, 0))) return;
+    }
+    if (!(await send(sha.digest(), 0))) return;
+    call.end();
+  }
+
+  // ------------------------------------------------------------ Auth (never enabled here)
+  const notSupported = (): StatusError => new StatusError(grpc.status.UNIMPLEMENTED, 'capstan: users and roles are not supported');
+  const auth: grpc.UntypedServiceImplementation = {
+    AuthStatus: unary('AuthStatus', () => ({ header: header(), enabled: false, authRevision: 1 })),
+    AuthDisable: unary('AuthDisable', () => ({ header: header() })),
+    // etcd refuses to enable auth without a root user; none can exist here.
+    AuthEnable: unary('AuthEnable', () => {
+      throw errRootUserNotExist();
+    }),
+    Authenticate: unary('Authenticate', () => {
+      throw errAuthNotEnabled();
+    }),
+    UserList: unary('UserList', () => ({ header: header(), users: [] })),
+    RoleList: unary('RoleList', () => ({ header: header(), roles: [] })),
+    UserAdd: unary('UserAdd', (m) => {
+      if (m.name === '') throw errUserEmpty();
+      throw notSupported();
+    }),
+    RoleAdd: unary('RoleAdd', (m) => {
+      if (m.name === '') throw errRoleEmpty();
+      throw notSupported();
+    }),
+    UserGet: unary('UserGet', () => {
+      throw errUserNotFound();
+    }),
+    UserDelete: unary('UserDelete', () => {
+      throw errUserNotFound();
+    }),
+    UserChangePassword: unary('UserChangePassword', () => {
+      throw errUserNotFound();
+    }),
+    UserGrantRole: unary('UserGrantRole', () => {
+      throw errUserNotFound();
+    }),
+    UserRevokeRole: unary('UserRevokeRole', () => {
+      throw errUserNotFound();
+    }),
+    RoleGet: unary('RoleGet', () => {
+      throw errRoleNotFound();
+    }),
+    RoleDelete: unary('RoleDelete', () => {
+      throw errRoleNotFound();
+    }),
+    RoleGrantPermission: unary('RoleGrantPermission', () => {
+      throw errRoleNotFound();
+    }),
+    RoleRevokePermission: unary('RoleRevokePermission', () => {
+      throw errRoleNotFound();
+    }),
+  };
+
+  const impls: Record<(typeof CLIENT_SERVICES)[number], grpc.UntypedServiceImplementation> = {
+    KV: kv,
+    Watch: watch,
+    Lease: lease,
+    Cluster: cluster,
+    Maintenance: maintenance,
+    Auth: auth,
+  };
+  for (const name of CLIENT_SERVICES) server.addService(serviceDefinition(name), impls[name]);
+}

@@ -1,0 +1,156 @@
+/**
+ * A whole member process's parts wired together: the Raft member, its peer and client gRPC
+ * servers, the watch hub, metrics and health over HTTP, auto compaction, and structured logs.
+ */
+import type { Server as HttpServer } from 'node:http';
+import * as grpc from '@grpc/grpc-js';
+import { WatchHub } from '@capstan/mvcc';
+import { addClientServices, serverOptions } from './grpc/index.js';
+import { listen, shutdown } from './listen.js';
+import { RaftMember, type MemberConfig } from './member.js';
+import { Metrics, serveMetrics } from './metrics.js';
+import { MAX_PEER_MESSAGE_BYTES } from './peer.js';
+
+export interface NodeConfig extends Omit<MemberConfig, 'log' | 'observeFsync' | 'clientURLs' | 'peerURLs'> {
+  readonly listenClientURLs: readonly string[];
+  readonly advertiseClientURLs: readonly string[];
+  readonly listenPeerURLs: readonly string[];
+  readonly initialAdvertisePeerURLs: readonly string[];
+  readonly listenMetricsURLs: readonly string[];
+  readonly autoCompactionMode: 'periodic' | 'revision';
+  /** Milliseconds for periodic, revisions for revision; 0 disables. */
+  readonly autoCompactionRetention: number;
+  readonly logLevel?: string;
+}
+
+export interface RunningNode {
+  readonly member: RaftMember;
+  readonly metrics: Metrics;
+  stop(): Promise<void>;
+}
+
+const LEVELS = { debug: 0, info: 1, warn: 2, error: 3 } as const;
+
+export type Logger = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+
+/** One JSON object per line on stderr, as etcd's zap logger. */
+export function jsonLogger(name: string, minLevel = 'info'): { log: Logger; setId(id: string): void } {
+  let memberId = '';
+  const min = LEVELS[minLevel as keyof typeof LEVELS] ?? 1;
+  return {
+    log: (level, msg, fields) => {
+      if (LEVELS[level] < min) return;
+      process.stderr.write(JSON.stringify({ level, ts: new Date().toISOString(), msg, name, 'local-member-id': memberId, ...fields }) + '\n');
+    },
+    setId: (id) => (memberId = id),
+  };
+}
+
+export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
+  const logger = jsonLogger(cfg.name, cfg.logLevel);
+  let metrics: Metrics | undefined;
+  const member = await RaftMember.start({
+    ...cfg,
+    clientURLs: cfg.advertiseClientURLs,
+    peerURLs: cfg.initialAdvertisePeerURLs,
+    log: logger.log,
+    observeFsync: (s) => metrics?.walFsync.observe(s),
+  });
+  logger.setId(member.memberId.toString(16));
+  const hub = new WatchHub(member.sm.store);
+  metrics = new Metrics({
+    hasLeader: () => member.leaderId !== 0,
+    leaderChanges: () => member.leaderChanges,
+    isLeader: () => member.isLeader,
+    committed: () => member.committedIndex,
+    applied: () => member.appliedIndex,
+    pending: () => member.pendingProposals,
+    dbSize: async () => (await member.status()).dbSize,
+    keys: () => member.sm.store.keyCount,
+    watchStreams: () => hub.streamCount,
+    watchers: () => hub.syncedCount + hub.unsyncedCount,
+  });
+  const peerServer = new grpc.Server({
+    'grpc.max_receive_message_length': MAX_PEER_MESSAGE_BYTES,
+    'grpc.max_send_message_length': MAX_PEER_MESSAGE_BYTES,
+  });
+  member.transport.register(peerServer);
+  const clientServer = new grpc.Server(serverOptions(member.limits));
+  addClientServices(clientServer, member, hub, {
+    log: (rec) => logger.log(rec.level === 'error' ? 'error' : rec.level === 'warn' ? 'warn' : 'info', String(rec.msg ?? 'grpc'), rec),
+  });
+  const https: HttpServer[] = [];
+  const timers: NodeJS.Timeout[] = [];
+  try {
+    await listen(peerServer, cfg.listenPeerURLs);
+    await listen(clientServer, cfg.listenClientURLs);
+    for (const url of cfg.listenMetricsURLs) {
+      const u = new URL(url);
+      const http = serveMetrics(metrics, async () => {
+        if (member.leaderId === 0) return { ok: false, reason: 'RAFT NO LEADER' };
+        await member.readBarrier();
+        return { ok: true };
+      });
+      await new Promise<void>((resolve, reject) => {
+        http.once('error', reject);
+        http.listen(Number(u.port), u.hostname, () => resolve());
+      });
+      https.push(http);
+    }
+  } catch (err) {
+    await member.stop();
+    peerServer.forceShutdown();
+    clientServer.forceShutdown();
+    for (const h of https) h.close();
+    throw err;
+  }
+  timers.push(...autoCompaction(member, cfg, logger.log));
+  logger.log('info', 'serving client traffic', { address: cfg.listenClientURLs.join(','), 'peer-address': cfg.listenPeerURLs.join(',') });
+  let stopping: Promise<void> | undefined;
+  return {
+    member,
+    metrics,
+    stop: () =>
+      (stopping ??= (async () => {
+        for (const t of timers) clearInterval(t);
+        hub.close();
+        await shutdown(clientServer);
+        await member.stop();
+        await shutdown(peerServer);
+        for (const h of https) {
+          h.closeAllConnections();
+          await new Promise((r) => h.close(r));
+        }
+        logger.log('info', 'stopped member');
+      })()),
+  };
+}
+
+/**
+ * etcd's auto compaction, run by the leader. Revision mode: every 5 minutes, compact to the
+ * current revision minus the retention. Periodic mode: sample the revision every tenth of the
+ * retention (at most hourly) and compact to the revision seen one retention ago.
+ */
+function autoCompaction(member: RaftMember, cfg: NodeConfig, log: Logger): NodeJS.Timeout[] {
+  const retention = cfg.autoCompactionRetention;
+  if (retention <= 0) return [];
+  const compact = (rev: number): void => {
+    if (!member.isLeader || rev <= member.sm.store.compactRev || rev <= 0) return;
+    member.propose({ compaction: { revision: rev } }).then(
+      () => log('info', 'completed auto compaction', { revision: rev }),
+      (err: unknown) => log('warn', 'auto compaction failed', { revision: rev, error: String((err as Error)?.message ?? err) }),
+    );
+  };
+  if (cfg.autoCompactionMode === 'revision') {
+    return [setInterval(() => compact(member.sm.store.rev - retention), 5 * 60_000)];
+  }
+  const every = Math.min(retention / 10, 3600_000);
+  const samples: number[] = [];
+  const keep = Math.ceil(retention / every);
+  return [
+    setInterval(() => {
+      samples.push(member.sm.store.rev);
+      if (samples.length > keep) compact(samples.shift()!);
+    }, every),
+  ];
+}
