@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+/**
+ * `capstan`: member (one etcd-compatible member, etcd's flags), up (a local cluster of member
+ * processes), status (a table per member).
+ */
+import { FlagError, memberUsage, parseMemberFlags, parseRetention } from './flags.js';
+import { status, parseStatusArgs } from './status.js';
+import { up, parseUpArgs } from './up.js';
+
+const USAGE = `usage: capstan <command> [flags]
+
+commands:
+  member [etcd flags]                     run one member (capstan member --help lists the flags)
+  up [--members 3|5] [--data-dir DIR]     run a local cluster on 127.0.0.1 (client ports 2379, 22379, 32379, ...)
+  status [--endpoints URL,...]            one row per member: id, name, leader, term, indexes, db size, fsync p99
+`;
+
+async function member(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(memberUsage());
+    return 0;
+  }
+  const flags = parseMemberFlags(argv, process.env);
+  const { startNode } = await import('@capstan/server');
+  for (const v of flags.shadowed) {
+    process.stderr.write(JSON.stringify({ level: 'warn', msg: `conflicting environment variable "${v}" is shadowed by corresponding command-line flag` }) + '\n');
+  }
+  const node = await startNode({
+    name: flags.name,
+    dataDir: flags.dataDir,
+    listenClientURLs: flags.listenClientURLs,
+    advertiseClientURLs: flags.advertiseClientURLs,
+    listenPeerURLs: flags.listenPeerURLs,
+    initialAdvertisePeerURLs: flags.initialAdvertisePeerURLs,
+    initialCluster: flags.initialCluster,
+    initialClusterState: flags.initialClusterState,
+    initialClusterToken: flags.initialClusterToken,
+    heartbeatMs: flags.heartbeatMs,
+    electionMs: flags.electionMs,
+    snapshotCount: flags.snapshotCount,
+    snapshotCatchUpEntries: flags.snapshotCatchUpEntries,
+    maxRequestBytes: flags.maxRequestBytes,
+    maxTxnOps: flags.maxTxnOps,
+    listenMetricsURLs: flags.listenMetricsURLs,
+    autoCompactionMode: flags.autoCompactionMode,
+    autoCompactionRetention:
+      flags.autoCompactionMode === 'revision' ? Number(flags.autoCompactionRetention) : (parseRetention(flags.autoCompactionRetention) ?? 0),
+    logLevel: flags.logLevel,
+  });
+  await new Promise<void>((resolve) => {
+    const onSignal = (): void => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      resolve();
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+  await node.stop();
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'member':
+        return await member(rest);
+      case 'up':
+        return await up(parseUpArgs(rest));
+      case 'status':
+        return await status(parseStatusArgs(rest));
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE);
+        return cmd === undefined ? 1 : 0;
+      default:
+        process.stderr.write(`capstan: unknown command ${JSON.stringify(cmd)}\n${USAGE}`);
+        return 1;
+    }
+  } catch (err) {
+    if (err instanceof FlagError) {
+      process.stderr.write(`capstan ${cmd}: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`capstan ${cmd}: ${(err as Error)?.stack ?? String(err)}\n`);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`capstan: ${String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,58 @@
+import t from 'tap';
+import { FlagError, parseMemberFlags, parseRetention, DEFAULT_QUOTA_BACKEND_BYTES } from '../src/flags.js';
+
+t.test('etcd defaults', async (t) => {
+  const f = parseMemberFlags([], {});
+  t.same(
+    [f.name, f.dataDir, f.listenClientURLs, f.initialAdvertisePeerURLs, [...f.initialCluster], f.initialClusterState, f.initialClusterToken],
+    ['default', 'default.etcd', ['http://localhost:2379'], ['http://localhost:2380'], [['default', ['http://localhost:2380']]], 'new', 'etcd-cluster'],
+  );
+  t.same([f.heartbeatMs, f.electionMs, f.snapshotCount, f.quotaBackendBytes, f.maxRequestBytes, f.maxTxnOps], [100, 1000, 100000, DEFAULT_QUOTA_BACKEND_BYTES, 1572864, 128]);
+});
+
+t.test('flags, = and space forms, and ETCD_ variables (a flag wins and the variable is reported)', async (t) => {
+  const f = parseMemberFlags(
+    ['--name', 'n1', '--initial-advertise-peer-urls=http://127.0.0.1:3380', '--initial-cluster', 'n1=http://127.0.0.1:3380,n2=http://127.0.0.1:4380', '-snapshot-count=5'],
+    { ETCD_NAME: 'ignored', ETCD_DATA_DIR: '/tmp/d', ETCD_ELECTION_TIMEOUT: '2000', PATH: '/bin' },
+  );
+  t.same([f.name, f.dataDir, f.electionMs, f.snapshotCount, f.initialCluster.size], ['n1', '/tmp/d', 2000, 5, 2]);
+  t.same(f.shadowed, ['ETCD_NAME']);
+});
+
+t.test('bad input: a clear error for each', async (t) => {
+  const table: Array<[string[], Record<string, string>, RegExp]> = [
+    [['--bogus'], {}, /flag provided but not defined: -bogus/],
+    [['--name'], {}, /flag needs an argument: -name/],
+    [['stray'], {}, /'stray' is not a valid flag/],
+    [['--snapshot-count', 'ten'], {}, /invalid value "ten" for flag -snapshot-count/],
+    [['--heartbeat-interval', '300'], {}, /should be at least as 5 times as --heartbeat-interval/],
+    [['--initial-cluster-state', 'maybe'], {}, /valid values are "new", "existing"/],
+    [['--name', 'x', '--initial-cluster', 'y=http://127.0.0.1:2380'], {}, /couldn't find local name "x"/],
+    [['--initial-cluster', 'default=http://127.0.0.1:9999'], {}, /missing from --initial-advertise-peer-urls/],
+    [['--listen-client-urls', 'localhost'], {}, /URL/],
+    [['--listen-client-urls', 'ftp://h:1'], {}, /URL scheme must be http/],
+    [['--cert-file', '/x.pem'], {}, /TLS is not supported yet/],
+    [['--auto-compaction-mode', 'daily'], {}, /unknown auto-compaction-mode/],
+    [['--auto-compaction-retention', '1x'], {}, /invalid auto-compaction-retention/],
+    [['--quota-backend-bytes', String(9 * 1024 ** 3)], {}, /exceeds maximum recommended quota/],
+    [['--name', 'a', '--name', 'b'], {}, /given twice/],
+    [[], { ETCD_NOT_A_FLAG: '1' }, /unrecognized environment variable ETCD_NOT_A_FLAG/],
+  ];
+  for (const [argv, env, re] of table) {
+    t.throws(() => parseMemberFlags(argv, env), FlagError, argv.join(' ') || JSON.stringify(env));
+    try {
+      parseMemberFlags(argv, env);
+    } catch (err) {
+      t.match((err as Error).message, re);
+    }
+  }
+});
+
+t.test('periodic retention: hours, or a Go duration', async (t) => {
+  t.equal(parseRetention('1'), 3600_000);
+  t.equal(parseRetention('30m'), 1800_000);
+  t.equal(parseRetention('1h30m'), 5400_000);
+  t.equal(parseRetention('1.5s'), 1500);
+  t.equal(parseRetention('x'), undefined);
+  t.equal(parseRetention(''), undefined);
+});

@@ -1,0 +1,155 @@
+// Real member processes (`capstan member`) on loopback ports picked here, and Debian's etcdctl.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../../../', import.meta.url));
+export const ETCDCTL = [process.env.ETCDCTL_BIN, join(ROOT, '.cache/etcd/usr/bin/etcdctl')].find((p) => p !== undefined && existsSync(p));
+
+function tryPort(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+async function anyPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+/** n ports p such that p and p+1 are free (a member's peer port and its metrics port beside it). */
+export async function freePortPairs(n: number): Promise<number[]> {
+  const out: number[] = [];
+  while (out.length < n) {
+    const p = await anyPort();
+    if (p < 65535 && !out.includes(p) && !out.includes(p + 1) && !out.includes(p - 1) && (await tryPort(p + 1))) out.push(p);
+  }
+  return out;
+}
+
+export async function freePorts(n: number): Promise<number[]> {
+  const out: number[] = [];
+  while (out.length < n) {
+    const p = await anyPort();
+    if (!out.includes(p)) out.push(p);
+  }
+  return out;
+}
+
+export interface MemberProc {
+  name: string;
+  client: string;
+  peer: string;
+  metrics: string;
+  args: string[];
+  proc: ChildProcess;
+  log: string[];
+}
+
+export function startMember(m: Omit<MemberProc, 'proc' | 'log'>): MemberProc {
+  const proc = spawn(process.execPath, [MAIN, 'member', ...m.args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const log: string[] = [];
+  proc.stderr!.on('data', (d: Buffer) => log.push(d.toString()));
+  return { ...m, proc, log };
+}
+
+export async function stopMember(m: MemberProc, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  if (m.proc.exitCode !== null || m.proc.signalCode !== null) return m.proc.exitCode;
+  const exited = new Promise<number | null>((resolve) => m.proc.once('exit', (code) => resolve(code)));
+  m.proc.kill(signal);
+  return exited;
+}
+
+/** Three members (names m1..m3) with their command lines; start them with startMember. */
+export async function threeMembers(dir: string, extra: string[] = []): Promise<Array<Omit<MemberProc, 'proc' | 'log'>>> {
+  const clients = await freePorts(3);
+  const peers = await freePortPairs(3);
+  const names = ['m1', 'm2', 'm3'];
+  const cluster = names.map((n, i) => `${n}=http://127.0.0.1:${peers[i]}`).join(',');
+  return names.map((name, i) => {
+    const client = `http://127.0.0.1:${clients[i]}`;
+    const peer = `http://127.0.0.1:${peers[i]}`;
+    const metrics = `http://127.0.0.1:${peers[i]! + 1}`;
+    return {
+      name,
+      client,
+      peer,
+      metrics,
+      args: [
+        `--name=${name}`,
+        `--data-dir=${join(dir, name)}`,
+        `--listen-client-urls=${client}`,
+        `--advertise-client-urls=${client}`,
+        `--listen-peer-urls=${peer}`,
+        `--initial-advertise-peer-urls=${peer}`,
+        `--initial-cluster=${cluster}`,
+        '--initial-cluster-token=e2e',
+        `--listen-metrics-urls=${metrics}`,
+        '--heartbeat-interval=50',
+        '--election-timeout=500',
+        ...extra,
+      ],
+    };
+  });
+}
+
+export async function healthy(metricsURL: string): Promise<boolean> {
+  try {
+    const r = await fetch(`${metricsURL}/health`, { signal: AbortSignal.timeout(2000) });
+    return r.ok && ((await r.json()) as { health: string }).health === 'true';
+  } catch {
+    return false;
+  }
+}
+
+export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
+  const start = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function etcdctl(endpoints: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    if (ETCDCTL === undefined) return reject(new Error('etcdctl not found: run scripts/fetch-etcd.sh'));
+    const p = spawn(ETCDCTL, [`--endpoints=${endpoints}`, ...args], { env: { ...process.env, ETCDCTL_API: '3' } });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+    p.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    if (opts.input !== undefined) p.stdin.end(opts.input);
+    else p.stdin.end();
+  });
+}
+
+/**
+ * "http://127.0.0.1:2379" -> "127.0.0.1:2379". etcdctl 3.4 puts a URL endpoint verbatim into the
+ * HTTP/2 :authority of per-endpoint calls (endpoint status, hashkv, snapshot, defrag), which Node's
+ * HTTP/2 server refuses as malformed; host:port endpoints work everywhere.
+ */
+export function hostPort(url: string): string {
+  return new URL(url).host;
+}
