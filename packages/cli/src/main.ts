@@ -55,6 +55,7 @@ async function member(argv: string[]): Promise<number> {
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    void node.removed.then(onSignal);
   });
   await node.stop();
   return 0;

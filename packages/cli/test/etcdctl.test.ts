@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { ETCDCTL, etcdctl, healthy, hostPort, startMember, stopMember, threeMembers, until, type MemberProc } from './helpers/cluster.js';
+import { ETCDCTL, etcdctl, freePortPairs, freePorts, healthy, hostPort, startMember, stopMember, threeMembers, until, type MemberProc } from './helpers/cluster.js';
 
 if (ETCDCTL === undefined) {
   t.fail('etcdctl not found: npm test fetches it with scripts/fetch-etcd.sh');
@@ -118,6 +118,60 @@ if (ETCDCTL === undefined) {
       const hex = BigInt(target.Status.header.member_id).toString(16);
       const r = await etcdctl(leader.Endpoint, ['move-leader', hex]);
       t.match(r.stdout, new RegExp(`Leadership transferred from ${BigInt(leader.Status.leader).toString(16)} to ${hex}`), r.stderr);
+    });
+
+    t.test('member add --learner, start it, promote, update, remove', async (t) => {
+      const [clientPort] = await freePorts(1);
+      const [peerPort] = await freePortPairs(1);
+      const peer = `http://127.0.0.1:${peerPort}`;
+      const client = `http://127.0.0.1:${clientPort}`;
+      const added = await ok(['member', 'add', 'm4', '--learner', `--peer-urls=${peer}`]);
+      const id = /Member\s+([0-9a-f]+) added to cluster/.exec(added)?.[1];
+      t.ok(id, added);
+      t.match(added, new RegExp(`ETCD_INITIAL_CLUSTER_STATE="existing"`));
+      const cluster = /ETCD_INITIAL_CLUSTER="([^"]+)"/.exec(added)![1]!;
+      t.match((await ok(['member', 'list'])), new RegExp(`${id}, unstarted, , ${peer}, , true`), 'listed as an unstarted learner');
+      const m4 = startMember({
+        name: 'm4',
+        client,
+        peer,
+        metrics: `http://127.0.0.1:${peerPort! + 1}`,
+        args: [
+          '--name=m4',
+          `--data-dir=${join(dir, 'm4')}`,
+          `--listen-client-urls=${client}`,
+          `--advertise-client-urls=${client}`,
+          `--listen-peer-urls=${peer}`,
+          `--initial-advertise-peer-urls=${peer}`,
+          `--initial-cluster=${cluster}`,
+          '--initial-cluster-state=existing',
+          '--initial-cluster-token=e2e',
+          `--listen-metrics-urls=http://127.0.0.1:${peerPort! + 1}`,
+          '--heartbeat-interval=50',
+          '--election-timeout=500',
+        ],
+      });
+      members.push(m4);
+      await until('the learner started and published itself', async () => (await ok(['member', 'list'])).includes(`${id}, started, m4, ${peer}, ${client}, true`));
+      await until('the learner has the data', async () => (await etcdctl(hostPort(client), ['get', 'foo', '--consistency=s', '--print-value-only'])).stdout === 'baz\n');
+      t.match(await ok(['member', 'promote', id!]), new RegExp(`Member\\s+${id} promoted in cluster`));
+      t.match(await ok(['member', 'list']), new RegExp(`${id}, started, m4, ${peer}, ${client}, false`), 'a voter now');
+      t.equal(await etcdctl(hostPort(client), ['get', 'foo', '--print-value-only']).then((r) => r.stdout), 'baz\n', 'it serves linearizable reads');
+      const again = await ctl(['member', 'promote', id!]);
+      t.match(again.stderr, /can only promote a learner member/);
+      t.match(await ok(['member', 'update', id!, `--peer-urls=${peer}`]), new RegExp(`Member\\s+${id} updated in cluster`));
+      const dupe = await ctl(['member', 'add', 'm5', `--peer-urls=${peer}`]);
+      t.match(dupe.stderr, /Peer URLs already exists/);
+      t.match(await ok(['member', 'remove', id!]), new RegExp(`Member\\s+${id} removed from cluster`));
+      const code = await new Promise<number | null>((resolve) => {
+        if (m4.proc.exitCode !== null) resolve(m4.proc.exitCode);
+        else m4.proc.once('exit', (c) => resolve(c));
+      });
+      t.equal(code, 0, 'the removed member stops by itself');
+      t.equal((await ok(['member', 'list'])).trim().split('\n').length, 3);
+      const missing = await ctl(['member', 'remove', id!]);
+      t.match(missing.stderr, /member not found/);
+      t.match(await ok(['put', 'after-remove', '1']), /OK/, 'the cluster goes on');
     });
 
     t.test('lock and elect', async (t) => {

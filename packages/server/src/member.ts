@@ -10,7 +10,10 @@ import type { ApplyRequest, ApplyResponse, ApplyResult, LeaseTimeToLiveResponse 
 import { MvccError, StateMachine } from '@capstan/mvcc';
 import {
   bootstrap,
+  ConfChangeType,
   decodeConfChange,
+  RaftError,
+  type ConfChange,
   EntryType,
   isStorageError,
   MemoryStorage,
@@ -25,8 +28,12 @@ import {
 import { Wal } from '@capstan/wal';
 import {
   AlarmType,
+  errLearnerNotReady,
+  errMemberExist,
+  errMemberNotFound,
+  errMemberNotLearner,
   errNoLeader,
-  errNotCapable,
+  errPeerURLExist,
   errRequestTooLarge,
   errStopped,
   errTimeout,
@@ -37,7 +44,7 @@ import {
   type MemberInfo,
   type MemberStatus,
 } from './api.js';
-import { packr, PeerTransport, errorPayload } from './peer.js';
+import { askPeers, packr, PeerTransport, errorPayload } from './peer.js';
 
 /** etcd's --max-request-bytes default. */
 export const DEFAULT_MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
@@ -50,6 +57,8 @@ export const LEASE_REVOKES_PER_CHECK = 500;
 /** How often the leader proposes lease checkpoints, so remaining TTLs survive a leader change. */
 export const LEASE_CHECKPOINT_MS = 5000;
 export const VERSION = '3.5.0';
+/** etcd's readyPercent: a learner is promotable once its log reaches this share of the leader's. */
+export const LEARNER_READY_PERCENT = 0.9;
 /** etcd's --snapshot-count default: applied entries between two snapshots of the store. */
 export const DEFAULT_SNAPSHOT_COUNT = 100_000;
 /** Entries kept in the log behind a snapshot, so a slightly slow follower catches up without one (etcd's). */
@@ -93,8 +102,17 @@ interface Proposal {
   i: number;
   /** A request for the state machine... */
   r?: ApplyRequest;
-  /** ...or a member publishing its name and client URLs (etcd's attribute publish). */
+  /** ...or a member publishing its name and client URLs (etcd's attribute publish)... */
   a?: { id: bigint; name: string; clientURLs: string[] };
+  /** ...or new peer URLs for a member (etcd's MemberUpdate). */
+  u?: { id: bigint; peerURLs: string[] };
+}
+
+/** What a ConfChange entry's context carries: the member being added, and who waits for it. */
+interface ConfContext {
+  o: NodeId;
+  i: number;
+  member?: { id: bigint; name: string; peerURLs: string[] };
 }
 
 /** etcd derives member IDs from the peer URLs and the cluster token; 48 bits here (Raft ids are numbers). */
@@ -133,6 +151,7 @@ export class RaftMember implements Member {
   private loopDone: Promise<void> = Promise.resolve();
   private readonly requestTimeoutMs: number;
   leaderChanges = 0;
+  private removed = false;
   snapshotsSent = 0;
   snapshotsInstalled = 0;
   private snapIndex = 0;
@@ -168,15 +187,37 @@ export class RaftMember implements Member {
     await mkdir(dir, { recursive: true });
     const ids = new Map<string, NodeId>();
     for (const [name, urls] of cfg.initialCluster) ids.set(name, memberIdOf(urls, cfg.initialClusterToken));
-    const id = memberIdOf(cfg.peerURLs, cfg.initialClusterToken);
-    if (ids.get(cfg.name) !== id) {
-      throw new Error(`--initial-cluster has ${cfg.name}=${cfg.initialCluster.get(cfg.name)?.join(',') ?? '(missing)'} but --initial-advertise-peer-urls is ${cfg.peerURLs.join(',')}`);
+    const mine = cfg.initialCluster.get(cfg.name);
+    if (mine === undefined || [...mine].sort().join(',') !== [...cfg.peerURLs].sort().join(',')) {
+      throw new Error(`--initial-cluster has ${cfg.name}=${mine?.join(',') ?? '(missing)'} but --initial-advertise-peer-urls is ${cfg.peerURLs.join(',')}`);
     }
-    const clusterId = clusterIdOf([...ids.values()], cfg.initialClusterToken);
-    const { wal, replay } = await Wal.open(join(dir, 'wal'), {
+    let id = ids.get(cfg.name)!;
+    let clusterId = clusterIdOf([...ids.values()], cfg.initialClusterToken);
+    let remote: MemberInfo[] | undefined;
+    const walDir = join(dir, 'wal');
+    const exists = await stat(walDir).then(
+      () => true,
+      () => false,
+    );
+    if (!exists && cfg.initialClusterState === 'existing') {
+      // Joining: the cluster already has an ID, and gave this member its ID when it was added.
+      const others = [...cfg.initialCluster].filter(([n]) => n !== cfg.name).flatMap(([, urls]) => urls);
+      const c = await askPeers(others, { op: 'cluster' }) as { clusterId: bigint; members: MemberInfo[] };
+      const me = c.members.find((m) => [...m.peerURLs].sort().join(',') === [...cfg.peerURLs].sort().join(','));
+      if (me === undefined) throw new Error(`this member's peer URLs ${cfg.peerURLs.join(',')} are not in the cluster's member list: add it first (etcdctl member add)`);
+      id = Number(me.id);
+      clusterId = c.clusterId;
+      remote = c.members;
+    }
+    const { wal, replay } = await Wal.open(walDir, {
       metadata: { memberId: id, clusterId: clusterId.toString(16) },
       logger: (level, msg, fields) => cfg.log(level === 'error' ? 'error' : level === 'warn' ? 'warn' : 'info', msg, fields),
     });
+    if (!replay.created) {
+      // A restart: who this member is was decided when its log was created.
+      id = replay.metadata.memberId;
+      clusterId = BigInt(`0x${replay.metadata.clusterId}`);
+    }
     const storage = new MemoryStorage();
     if (replay.created) {
       if (cfg.initialClusterState === 'new') {
@@ -202,10 +243,14 @@ export class RaftMember implements Member {
       applied: replay.snapshot?.metadata.index ?? 0,
     });
     const m = new RaftMember(cfg, sm, wal, storage, rn, id, clusterId);
-    const initial: MemberInfo[] = [...cfg.initialCluster].map(([name, urls]) => {
-      const mid = ids.get(name)!;
-      return { id: BigInt(mid), name, peerURLs: [...urls], clientURLs: mid === id ? [...cfg.clientURLs] : [], isLearner: false };
-    });
+    const initial: MemberInfo[] =
+      remote ??
+      [...cfg.initialCluster].map(([name, urls]) => {
+        const mid = ids.get(name)!;
+        return { id: BigInt(mid), name, peerURLs: [...urls], clientURLs: mid === id ? [...cfg.clientURLs] : [], isLearner: false };
+      });
+    // After a snapshot its members list; otherwise the bootstrap members, and replaying the log's
+    // conf changes (they come again: applied starts at the snapshot) rebuilds the rest.
     m.setMembers(replay.snapshot !== undefined ? (packr.unpack(replay.snapshot.data) as SnapshotData).members : initial);
     m.snapIndex = replay.snapshot?.metadata.index ?? 0;
     m.publish();
@@ -253,7 +298,7 @@ export class RaftMember implements Member {
     return this.proposeRaw({ r: req });
   }
 
-  private async proposeRaw(body: Pick<Proposal, 'r' | 'a'>): Promise<ApplyResponse> {
+  private async proposeRaw(body: Pick<Proposal, 'r' | 'a' | 'u'>): Promise<ApplyResponse> {
     if (this.stopped) throw errStopped();
     const i = this.nextReq++;
     const data = packr.pack({ o: this.id, i, ...body } satisfies Proposal);
@@ -330,21 +375,74 @@ export class RaftMember implements Member {
     return [...this.infos.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
   }
 
-  addMember(): Promise<{ member: MemberInfo; members: MemberInfo[] }> {
-    return Promise.reject(errNotCapable());
+  async addMember(peerURLs: string[], isLearner: boolean): Promise<{ member: MemberInfo; members: MemberInfo[] }> {
+    const key = [...peerURLs].sort().join(',');
+    for (const m of this.infos.values()) if (m.peerURLs.some((u) => peerURLs.includes(u))) throw errPeerURLExist();
+    // etcd salts a runtime-added member's ID with the time, so a re-added member gets a new one.
+    const mid = memberIdOf(peerURLs, `${this.cfg.initialClusterToken}/${Date.now()}`);
+    if (this.infos.has(mid)) throw errMemberExist();
+    const members = await this.confChange(isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode, mid, {
+      id: BigInt(mid),
+      name: '',
+      peerURLs: key.split(','),
+    });
+    return { member: this.infos.get(mid) ?? { id: BigInt(mid), name: '', peerURLs, clientURLs: [], isLearner }, members };
   }
 
-  removeMember(): Promise<MemberInfo[]> {
-    return Promise.reject(errNotCapable());
+  async removeMember(id: bigint): Promise<MemberInfo[]> {
+    if (!this.infos.has(Number(id))) throw errMemberNotFound();
+    return this.confChange(ConfChangeType.RemoveNode, Number(id));
   }
 
-  updateMember(): Promise<MemberInfo[]> {
-    return Promise.reject(errNotCapable());
+  async updateMember(id: bigint, peerURLs: string[]): Promise<MemberInfo[]> {
+    if (!this.infos.has(Number(id))) throw errMemberNotFound();
+    for (const m of this.infos.values()) if (m.id !== id && m.peerURLs.some((u) => peerURLs.includes(u))) throw errPeerURLExist();
+    await this.proposeRaw({ u: { id, peerURLs } });
+    return this.members();
   }
 
-  promoteMember(): Promise<MemberInfo[]> {
-    return Promise.reject(errNotCapable());
+  /** etcd's PromoteMember: only a learner, only once it has caught up, decided by the leader. */
+  async promoteMember(id: bigint): Promise<MemberInfo[]> {
+    const m = this.infos.get(Number(id));
+    if (m === undefined) throw errMemberNotFound();
+    if (!m.isLearner) throw errMemberNotLearner();
+    if (!this.isLeader) {
+      await this.toLeader({ op: 'promote', id });
+      await this.readBarrier();
+      return this.members();
+    }
+    const st = this.rn.status();
+    const learner = st.progress?.get(Number(id));
+    const leaderMatch = st.progress?.get(this.id)?.match ?? st.commit;
+    if (learner === undefined || learner.match < leaderMatch * LEARNER_READY_PERCENT) throw errLearnerNotReady();
+    return this.confChange(ConfChangeType.AddNode, Number(id));
   }
+
+  /** Proposes a membership change and resolves with the members once it is applied here. */
+  private async confChange(type: ConfChangeType, nodeId: NodeId, member?: ConfContext['member']): Promise<MemberInfo[]> {
+    if (this.stopped) throw errStopped();
+    await this.waitForLeader();
+    const i = this.nextReq++;
+    const context = packr.pack({ o: this.id, i, member } satisfies ConfContext);
+    return new Promise<MemberInfo[]>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters.delete(i);
+        reject(errTimeout());
+      }, this.requestTimeoutMs);
+      this.waiters.set(i, { resolve: () => resolve(this.members()), reject, timer });
+      const err = this.rn.proposeConfChange({ type, nodeId, context });
+      if (err !== undefined) {
+        clearTimeout(timer);
+        this.waiters.delete(i);
+        reject(err === RaftError.ProposalDropped ? errNoLeader() : new ServerError('FAILED_PRECONDITION', `etcdserver: ${String(err)}`));
+        return;
+      }
+      this.kick();
+    });
+  }
+
+  /** The member was removed from the cluster: it stops, as etcd's does. */
+  onRemoved: () => void = () => {};
 
   async status(): Promise<MemberStatus> {
     const st = this.rn.status();
@@ -454,6 +552,10 @@ export class RaftMember implements Member {
       const rd = this.rn.ready();
       await this.handle(rd);
       this.rn.advance(rd);
+      if (this.removed) {
+        setImmediate(() => this.onRemoved());
+        return;
+      }
     }
   }
 
@@ -570,13 +672,14 @@ export class RaftMember implements Member {
   private applyEntry(e: Entry): void {
     if (e.type === EntryType.ConfChange) {
       const cc = decodeConfChange(e.data);
-      if (!(cc instanceof Error)) this.rn.applyConfChange(cc);
+      if (!(cc instanceof Error)) this.applyConfChange(cc);
       this.sm.applyEmpty(e.index);
     } else if (e.data.length === 0) {
       this.sm.applyEmpty(e.index);
     } else {
       const p = packr.unpack(e.data) as Proposal;
-      const result = p.a !== undefined ? this.applyAttributes(e.index, p.a) : this.sm.apply(e.index, p.r ?? {});
+      const result =
+        p.a !== undefined ? this.applyAttributes(e.index, p.a) : p.u !== undefined ? this.applyUpdate(e.index, p.u) : this.sm.apply(e.index, p.r ?? {});
       const w = p.o === this.id ? this.waiters.get(p.i) : undefined;
       if (w !== undefined) {
         this.waiters.delete(p.i);
@@ -589,6 +692,54 @@ export class RaftMember implements Member {
       }
     }
     this.applied = e.index;
+  }
+
+  private applyConfChange(cc: ConfChange): void {
+    this.rn.applyConfChange(cc);
+    const ctx = cc.context !== undefined && cc.context.length > 0 ? (packr.unpack(cc.context) as ConfContext) : undefined;
+    const known = this.infos.get(cc.nodeId);
+    switch (cc.type) {
+      case ConfChangeType.AddNode:
+      case ConfChangeType.AddLearnerNode: {
+        const isLearner = cc.type === ConfChangeType.AddLearnerNode;
+        const info: MemberInfo = {
+          id: BigInt(cc.nodeId),
+          name: known?.name ?? ctx?.member?.name ?? '',
+          peerURLs: ctx?.member?.peerURLs ?? known?.peerURLs ?? [],
+          clientURLs: known?.clientURLs ?? [],
+          isLearner,
+        };
+        this.infos.set(cc.nodeId, info);
+        if (cc.nodeId !== this.id && info.peerURLs.length > 0) this.transport.setPeer(cc.nodeId, info.peerURLs[0]!);
+        break;
+      }
+      case ConfChangeType.RemoveNode:
+        this.infos.delete(cc.nodeId);
+        if (cc.nodeId === this.id) {
+          this.cfg.log('warn', 'the member has been permanently removed from the cluster');
+          this.removed = true;
+        } else this.transport.removePeer(cc.nodeId);
+        break;
+    }
+    if (ctx !== undefined && ctx.o === this.id) {
+      const w = this.waiters.get(ctx.i);
+      if (w !== undefined) {
+        this.waiters.delete(ctx.i);
+        clearTimeout(w.timer);
+        w.resolve({ header: { revision: this.sm.store.rev } });
+      }
+    }
+  }
+
+  private applyUpdate(index: number, u: NonNullable<Proposal['u']>): ApplyResult {
+    const id = Number(u.id);
+    const known = this.infos.get(id);
+    if (known !== undefined) {
+      this.infos.set(id, { ...known, peerURLs: u.peerURLs });
+      if (id !== this.id) this.transport.setPeer(id, u.peerURLs[0]!);
+    }
+    this.sm.applyEmpty(index);
+    return { kind: 'ok', response: { header: { revision: this.sm.store.rev } } };
   }
 
   private applyAttributes(index: number, a: NonNullable<Proposal['a']>): ApplyResult {
@@ -655,6 +806,8 @@ export class RaftMember implements Member {
     try {
       if (r.op === 'keepalive') return await this.leaseKeepAlive(r.id);
       if (r.op === 'ttl') return await this.leaseTimeToLive(r.id, r.keys === true);
+      if (r.op === 'promote') return (await this.promoteMember(r.id)).length;
+      if (r.op === 'cluster') return { clusterId: this.clusterId, members: this.members() };
       throw new ServerError('INVALID_ARGUMENT', `unknown forwarded op ${r.op}`);
     } catch (err) {
       return { error: errorPayload(err) };

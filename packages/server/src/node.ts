@@ -26,6 +26,8 @@ export interface NodeConfig extends Omit<MemberConfig, 'log' | 'observeFsync' | 
 export interface RunningNode {
   readonly member: RaftMember;
   readonly metrics: Metrics;
+  /** Resolves if this member is removed from the cluster (it should then stop). */
+  readonly removed: Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -57,6 +59,7 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
     observeFsync: (s) => metrics?.walFsync.observe(s),
   });
   logger.setId(member.memberId.toString(16));
+  const removed = new Promise<void>((resolve) => (member.onRemoved = resolve));
   const hub = new WatchHub(member.sm.store);
   metrics = new Metrics({
     hasLeader: () => member.leaderId !== 0,
@@ -110,6 +113,7 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
   return {
     member,
     metrics,
+    removed,
     stop: () =>
       (stopping ??= (async () => {
         for (const t of timers) clearInterval(t);

@@ -281,3 +281,21 @@ export function target(url: string): string {
   const u = new URL(url);
   return u.host;
 }
+
+/** Asks peers (by URL) one at a time until one answers a forwarded request: a joining member learning the cluster. */
+export async function askPeers(urls: readonly string[], req: unknown): Promise<unknown> {
+  let last: unknown = new Error('no peer URLs to ask');
+  for (const url of urls) {
+    const peer = new Peer(0, url, { onMessages: () => {}, onUnreachable: () => {}, onForward: async () => undefined, onSnapshot: async () => {} });
+    try {
+      const res = (await peer.forward(req)) as { error?: { message: string } };
+      if (res !== null && typeof res === 'object' && 'error' in res && res.error !== undefined) throw new Error(res.error.message);
+      return res;
+    } catch (err) {
+      last = err;
+    } finally {
+      peer.close();
+    }
+  }
+  throw new Error(`could not reach any peer of the existing cluster: ${String((last as Error)?.message ?? last)}`);
+}
