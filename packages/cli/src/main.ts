@@ -39,6 +39,7 @@ async function member(argv: string[]): Promise<number> {
     electionMs: flags.electionMs,
     snapshotCount: flags.snapshotCount,
     snapshotCatchUpEntries: flags.snapshotCatchUpEntries,
+    quotaBackendBytes: flags.quotaBackendBytes,
     maxRequestBytes: flags.maxRequestBytes,
     maxTxnOps: flags.maxTxnOps,
     listenMetricsURLs: flags.listenMetricsURLs,

@@ -6,7 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ApplyRequest, ApplyResponse, ApplyResult, LeaseTimeToLiveResponse } from '@capstan/mvcc';
+import type { ApplyRequest, ApplyResponse, ApplyResult, LeaseTimeToLiveResponse, TxnRequest } from '@capstan/mvcc';
 import { MvccError, StateMachine } from '@capstan/mvcc';
 import {
   bootstrap,
@@ -33,6 +33,7 @@ import {
   errMemberNotFound,
   errMemberNotLearner,
   errNoLeader,
+  errNoSpace,
   errPeerURLExist,
   errRequestTooLarge,
   errStopped,
@@ -57,6 +58,8 @@ export const LEASE_REVOKES_PER_CHECK = 500;
 /** How often the leader proposes lease checkpoints, so remaining TTLs survive a leader change. */
 export const LEASE_CHECKPOINT_MS = 5000;
 export const VERSION = '3.5.0';
+/** How often a member compares its store's size with --quota-backend-bytes. */
+export const QUOTA_CHECK_MS = 1000;
 /** etcd's readyPercent: a learner is promotable once its log reaches this share of the leader's. */
 export const LEARNER_READY_PERCENT = 0.9;
 /** etcd's --snapshot-count default: applied entries between two snapshots of the store. */
@@ -78,6 +81,8 @@ export interface MemberConfig {
   readonly maxRequestBytes: number;
   readonly maxTxnOps: number;
   readonly snapshotCount?: number;
+  /** --quota-backend-bytes: beyond it the member raises NOSPACE and the cluster refuses writes that grow the store. */
+  readonly quotaBackendBytes?: number;
   /** Entries kept behind a snapshot; etcd's constant, a knob here for tests. */
   readonly snapshotCatchUpEntries?: number;
   /** Seconds each WAL save (write + fdatasync) took. */
@@ -94,6 +99,7 @@ interface Waiter {
 /** What a Raft snapshot's data holds; the store itself travels beside it, streamed by the transport. */
 interface SnapshotData {
   members: MemberInfo[];
+  alarms?: AlarmMember[];
 }
 
 /** What a proposed entry carries: who proposed it (to find the waiter) and the request. */
@@ -104,8 +110,10 @@ interface Proposal {
   r?: ApplyRequest;
   /** ...or a member publishing its name and client URLs (etcd's attribute publish)... */
   a?: { id: bigint; name: string; clientURLs: string[] };
-  /** ...or new peer URLs for a member (etcd's MemberUpdate). */
+  /** ...or new peer URLs for a member (etcd's MemberUpdate)... */
   u?: { id: bigint; peerURLs: string[] };
+  /** ...or an alarm raised or disarmed. */
+  al?: { action: 'activate' | 'deactivate'; memberID: bigint; alarm: AlarmType };
 }
 
 /** What a ConfChange entry's context carries: the member being added, and who waits for it. */
@@ -152,6 +160,7 @@ export class RaftMember implements Member {
   private readonly requestTimeoutMs: number;
   leaderChanges = 0;
   private removed = false;
+  private alarmList: AlarmMember[] = [];
   snapshotsSent = 0;
   snapshotsInstalled = 0;
   private snapIndex = 0;
@@ -251,7 +260,9 @@ export class RaftMember implements Member {
       });
     // After a snapshot its members list; otherwise the bootstrap members, and replaying the log's
     // conf changes (they come again: applied starts at the snapshot) rebuilds the rest.
-    m.setMembers(replay.snapshot !== undefined ? (packr.unpack(replay.snapshot.data) as SnapshotData).members : initial);
+    const snapData = replay.snapshot !== undefined ? (packr.unpack(replay.snapshot.data) as SnapshotData) : undefined;
+    m.setMembers(snapData?.members ?? initial);
+    m.alarmList = snapData?.alarms ?? [];
     m.snapIndex = replay.snapshot?.metadata.index ?? 0;
     m.publish();
     m.run();
@@ -295,10 +306,11 @@ export class RaftMember implements Member {
   // ------------------------------------------------------------------ requests
 
   propose(req: ApplyRequest): Promise<ApplyResponse> {
+    if (this.refusedForSpace(req)) return Promise.reject(errNoSpace());
     return this.proposeRaw({ r: req });
   }
 
-  private async proposeRaw(body: Pick<Proposal, 'r' | 'a' | 'u'>): Promise<ApplyResponse> {
+  private async proposeRaw(body: Pick<Proposal, 'r' | 'a' | 'u' | 'al'>): Promise<ApplyResponse> {
     if (this.stopped) throw errStopped();
     const i = this.nextReq++;
     const data = packr.pack({ o: this.id, i, ...body } satisfies Proposal);
@@ -461,11 +473,34 @@ export class RaftMember implements Member {
   }
 
   alarms(): AlarmMember[] {
-    return [];
+    return [...this.alarmList];
   }
 
-  alarm(_action: 'activate' | 'deactivate', _memberID: bigint, _alarm: AlarmType): Promise<AlarmMember[]> {
-    return Promise.resolve([]);
+  async alarm(action: 'activate' | 'deactivate', memberID: bigint, alarm: AlarmType): Promise<AlarmMember[]> {
+    await this.proposeRaw({ al: { action, memberID, alarm } });
+    return this.alarms();
+  }
+
+  private get noSpace(): boolean {
+    return this.alarmList.some((a) => a.alarm === AlarmType.NOSPACE);
+  }
+
+  /** etcd's quota: with NOSPACE raised, only requests that cannot grow the store go through. */
+  private refusedForSpace(req: ApplyRequest): boolean {
+    if (!this.noSpace) return false;
+    if (req.put !== undefined || req.leaseGrant !== undefined) return true;
+    return req.txn !== undefined && txnHasPut(req.txn);
+  }
+
+  /** Each member checks its own store; one over quota raises NOSPACE for itself (etcd's). */
+  private async checkQuota(): Promise<void> {
+    const quota = this.cfg.quotaBackendBytes;
+    if (quota === undefined || quota <= 0 || this.stopped || this.lead === 0) return;
+    if (this.alarmList.some((a) => a.alarm === AlarmType.NOSPACE && a.memberID === this.memberId)) return;
+    const size = (await this.status()).dbSize;
+    if (size <= quota) return;
+    this.cfg.log('warn', 'database space exceeded: raising NOSPACE', { 'quota-size-bytes': quota, 'db-size-bytes': size });
+    await this.alarm('activate', this.memberId, AlarmType.NOSPACE).catch(() => {});
   }
 
   async defragment(): Promise<void> {
@@ -535,6 +570,7 @@ export class RaftMember implements Member {
       }, this.cfg.heartbeatMs),
       setInterval(() => this.revokeExpired(), LEASE_EXPIRY_CHECK_MS),
       setInterval(() => this.checkpointLeases(), LEASE_CHECKPOINT_MS),
+      setInterval(() => void this.checkQuota(), QUOTA_CHECK_MS),
     );
     this.loopDone = this.loop().catch((err: unknown) => {
       this.cfg.log('error', 'raft loop failed; stopping', { error: String((err as Error)?.stack ?? err) });
@@ -577,7 +613,9 @@ export class RaftMember implements Member {
     await this.withApplyLock(async () => {
       if (rd.snapshot !== undefined) {
         // The store itself was installed from the stream before Raft saw the MsgSnap.
-        this.setMembers((packr.unpack(rd.snapshot.data) as SnapshotData).members);
+        const data = packr.unpack(rd.snapshot.data) as SnapshotData;
+        this.setMembers(data.members);
+        this.alarmList = data.alarms ?? [];
         this.snapIndex = rd.snapshot.metadata.index;
         if (rd.snapshot.metadata.index > this.applied) this.applied = rd.snapshot.metadata.index;
       }
@@ -604,7 +642,7 @@ export class RaftMember implements Member {
     const index = this.applied;
     // The store must be durable through `index` before the WAL may forget the entries behind it.
     await this.sm.store.backend.sync();
-    const data = packr.pack({ members: this.members() } satisfies SnapshotData);
+    const data = packr.pack({ members: this.members(), alarms: this.alarms() } satisfies SnapshotData);
     const snap = this.storage.createSnapshot(index, this.rn.status().confState, data);
     if (isStorageError(snap)) {
       this.cfg.log('warn', 'snapshot not taken', { index, error: String(snap) });
@@ -678,8 +716,7 @@ export class RaftMember implements Member {
       this.sm.applyEmpty(e.index);
     } else {
       const p = packr.unpack(e.data) as Proposal;
-      const result =
-        p.a !== undefined ? this.applyAttributes(e.index, p.a) : p.u !== undefined ? this.applyUpdate(e.index, p.u) : this.sm.apply(e.index, p.r ?? {});
+      const result = this.applyProposal(e.index, p);
       const w = p.o === this.id ? this.waiters.get(p.i) : undefined;
       if (w !== undefined) {
         this.waiters.delete(p.i);
@@ -692,6 +729,31 @@ export class RaftMember implements Member {
       }
     }
     this.applied = e.index;
+  }
+
+  private applyProposal(index: number, p: Proposal): ApplyResult {
+    if (p.a !== undefined) return this.applyAttributes(index, p.a);
+    if (p.u !== undefined) return this.applyUpdate(index, p.u);
+    if (p.al !== undefined) return this.applyAlarm(index, p.al);
+    const req = p.r ?? {};
+    // Decided in log order, so every member refuses the same entries.
+    if (this.refusedForSpace(req)) {
+      this.sm.applyEmpty(index);
+      const e = errNoSpace();
+      return { kind: 'error', error: new MvccError('ErrNoSpace', e.code, e.message) };
+    }
+    return this.sm.apply(index, req);
+  }
+
+  private applyAlarm(index: number, al: NonNullable<Proposal['al']>): ApplyResult {
+    const same = (a: AlarmMember): boolean => a.memberID === al.memberID && a.alarm === al.alarm;
+    if (al.action === 'activate') {
+      if (al.alarm !== AlarmType.NONE && !this.alarmList.some(same)) this.alarmList.push({ memberID: al.memberID, alarm: al.alarm });
+    } else {
+      this.alarmList = this.alarmList.filter((a) => !same(a));
+    }
+    this.sm.applyEmpty(index);
+    return { kind: 'ok', response: { header: { revision: this.sm.store.rev } } };
   }
 
   private applyConfChange(cc: ConfChange): void {
@@ -813,6 +875,10 @@ export class RaftMember implements Member {
       return { error: errorPayload(err) };
     }
   }
+}
+
+function txnHasPut(t: TxnRequest): boolean {
+  return [...(t.success ?? []), ...(t.failure ?? [])].some((op) => op.requestPut !== undefined || (op.requestTxn !== undefined && txnHasPut(op.requestTxn)));
 }
 
 async function dirSize(dir: string): Promise<number> {

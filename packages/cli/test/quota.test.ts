@@ -1,0 +1,50 @@
+// --quota-backend-bytes: past it the member raises NOSPACE, the cluster refuses writes that grow
+// the store with etcd's error, deletes still work, and `alarm disarm` lets writes through again.
+import { join } from 'node:path';
+import t from 'tap';
+import { ETCDCTL, etcdctl, freePortPairs, freePorts, healthy, hostPort, startMember, stopMember, until } from './helpers/cluster.js';
+
+if (ETCDCTL === undefined) {
+  t.fail('etcdctl not found: npm test fetches it with scripts/fetch-etcd.sh');
+} else {
+  t.test('NOSPACE alarm', async (t) => {
+    const [clientPort] = await freePorts(1);
+    const [peerPort] = await freePortPairs(1);
+    const client = `http://127.0.0.1:${clientPort}`;
+    const peer = `http://127.0.0.1:${peerPort}`;
+    const metrics = `http://127.0.0.1:${peerPort! + 1}`;
+    const m = startMember({
+      name: 'q',
+      client,
+      peer,
+      metrics,
+      args: [
+        '--name=q',
+        `--data-dir=${join(t.testdir(), 'q')}`,
+        `--listen-client-urls=${client}`,
+        `--advertise-client-urls=${client}`,
+        `--listen-peer-urls=${peer}`,
+        `--initial-advertise-peer-urls=${peer}`,
+        `--initial-cluster=q=${peer}`,
+        `--listen-metrics-urls=${metrics}`,
+        '--quota-backend-bytes=60000',
+      ],
+    });
+    t.teardown(() => stopMember(m, 'SIGKILL'));
+    await until('healthy', () => healthy(metrics));
+    const ep = hostPort(client);
+    const big = 'x'.repeat(20_000);
+    for (let i = 0; i < 4; i++) t.equal((await etcdctl(ep, ['put', `k${i}`, big])).stdout, 'OK\n');
+    await until('the alarm', async () => (await etcdctl(ep, ['alarm', 'list'])).stdout.includes('alarm:NOSPACE'));
+    const refused = await etcdctl(ep, ['put', 'more', 'v']);
+    t.not(refused.code, 0);
+    t.match(refused.stderr, /etcdserver: mvcc: database space exceeded/);
+    const txn = await etcdctl(ep, ['txn'], { input: '\nput t 1\n\n\n' });
+    t.match(txn.stderr, /database space exceeded/, 'a txn that puts is refused too');
+    t.equal((await etcdctl(ep, ['get', 'k1', '--print-value-only'])).stdout.length, 20_001, 'reads work');
+    t.equal((await etcdctl(ep, ['del', 'k0'])).stdout, '1\n', 'deletes work');
+    t.match((await etcdctl(ep, ['alarm', 'disarm'])).stdout, /alarm:NOSPACE/);
+    t.equal((await etcdctl(ep, ['alarm', 'list'])).stdout, '');
+    t.equal((await etcdctl(ep, ['put', 'more', 'v'])).stdout, 'OK\n', 'writes go through after disarm');
+  });
+}
