@@ -97,6 +97,11 @@ if (ETCDCTL === undefined) {
       const health = await ctl(['endpoint', 'health']);
       t.equal(health.code, 0);
       t.equal(health.stdout.concat(health.stderr).match(/is healthy: successfully committed proposal/g)?.length, 3, 'all three healthy');
+      for (const m of members) {
+        const h = (await (await fetch(`${m.client}/health`)).json()) as { health: string };
+        t.equal(h.health, 'true', `/health on ${m.name}'s client URL, beside gRPC`);
+      }
+      t.same(await (await fetch(`${members[0]!.client}/version`)).json(), { etcdserver: '3.5.0', etcdcluster: '3.5.0' });
       const hashes = JSON.parse(await ok(['endpoint', 'hashkv', '-w', 'json'])) as Array<{ HashKV: { hash: number } }>;
       t.equal(new Set(hashes.map((h) => h.HashKV.hash)).size, 1, 'HashKV equal on every member');
       const file = join(dir, 'snap.db');

@@ -142,7 +142,8 @@ export class KeyIndex {
     let [genIdx, revIndex] = this.doCompact(atRev, available);
     const g = this.generations[genIdx]!;
     if (!g.isEmpty()) {
-      if (revIndex !== -1) g.revs = g.revs.slice(revIndex << 1);
+      // Only when something goes: a copy per key would be a million allocations per compaction.
+      if (revIndex > 0) g.revs = g.revs.slice(revIndex << 1);
       if (g.length === 1 && genIdx !== this.generations.length - 1) {
         available.delete(g.main(0), g.sub(0));
         genIdx++;

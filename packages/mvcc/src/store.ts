@@ -41,7 +41,7 @@ import { checkDelete, checkPut, checkRange, checkTxn, DEFAULT_MAX_TXN_OPS } from
 /** etcd's compaction batch: records deleted per LevelDB batch before yielding to writes. */
 export const COMPACTION_BATCH_LIMIT = 1000;
 /** Index keys compacted per chunk before yielding. */
-export const COMPACTION_INDEX_CHUNK = 10_000;
+export const COMPACTION_INDEX_CHUNK = 2_000;
 /** Records read per iterator step (history, hash, restore). */
 const SCAN_BATCH = 1000;
 

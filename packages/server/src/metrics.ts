@@ -5,6 +5,10 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** The etcd versions Capstan answers as (its API is etcd 3.5's). */
+export const ETCD_VERSION = '3.5.0';
+export const ETCD_CLUSTER_VERSION = '3.5.0';
+
 /** etcd's buckets for disk durations: 1 ms doubling up to about 8 s. */
 const DISK_BUCKETS = Array.from({ length: 14 }, (_, i) => 0.001 * 2 ** i);
 
@@ -118,6 +122,9 @@ export function serveMetrics(metrics: Metrics, health: () => Promise<{ ok: boole
           res.end(String(err));
         },
       );
+    } else if (path === '/version') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ etcdserver: ETCD_VERSION, etcdcluster: ETCD_CLUSTER_VERSION }));
     } else if (path === '/health' || path === '/readyz' || path === '/livez') {
       health().then(
         (h) => {

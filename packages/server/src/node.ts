@@ -6,7 +6,7 @@ import type { Server as HttpServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { WatchHub } from '@capstan/mvcc';
 import { addClientServices, serverOptions } from './grpc/index.js';
-import { listen, shutdown } from './listen.js';
+import { listen, listenMux, shutdown, type Mux } from './listen.js';
 import { RaftMember, type MemberConfig } from './member.js';
 import { Metrics, serveMetrics } from './metrics.js';
 import { MAX_PEER_MESSAGE_BYTES } from './peer.js';
@@ -84,16 +84,20 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
   });
   const https: HttpServer[] = [];
   const timers: NodeJS.Timeout[] = [];
+  const health = async (): Promise<{ ok: boolean; reason?: string }> => {
+    if (member.leaderId === 0) return { ok: false, reason: 'RAFT NO LEADER' };
+    await member.readBarrier();
+    return { ok: true };
+  };
+  // /health, /metrics and /version also answer on the client URLs, beside gRPC, as etcd's do.
+  const clientHttp = serveMetrics(metrics, health);
+  let mux: Mux | undefined;
   try {
     await listen(peerServer, cfg.listenPeerURLs);
-    await listen(clientServer, cfg.listenClientURLs);
+    mux = await listenMux(cfg.listenClientURLs, clientServer, clientHttp);
     for (const url of cfg.listenMetricsURLs) {
       const u = new URL(url);
-      const http = serveMetrics(metrics, async () => {
-        if (member.leaderId === 0) return { ok: false, reason: 'RAFT NO LEADER' };
-        await member.readBarrier();
-        return { ok: true };
-      });
+      const http = serveMetrics(metrics, health);
       await new Promise<void>((resolve, reject) => {
         http.once('error', reject);
         http.listen(Number(u.port), u.hostname, () => resolve());
@@ -101,6 +105,7 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
       https.push(http);
     }
   } catch (err) {
+    await mux?.close();
     await member.stop();
     peerServer.forceShutdown();
     clientServer.forceShutdown();
@@ -118,6 +123,8 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
       (stopping ??= (async () => {
         for (const t of timers) clearInterval(t);
         hub.close();
+        await mux!.close();
+        clientHttp.closeAllConnections();
         await shutdown(clientServer);
         await member.stop();
         await shutdown(peerServer);
