@@ -595,6 +595,20 @@ t.test('etcdctl 3.4', { skip: etcdctlBin === undefined ? 'etcdctl not found (apt
   t.same(snap.subarray(-32), createHash('sha256').update(snap.subarray(0, -32)).digest(), 'the sha256 trailer');
 });
 
+t.test('an error without a gRPC code is INTERNAL, logged, and the server goes on', async (t) => {
+  const maint = rawClient(h.addr, 'Maintenance');
+  t.teardown(() => maint.client.close());
+  const before = h.logs.length;
+  h.member.defragError = new Error('disk on fire');
+  await rejectsStatus(t, maint.call.Defragment!({}), { code: grpc.status.INTERNAL, details: 'disk on fire' });
+  const logged = h.logs.slice(before);
+  t.equal(logged.length, 1);
+  t.match(logged[0], { level: 'error', method: 'Defragment', error: 'disk on fire' });
+  h.logs.splice(before);
+  await maint.call.Defragment!({});
+  t.equal(await etcd.get('b/1').string(), 'bee');
+});
+
 t.test('no unexpected errors were logged', async (t) => {
   t.same(
     h.logs.filter((l) => l.level === 'error'),

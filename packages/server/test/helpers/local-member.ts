@@ -38,6 +38,8 @@ export class LocalMember implements Member {
   readonly proposed: ApplyRequest[] = [];
   barriers = 0;
   defrags = 0;
+  /** Thrown by the next defragment(), to test errors that carry no gRPC code. */
+  defragError: Error | undefined;
 
   private constructor(
     readonly sm: StateMachine,
@@ -156,6 +158,9 @@ export class LocalMember implements Member {
   }
 
   async defragment(): Promise<void> {
+    const err = this.defragError;
+    this.defragError = undefined;
+    if (err !== undefined) throw err;
     this.defrags++;
   }
 
