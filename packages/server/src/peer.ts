@@ -20,34 +20,22 @@ export const FORWARD_TIMEOUT_MS = 5000;
 export const packr = new Packr({ useRecords: false, int64AsType: 'bigint', moreTypes: false });
 
 const identity = (b: Buffer): Buffer => b;
+/** A peer method on bytes that are already encoded (msgpack), so the serializers pass them through. */
+function method(name: string, requestStream: boolean): grpc.MethodDefinition<Buffer, Buffer> {
+  return {
+    path: `/capstan.peer.Peer/${name}`,
+    requestStream,
+    responseStream: false,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  };
+}
 const PEER_SERVICE: grpc.ServiceDefinition = {
-  stream: {
-    path: '/capstan.peer.Peer/Stream',
-    requestStream: true,
-    responseStream: false,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
-  snapshot: {
-    path: '/capstan.peer.Peer/Snapshot',
-    requestStream: true,
-    responseStream: false,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
-  forward: {
-    path: '/capstan.peer.Peer/Forward',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
+  stream: method('Stream', true),
+  snapshot: method('Snapshot', true),
+  forward: method('Forward', false),
 };
 const PeerClient = grpc.makeGenericClientConstructor(PEER_SERVICE, 'Peer');
 
