@@ -1,0 +1,83 @@
+/**
+ * The checkers a recorded run goes through. Each returns violations as values; an empty list is a
+ * clean run.
+ */
+import { checkOperations } from '@capstan/raft/linearizability';
+import { registerModel } from './model.js';
+import type { Recorded } from './workload.js';
+
+export interface Violation {
+  readonly check: string;
+  readonly detail: string;
+}
+
+/** Linearizability of the KV history, per key (unknown outcomes may or may not have happened). */
+export function checkLinearizable(rec: Recorded, maxSteps = 5_000_000): Violation[] {
+  const r = checkOperations(registerModel, rec.ops, { maxSteps });
+  if (r.ok === true) return [];
+  if (r.ok === 'unknown') return [{ check: 'linearizability (undecided)', detail: r.message }];
+  return [{ check: 'linearizability', detail: r.message }];
+}
+
+/** A client's acknowledged operations never see the store's revision go back. */
+export function checkRevisionsMonotonic(rec: Recorded): Violation[] {
+  const out: Violation[] = [];
+  rec.revisions.forEach((revs, client) => {
+    for (let i = 1; i < revs.length; i++) {
+      if (revs[i]! < revs[i - 1]!) {
+        out.push({ check: 'revision went back', detail: `client ${client}: revision ${revs[i - 1]} then ${revs[i]}` });
+        break;
+      }
+    }
+  });
+  return out;
+}
+
+/**
+ * The watch from revision 1: events in revision order, none twice, prev_kv equal to the key's
+ * previous event, and every acknowledged write there with the revision it was acknowledged at.
+ */
+export function checkWatch(rec: Recorded): Violation[] {
+  const out: Violation[] = [];
+  const seen = new Set<string>();
+  const last = new Map<string, string | null>();
+  let prevRev = 0;
+  for (const e of rec.watchEvents) {
+    const id = `${e.key}@${e.modRevision}`;
+    if (seen.has(id)) out.push({ check: 'watch: duplicate event', detail: `${e.type} ${id}` });
+    seen.add(id);
+    if (e.modRevision < prevRev) out.push({ check: 'watch: out of order', detail: `revision ${e.modRevision} after ${prevRev}` });
+    prevRev = Math.max(prevRev, e.modRevision);
+    const before = last.get(e.key) ?? null;
+    if ((e.prevValue ?? null) !== before) {
+      out.push({ check: 'watch: prev_kv', detail: `${e.type} ${id}: prev_kv ${JSON.stringify(e.prevValue)}, previous event left ${JSON.stringify(before)}` });
+    }
+    last.set(e.key, e.type === 'put' ? e.value : null);
+  }
+  const events = new Map(rec.watchEvents.filter((e) => e.type === 'put').map((e) => [`${e.key}@${e.modRevision}`, e.value]));
+  for (const w of rec.ackedWrites) {
+    const got = events.get(`${w.key}@${w.revision}`);
+    if (got !== w.value) {
+      out.push({ check: 'watch: acknowledged write missing', detail: `${w.key}=${w.value} at revision ${w.revision}: the watch has ${JSON.stringify(got)}` });
+    }
+  }
+  return out.slice(0, 20);
+}
+
+/** A lease's key is there for every read that ended before the grant began + TTL. */
+export function checkLeases(rec: Recorded): Violation[] {
+  const out: Violation[] = [];
+  for (const l of rec.leases) {
+    for (const r of l.reads) {
+      if (!r.present && r.ret < l.grantCall + l.ttl * 1000) {
+        out.push({ check: 'lease expired early', detail: `${l.key} (TTL ${l.ttl}s) gone at a read ending ${(r.ret - l.grantCall).toFixed(0)} ms after the grant began` });
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+export function checkAll(rec: Recorded): Violation[] {
+  return [...checkLinearizable(rec), ...checkRevisionsMonotonic(rec), ...checkWatch(rec), ...checkLeases(rec)];
+}

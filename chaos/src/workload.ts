@@ -1,0 +1,205 @@
+/**
+ * The checked workload: concurrent clients doing puts, gets, deletes and compare-and-swaps on a
+ * few keys (every written value unique), a watcher on the whole prefix from revision 1, and
+ * leases granted with a key attached and left to expire. Every operation is recorded with its
+ * invocation and completion time (one monotonic clock) and outcome; an operation that errs or
+ * times out has an unknown outcome: it may or may not have happened.
+ */
+import { Etcd3, type IKeyValue } from 'etcd3';
+import type { Rng } from '@capstan/raft/rng';
+import type { KvInput, KvOperation, KvOutput } from './model.js';
+
+/** A client gives up on an operation after this long; its outcome is then unknown. */
+export const OP_TIMEOUT_MS = 3000;
+/** Keys per run: few, so operations collide and the checker has something to check. */
+export const KEYS = 6;
+export const PREFIX = 'chaos/';
+export const LEASE_PREFIX = 'chaos-lease/';
+
+export interface WatchEvent {
+  readonly type: 'put' | 'delete';
+  readonly key: string;
+  readonly value: string;
+  readonly modRevision: number;
+  readonly prevValue: string | null | undefined;
+}
+
+export interface LeaseRecord {
+  readonly key: string;
+  readonly ttl: number;
+  /** When the grant was invoked: expiry may not come before this + TTL. */
+  readonly grantCall: number;
+  /** Reads of the key that completed, with when they started and ended and what they saw. */
+  readonly reads: Array<{ call: number; ret: number; present: boolean }>;
+}
+
+export interface Recorded {
+  readonly ops: KvOperation[];
+  /** Per client, the header revisions of its acknowledged operations, in order. */
+  readonly revisions: number[][];
+  /** Acknowledged puts (and successful CASes) with the revision they were given. */
+  readonly ackedWrites: Array<{ key: string; value: string; revision: number }>;
+  readonly watchEvents: WatchEvent[];
+  readonly leases: LeaseRecord[];
+  watchErrors: string[];
+}
+
+export const now = (): number => performance.now();
+
+function timeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(t);
+        reject(e as Error);
+      },
+    );
+  });
+}
+
+export class Workload {
+  readonly recorded: Recorded = { ops: [], revisions: [], ackedWrites: [], watchEvents: [], leases: [], watchErrors: [] };
+  private stopped = false;
+  private readonly clients: Etcd3[] = [];
+  private seq = 0;
+
+  constructor(
+    private readonly endpoints: string[],
+    private readonly rng: Rng,
+    private readonly opts: { clients: number; leases: boolean } = { clients: 4, leases: true },
+  ) {}
+
+  private client(): Etcd3 {
+    const c = new Etcd3({ hosts: this.endpoints, dialTimeout: 1000 });
+    this.clients.push(c);
+    return c;
+  }
+
+  /** Runs until stop(); resolves when every client has finished its last operation. */
+  async run(): Promise<void> {
+    const watcher = this.watch();
+    const loops = Array.from({ length: this.opts.clients }, (_, i) => this.loop(i, this.rng.fork()));
+    if (this.opts.leases) loops.push(this.leaseLoop(this.rng.fork()));
+    await Promise.all(loops);
+    await watcher;
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  close(): void {
+    for (const c of this.clients) c.close();
+  }
+
+  private async loop(id: number, rng: Rng): Promise<void> {
+    const c = this.client();
+    const revs: number[] = [];
+    this.recorded.revisions[id] = revs;
+    const lastSeen = new Map<string, string | null>();
+    while (!this.stopped) {
+      const key = `${PREFIX}k${rng.int(KEYS)}`;
+      const r = rng.float();
+      let input: KvInput;
+      if (r < 0.35) input = { kind: 'put', key, value: `c${id}-${++this.seq}` };
+      else if (r < 0.7) input = { kind: 'get', key };
+      else if (r < 0.8) input = { kind: 'delete', key };
+      else input = { kind: 'cas', key, expect: lastSeen.get(key) ?? null, value: `c${id}-${++this.seq}` };
+      const call = now();
+      try {
+        const { output, revision } = await timeout(this.exec(c, input), OP_TIMEOUT_MS);
+        const ret = now();
+        this.recorded.ops.push({ client: id, input, call, output, ret });
+        revs.push(revision);
+        if (output.kind === 'get') lastSeen.set(key, output.value);
+        if (input.kind === 'put' || (input.kind === 'cas' && output.kind === 'cas' && output.ok)) {
+          this.recorded.ackedWrites.push({ key, value: input.value, revision });
+          lastSeen.set(key, input.value);
+        }
+      } catch {
+        // Unknown outcome: recorded without a return, so the checker may place it anywhere after its call, or drop it.
+        this.recorded.ops.push({ client: id, input, call });
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+
+  private async exec(c: Etcd3, input: KvInput): Promise<{ output: KvOutput; revision: number }> {
+    switch (input.kind) {
+      case 'put': {
+        const r = await c.put(input.key).value(input.value).exec();
+        return { output: { kind: 'put' }, revision: Number(r.header.revision) };
+      }
+      case 'delete': {
+        const r = await c.delete().key(input.key).exec();
+        return { output: { kind: 'delete' }, revision: Number(r.header.revision) };
+      }
+      case 'get': {
+        const r = await c.get(input.key).exec();
+        const kv = r.kvs[0];
+        return { output: { kind: 'get', value: kv === undefined ? null : kv.value.toString() }, revision: Number(r.header.revision) };
+      }
+      case 'cas': {
+        const cmp = input.expect === null ? c.if(input.key, 'Version', '==', 0) : c.if(input.key, 'Value', '==', input.expect);
+        const r = await cmp.then(c.put(input.key).value(input.value)).commit();
+        return { output: { kind: 'cas', ok: r.succeeded }, revision: Number(r.header.revision) };
+      }
+    }
+  }
+
+  /** One watcher over the prefix from revision 1; the client resumes it after member failures. */
+  private async watch(): Promise<void> {
+    const c = this.client();
+    const w = await c.watch().prefix(PREFIX).startRevision('1').withPreviousKV().create();
+    const record = (type: 'put' | 'delete', kv: IKeyValue, prev?: IKeyValue): void => {
+      this.recorded.watchEvents.push({
+        type,
+        key: kv.key.toString(),
+        value: kv.value.toString(),
+        modRevision: Number(kv.mod_revision),
+        prevValue: prev === undefined ? null : prev.value.toString(),
+      });
+    };
+    w.on('put', (kv, prev) => record('put', kv, prev));
+    w.on('delete', (kv, prev) => record('delete', kv, prev));
+    w.on('error', (err) => this.recorded.watchErrors.push(String(err)));
+    while (!this.stopped) await new Promise((r) => setTimeout(r, 100));
+    // Let the tail of the stream arrive before closing it.
+    await new Promise((r) => setTimeout(r, 500));
+    await w.cancel().catch(() => {});
+  }
+
+  /** Leases with a key, never renewed: the key must be there until TTL after the grant began. */
+  private async leaseLoop(rng: Rng): Promise<void> {
+    const c = this.client();
+    while (!this.stopped) {
+      const ttl = rng.between(2, 4);
+      const key = `${LEASE_PREFIX}${++this.seq}`;
+      const grantCall = now();
+      const rec: LeaseRecord = { key, ttl, grantCall, reads: [] };
+      try {
+        const lease = c.lease(ttl, { autoKeepAlive: false });
+        await timeout(lease.put(key).value('v').exec(), OP_TIMEOUT_MS);
+        this.recorded.leases.push(rec);
+        const until = grantCall + ttl * 1000;
+        while (!this.stopped && now() < until + 500) {
+          const call = now();
+          try {
+            const v = await timeout(c.get(key).string(), OP_TIMEOUT_MS);
+            rec.reads.push({ call, ret: now(), present: v !== null });
+          } catch {
+            // unknown: no information
+          }
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+}

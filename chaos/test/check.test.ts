@@ -1,0 +1,78 @@
+// The checkers on hand-made histories: each must pass a correct one and catch the broken one.
+import t from 'tap';
+import { checkAll, checkLeases, checkLinearizable, checkRevisionsMonotonic, checkWatch } from '../src/check.js';
+import type { KvOperation } from '../src/model.js';
+import type { Recorded } from '../src/workload.js';
+
+function recorded(parts: Partial<Recorded> = {}): Recorded {
+  return { ops: [], revisions: [], ackedWrites: [], watchEvents: [], leases: [], watchErrors: [], ...parts };
+}
+const put = (client: number, key: string, value: string, call: number, ret?: number): KvOperation =>
+  ret === undefined ? { client, input: { kind: 'put', key, value }, call } : { client, input: { kind: 'put', key, value }, call, output: { kind: 'put' }, ret };
+const get = (client: number, key: string, value: string | null, call: number, ret: number): KvOperation => ({
+  client,
+  input: { kind: 'get', key },
+  call,
+  output: { kind: 'get', value },
+  ret,
+});
+
+t.test('linearizability', async (t) => {
+  t.same(checkLinearizable(recorded({ ops: [put(0, 'a', 'x', 0, 1), get(1, 'a', 'x', 2, 3)] })), []);
+  const stale = checkLinearizable(recorded({ ops: [put(0, 'a', 'x', 0, 1), put(0, 'a', 'y', 2, 3), get(1, 'a', 'x', 4, 5)] }));
+  t.equal(stale[0]?.check, 'linearizability', 'a stale read after a newer write completed');
+  const lost = checkLinearizable(recorded({ ops: [put(0, 'a', 'x', 0, 1), get(-1, 'a', null, 10, 11)] }));
+  t.equal(lost[0]?.check, 'linearizability', 'an acknowledged write missing from the final read');
+  t.same(checkLinearizable(recorded({ ops: [put(0, 'a', 'x', 0), get(1, 'a', 'x', 5, 6), get(1, 'a', 'x', 7, 8)] })), [], 'an unknown put may have happened');
+  t.same(checkLinearizable(recorded({ ops: [put(0, 'a', 'x', 0), get(1, 'a', null, 5, 6)] })), [], '...or not');
+  const cas: KvOperation[] = [
+    put(0, 'a', 'x', 0, 1),
+    { client: 1, input: { kind: 'cas', key: 'a', expect: 'x', value: 'y' }, call: 2, output: { kind: 'cas', ok: true }, ret: 3 },
+    { client: 2, input: { kind: 'cas', key: 'a', expect: 'x', value: 'z' }, call: 4, output: { kind: 'cas', ok: true }, ret: 5 },
+  ];
+  t.equal(checkLinearizable(recorded({ ops: cas }))[0]?.check, 'linearizability', 'two CASes from the same value cannot both win one after the other');
+  const del: KvOperation[] = [put(0, 'a', 'x', 0, 1), { client: 0, input: { kind: 'delete', key: 'a' }, call: 2, output: { kind: 'delete' }, ret: 3 }, get(1, 'a', null, 4, 5)];
+  t.same(checkLinearizable(recorded({ ops: del })), []);
+});
+
+t.test('revisions never go back for a client', async (t) => {
+  t.same(checkRevisionsMonotonic(recorded({ revisions: [[2, 3, 3, 5], [4, 9]] })), []);
+  t.match(checkRevisionsMonotonic(recorded({ revisions: [[2, 5, 4]] }))[0]?.detail ?? '', /revision 5 then 4/);
+});
+
+t.test('watch', async (t) => {
+  const good = recorded({
+    watchEvents: [
+      { type: 'put', key: 'a', value: '1', modRevision: 2, prevValue: null },
+      { type: 'put', key: 'b', value: '2', modRevision: 3, prevValue: null },
+      { type: 'put', key: 'a', value: '3', modRevision: 3, prevValue: '1' },
+      { type: 'delete', key: 'a', value: '', modRevision: 4, prevValue: '3' },
+    ],
+    ackedWrites: [
+      { key: 'a', value: '1', revision: 2 },
+      { key: 'a', value: '3', revision: 3 },
+    ],
+  });
+  t.same(checkWatch(good), []);
+  const bad = recorded({
+    watchEvents: [
+      { type: 'put', key: 'a', value: '1', modRevision: 3, prevValue: null },
+      { type: 'put', key: 'a', value: '1', modRevision: 3, prevValue: '1' },
+      { type: 'put', key: 'b', value: '2', modRevision: 2, prevValue: 'zzz' },
+    ],
+    ackedWrites: [{ key: 'c', value: '9', revision: 4 }],
+  });
+  const kinds = checkWatch(bad).map((v) => v.check);
+  t.ok(kinds.includes('watch: duplicate event'));
+  t.ok(kinds.includes('watch: out of order'));
+  t.ok(kinds.includes('watch: prev_kv'));
+  t.ok(kinds.includes('watch: acknowledged write missing'));
+});
+
+t.test('leases expire no earlier than their TTL', async (t) => {
+  const lease = (present: boolean, ret: number) => recorded({ leases: [{ key: 'l', ttl: 2, grantCall: 1000, reads: [{ call: ret - 5, ret, present }] }] });
+  t.same(checkLeases(lease(false, 3100)), [], 'gone after the TTL is fine');
+  t.same(checkLeases(lease(true, 2500)), []);
+  t.equal(checkLeases(lease(false, 2500))[0]?.check, 'lease expired early');
+  t.same(checkAll(recorded()), [], 'an empty run is clean');
+});
