@@ -5,6 +5,7 @@
  * invocation and completion time (one monotonic clock) and outcome; an operation that errs or
  * times out has an unknown outcome: it may or may not have happened.
  */
+import { noop } from 'cockatiel';
 import { Etcd3, type IKeyValue } from 'etcd3';
 import type { Rng } from '@capstan/raft/rng';
 import type { KvInput, KvOperation, KvOutput } from './model.js';
@@ -74,8 +75,13 @@ export class Workload {
     private readonly opts: { clients: number; leases: boolean } = { clients: 4, leases: true },
   ) {}
 
-  private client(): Etcd3 {
-    const c = new Etcd3({ hosts: this.endpoints, dialTimeout: 1000 });
+  /**
+   * Operation clients retry nothing: a retried put that already took effect would be applied
+   * twice (etcd has no request IDs), which no history of single operations can explain. The
+   * watch client keeps etcd3's default reconnecting.
+   */
+  private client(retries = false): Etcd3 {
+    const c = new Etcd3({ hosts: this.endpoints, dialTimeout: 1000, ...(retries ? {} : { faultHandling: { host: () => noop, global: noop } }) });
     this.clients.push(c);
     return c;
   }
@@ -154,15 +160,15 @@ export class Workload {
 
   /** One watcher over the prefix from revision 1; the client resumes it after member failures. */
   private async watch(): Promise<void> {
-    const c = this.client();
+    const c = this.client(true);
     const w = await c.watch().prefix(PREFIX).startRevision('1').withPreviousKV().create();
-    const record = (type: 'put' | 'delete', kv: IKeyValue, prev?: IKeyValue): void => {
+    const record = (type: 'put' | 'delete', kv: IKeyValue, prev?: IKeyValue | null): void => {
       this.recorded.watchEvents.push({
         type,
         key: kv.key.toString(),
         value: kv.value.toString(),
         modRevision: Number(kv.mod_revision),
-        prevValue: prev === undefined ? null : prev.value.toString(),
+        prevValue: prev === undefined || prev === null ? null : prev.value.toString(),
       });
     };
     w.on('put', (kv, prev) => record('put', kv, prev));
