@@ -13,6 +13,6 @@ t.test('chaos: capstan, 3 members, 75 s, seed 7', async (t) => {
   const r = await runChaos(cluster, { target: 'capstan', members: 3, durationMs: 75_000, seed: 7, resultsDir: results, log: (l) => lines.push(l) });
   t.comment(`chaos: capstan ${r.ops} ops, ${r.faults.length} faults, ${r.violations.length} violations`);
   t.same(r.violations, [], lines.join('\n'));
-  t.ok(r.faults.length >= 10, `faults were injected (${r.faults.map((f) => f.fault).join(', ')})`);
+  t.ok(r.faults.length >= 5, `faults were injected (${r.faults.map((f) => f.fault).join(', ')})`);
   t.ok(r.ops > 1000, `the workload ran (${r.ops} operations)`);
 });
