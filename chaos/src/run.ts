@@ -32,6 +32,10 @@ export interface FaultableCluster {
   resume(i: number): void;
   /** Cuts every link between the two groups (both ways unless oneWay: then only from a to b). */
   partition(a: readonly number[], b: readonly number[], oneWay?: boolean): void;
+  /** The others split in two halves that can both reach member i but not each other. */
+  bridge(i: number): { left: number[]; right: number[] };
+  /** Latency on every member-to-member link. */
+  delay(ms: number): void;
   heal(): void;
   leader(): Promise<number | undefined>;
   isRunning(i: number): boolean;
@@ -71,7 +75,7 @@ export async function runChaos(cluster: FaultableCluster, opts: RunOptions): Pro
   };
   while (now() - started < opts.durationMs - every) {
     await sleep(faultRng.between(every / 2, (every * 3) / 2));
-    const kind = faultRng.int(7);
+    const kind = faultRng.int(9);
     const hold = faultRng.between(1000, 3000);
     const all = [...Array(n).keys()];
     const shuffled = [...all].sort(() => faultRng.float() - 0.5);
@@ -130,6 +134,25 @@ export async function runChaos(cluster: FaultableCluster, opts: RunOptions): Pro
         });
         break;
       }
+      case 7: {
+        const i = faultRng.int(n);
+        await fault('bridge', [i], async () => {
+          cluster.bridge(i);
+          await sleep(hold);
+          cluster.heal();
+        });
+        break;
+      }
+      case 8: {
+        const ms = faultRng.between(20, 200);
+        await fault(`delay ${ms} ms on every link`, all, async () => {
+          cluster.delay(ms);
+          await sleep(hold * 2);
+          cluster.heal();
+        });
+        break;
+      }
+      case 6:
       default: {
         if (faultRng.chance(0.5)) {
           await fault('kill all+restart', all, async () => {
