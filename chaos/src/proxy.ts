@@ -148,9 +148,18 @@ class Pump {
   }
 }
 
-/** Closes with a reset (so the other end notices at once, as an error, not as a clean end). */
+/**
+ * Closes with a reset (so the other end notices at once, as an error, not as a clean end). Not
+ * on a socket still connecting or already half-closed by end(): libuv refuses to reset a socket
+ * with a shutdown under way, and Node then drops the handle without closing it, which can leave
+ * the process spinning at exit.
+ */
 function abort(s: Socket): void {
   if (s.destroyed) return;
+  if (s.connecting || s.writableEnded) {
+    s.destroy();
+    return;
+  }
   try {
     s.resetAndDestroy();
   } catch {

@@ -113,7 +113,7 @@ for (const target of ['capstan', 'etcd'] as const) {
     t.same([...sources].sort(), ['0', '1', '2'], 'each member dialed through the proxies');
   });
 
-  t.test(`${target}: a follower cut off inbound only; a bridge`, async (t) => {
+  t.test(`${target}: a follower cut off inbound only; a bridge; delayed links`, async (t) => {
     const { c, clients } = await start(t, target);
     const l = (await c.leader())!;
     t.ok(l !== undefined);
@@ -144,6 +144,19 @@ for (const target of ['capstan', 'etcd'] as const) {
     t.ok(await caughtUp(clients[bridge]!, 'a', '3'), 'the bridge member has the write');
     c.heal();
     for (const i of [0, 1, 2]) t.ok(await caughtUp(clients[i]!, 'a', '3'), `healed, member ${i} has it`);
+
+    // Every link delayed: a write needs the leader's append to reach a follower and its ack to
+    // come back, so it takes at least two delays (a lower bound only).
+    const l2 = (await c.leader())!;
+    t.ok((await put(clients[l2]!, 'a', '4')).ok);
+    const D = 100;
+    c.delay(D);
+    const begin = performance.now();
+    const leaderClient = clients[l2]!;
+    await leaderClient.put('a').value('5').options({ deadline: Date.now() + 10_000 }).exec();
+    const took = performance.now() - begin;
+    t.ok(took >= 2 * D, `a write over delayed links took ${took.toFixed(0)} ms`);
+    c.heal();
     t.equal(c.unidentified(), 0);
   });
 }
