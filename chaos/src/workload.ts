@@ -5,11 +5,17 @@
  * invocation and completion time (one monotonic clock) and outcome; an operation that errs or
  * times out has an unknown outcome: it may or may not have happened.
  */
-import { noop } from 'cockatiel';
-import { Etcd3, type IKeyValue } from 'etcd3';
+import { ExponentialBackoff, noop } from 'cockatiel';
+import { Etcd3, type IKeyValue, type IOptions } from 'etcd3';
+
+type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
 import type { Rng } from '@capstan/raft/rng';
 import type { KvInput, KvOperation, KvOutput } from './model.js';
 
+/** At the end, the watch is given this long to deliver every acknowledged write before it is judged. */
+export const WATCH_DRAIN_MS = 20_000;
+/** The watch reconnects after a member dies within this (etcd3's default backoff grows to 30 s). */
+export const WATCH_MAX_BACKOFF_MS = 1000;
 /** A client gives up on an operation after this long; its outcome is then unknown. */
 export const OP_TIMEOUT_MS = 3000;
 /** Keys per run: few, so operations collide and the checker has something to check. */
@@ -81,7 +87,14 @@ export class Workload {
    * watch client keeps etcd3's default reconnecting.
    */
   private client(retries = false): Etcd3 {
-    const c = new Etcd3({ hosts: this.endpoints, dialTimeout: 1000, ...(retries ? {} : { faultHandling: { host: () => noop, global: noop } }) });
+    const c = new Etcd3({
+      hosts: this.endpoints,
+      dialTimeout: 1000,
+      faultHandling: retries
+        ? // etcd3 types this as cockatiel 1's IBackoff; at runtime it only calls next() and reads duration, which v3's has.
+          { watchBackoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: WATCH_MAX_BACKOFF_MS }) as unknown as WatchBackoff }
+        : { host: () => noop, global: noop },
+    });
     this.clients.push(c);
     return c;
   }
@@ -175,8 +188,12 @@ export class Workload {
     w.on('delete', (kv, prev) => record('delete', kv, prev));
     w.on('error', (err) => this.recorded.watchErrors.push(String(err)));
     while (!this.stopped) await new Promise((r) => setTimeout(r, 100));
-    // Let the tail of the stream arrive before closing it.
-    await new Promise((r) => setTimeout(r, 500));
+    // The stream may be reconnecting after a fault near the end: wait (bounded) until it has
+    // delivered every acknowledged write, so a missing one means lost, not late.
+    const lastAcked = (): number => this.recorded.ackedWrites.reduce((m, a) => Math.max(m, a.revision), 0);
+    const lastSeen = (): number => this.recorded.watchEvents.reduce((m, e) => Math.max(m, e.modRevision), 0);
+    const deadline = now() + WATCH_DRAIN_MS;
+    while (lastSeen() < lastAcked() && now() < deadline) await new Promise((r) => setTimeout(r, 100));
     await w.cancel().catch(() => {});
   }
 
