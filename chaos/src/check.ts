@@ -70,10 +70,15 @@ export function checkWatch(rec: Recorded): Violation[] {
     last.set(e.key, e.type === 'put' ? e.value : null);
   }
   const events = new Map(rec.watchEvents.filter((e) => e.type === 'put').map((e) => [`${e.key}@${e.modRevision}`, e.value]));
+  const around = (rev: number): string => {
+    const before = rec.watchEvents.filter((e) => e.modRevision < rev).at(-1)?.modRevision;
+    const after = rec.watchEvents.find((e) => e.modRevision > rev)?.modRevision;
+    return `events before and after it at ${before ?? 'none'} and ${after ?? 'none'}; last event at ${prevRev}; the watch was created ${rec.watchReconnects} times`;
+  };
   for (const w of rec.ackedWrites) {
     const got = events.get(`${w.key}@${w.revision}`);
     if (got !== w.value) {
-      out.push({ check: 'watch: acknowledged write missing', detail: `${w.key}=${w.value} at revision ${w.revision}: the watch has ${JSON.stringify(got)}` });
+      out.push({ check: 'watch: acknowledged write missing', detail: `${w.key}=${w.value} at revision ${w.revision}: the watch has ${JSON.stringify(got)} (${around(w.revision)})` });
     }
   }
   return out.slice(0, 20);

@@ -5,7 +5,7 @@ import type { KvOperation } from '../src/model.js';
 import type { Recorded } from '../src/workload.js';
 
 function recorded(parts: Partial<Recorded> = {}): Recorded {
-  return { ops: [], revisions: [], ackedWrites: [], watchEvents: [], leases: [], watchErrors: [], ...parts };
+  return { ops: [], revisions: [], ackedWrites: [], watchEvents: [], leases: [], watchErrors: [], watchReconnects: 0, ...parts };
 }
 const put = (client: number, key: string, value: string, call: number, ret?: number): KvOperation =>
   ret === undefined ? { client, input: { kind: 'put', key, value }, call } : { client, input: { kind: 'put', key, value }, call, output: { kind: 'put' }, ret };
