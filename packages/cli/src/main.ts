@@ -21,7 +21,8 @@ async function member(argv: string[]): Promise<number> {
     return 0;
   }
   const flags = parseMemberFlags(argv, process.env);
-  const { startNode } = await import('@capstan/server');
+  const { startNode, failpoints, FAILPOINTS_ENV } = await import('@capstan/server');
+  if (failpoints.specError !== undefined) throw new FlagError(`${FAILPOINTS_ENV}: ${failpoints.specError.message}`);
   for (const v of flags.shadowed) {
     process.stderr.write(JSON.stringify({ level: 'warn', msg: `conflicting environment variable "${v}" is shadowed by corresponding command-line flag` }) + '\n');
   }
@@ -48,6 +49,7 @@ async function member(argv: string[]): Promise<number> {
       flags.autoCompactionMode === 'revision' ? Number(flags.autoCompactionRetention) : (parseRetention(flags.autoCompactionRetention) ?? 0),
     logLevel: flags.logLevel,
   });
+  let fatal = false;
   await new Promise<void>((resolve) => {
     const onSignal = (): void => {
       process.off('SIGTERM', onSignal);
@@ -57,9 +59,13 @@ async function member(argv: string[]): Promise<number> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
     void node.removed.then(onSignal);
+    void node.failed.then(() => {
+      fatal = true;
+      onSignal();
+    });
   });
   await node.stop();
-  return 0;
+  return fatal ? 1 : 0;
 }
 
 async function main(argv: string[]): Promise<number> {

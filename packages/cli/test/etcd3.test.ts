@@ -5,7 +5,7 @@ import { Etcd3, Isolation } from 'etcd3';
 import { healthy, startMember, stopMember, threeMembers, until, type MemberProc } from './helpers/cluster.js';
 
 t.test('etcd3 client against a three-member cluster', async (t) => {
-  const members: MemberProc[] = (await threeMembers(t.testdir())).map(startMember);
+  const members: MemberProc[] = (await threeMembers(t.testdir())).map((m) => startMember(m));
   t.teardown(async () => {
     for (const m of members) await stopMember(m, 'SIGKILL');
   });

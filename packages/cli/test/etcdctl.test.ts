@@ -10,7 +10,7 @@ if (ETCDCTL === undefined) {
 } else {
   t.test('etcdctl against a three-member cluster', async (t) => {
     const dir = t.testdir();
-    const members: MemberProc[] = (await threeMembers(dir)).map(startMember);
+    const members: MemberProc[] = (await threeMembers(dir)).map((m) => startMember(m));
     t.teardown(async () => {
       for (const m of members) await stopMember(m, 'SIGKILL');
     });

@@ -30,7 +30,7 @@ for (const snapshotCount of [100_000, 20]) {
   t.test(`leader killed under load, restarted, catches up (snapshot-count ${snapshotCount})`, async (t) => {
     const dir = t.testdir();
     const specs = await threeMembers(dir, [`--snapshot-count=${snapshotCount}`, '--experimental-snapshot-catchup-entries=10']);
-    const members: MemberProc[] = specs.map(startMember);
+    const members: MemberProc[] = specs.map((m) => startMember(m));
     t.teardown(async () => {
       for (const m of members) await stopMember(m, 'SIGKILL');
     });

@@ -7,7 +7,7 @@ if (ETCDCTL === undefined) {
   t.fail('etcdctl not found: npm test fetches it with scripts/fetch-etcd.sh');
 } else {
   t.test('etcdctl check perf --load s runs clean', async (t) => {
-    const members: MemberProc[] = (await threeMembers(t.testdir())).map(startMember);
+    const members: MemberProc[] = (await threeMembers(t.testdir())).map((m) => startMember(m));
     t.teardown(async () => {
       for (const m of members) await stopMember(m, 'SIGKILL');
     });

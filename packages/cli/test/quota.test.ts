@@ -1,35 +1,14 @@
 // --quota-backend-bytes: past it the member raises NOSPACE, the cluster refuses writes that grow
 // the store with etcd's error, deletes still work, and `alarm disarm` lets writes through again.
-import { join } from 'node:path';
 import t from 'tap';
-import { ETCDCTL, etcdctl, freePortPairs, freePorts, healthy, hostPort, startMember, stopMember, until } from './helpers/cluster.js';
+import { ETCDCTL, etcdctl, healthy, hostPort, oneMember, startMember, stopMember, until } from './helpers/cluster.js';
 
 if (ETCDCTL === undefined) {
   t.fail('etcdctl not found: npm test fetches it with scripts/fetch-etcd.sh');
 } else {
   t.test('NOSPACE alarm', async (t) => {
-    const [clientPort] = await freePorts(1);
-    const [peerPort] = await freePortPairs(1);
-    const client = `http://127.0.0.1:${clientPort}`;
-    const peer = `http://127.0.0.1:${peerPort}`;
-    const metrics = `http://127.0.0.1:${peerPort! + 1}`;
-    const m = startMember({
-      name: 'q',
-      client,
-      peer,
-      metrics,
-      args: [
-        '--name=q',
-        `--data-dir=${join(t.testdir(), 'q')}`,
-        `--listen-client-urls=${client}`,
-        `--advertise-client-urls=${client}`,
-        `--listen-peer-urls=${peer}`,
-        `--initial-advertise-peer-urls=${peer}`,
-        `--initial-cluster=q=${peer}`,
-        `--listen-metrics-urls=${metrics}`,
-        '--quota-backend-bytes=60000',
-      ],
-    });
+    const m = startMember(await oneMember(t.testdir(), 'q', ['--quota-backend-bytes=60000']));
+    const { client, metrics } = m;
     t.teardown(() => stopMember(m, 'SIGKILL'));
     await until('healthy', () => healthy(metrics));
     const ep = hostPort(client);

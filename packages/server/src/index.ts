@@ -3,3 +3,4 @@ export { RaftMember, type MemberConfig, memberIdOf, clusterIdOf, DEFAULT_MAX_REQ
 export { startNode, jsonLogger, type NodeConfig, type RunningNode } from './node.js';
 export { Metrics, serveMetrics } from './metrics.js';
 export { codec, addClientServices, serverOptions } from './grpc/index.js';
+export { failpoints, FAILPOINTS_ENV, FAILPOINT_NAMES } from '@capstan/wal';

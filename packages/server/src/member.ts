@@ -25,7 +25,7 @@ import {
   type NodeId,
   type Ready,
 } from '@capstan/raft';
-import { Wal } from '@capstan/wal';
+import { Wal, failpoints, fire } from '@capstan/wal';
 import {
   AlarmType,
   errLearnerNotReady,
@@ -455,6 +455,8 @@ export class RaftMember implements Member {
 
   /** The member was removed from the cluster: it stops, as etcd's does. */
   onRemoved: () => void = () => {};
+  /** The loop failed (a WAL that cannot write or fsync): this member can go on no further, as etcd's fatal. */
+  onFatal: (err: Error) => void = () => {};
 
   async status(): Promise<MemberStatus> {
     const st = this.rn.status();
@@ -576,6 +578,7 @@ export class RaftMember implements Member {
       this.cfg.log('error', 'raft loop failed; stopping', { error: String((err as Error)?.stack ?? err) });
       process.exitCode = 1;
       void this.stop();
+      this.onFatal(err instanceof Error ? err : new Error(String(err)));
     });
   }
 
@@ -599,8 +602,12 @@ export class RaftMember implements Member {
     if (rd.softState !== undefined) this.onSoftState(rd.softState.role, rd.softState.lead);
     if (rd.snapshot !== undefined || rd.entries.length > 0 || rd.hardState !== undefined) {
       const t0 = performance.now();
+      const before = failpoints.pass('raftBeforeSave');
+      if (before !== undefined) await fire('raftBeforeSave', before);
       await this.wal.save({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot });
       this.cfg.observeFsync?.((performance.now() - t0) / 1000);
+      const after = failpoints.pass('raftAfterSave');
+      if (after !== undefined) await fire('raftAfterSave', after);
       if (rd.snapshot !== undefined) this.storage.applySnapshot(rd.snapshot);
       if (rd.entries.length > 0) this.storage.append(rd.entries);
       if (rd.hardState !== undefined) this.storage.setHardState(rd.hardState);

@@ -2,7 +2,8 @@
  * Prometheus metrics under etcd's names (so dashboards and `etcdctl check` style tooling read
  * them unchanged), and the HTTP endpoint serving /metrics and /health.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { failpoints } from '@capstan/wal';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** The etcd versions Capstan answers as (its API is etcd 3.5's). */
@@ -125,6 +126,8 @@ export function serveMetrics(metrics: Metrics, health: () => Promise<{ ok: boole
     } else if (path === '/version') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ etcdserver: ETCD_VERSION, etcdcluster: ETCD_CLUSTER_VERSION }));
+    } else if (failpoints.enabled && (path === FAILPOINTS_PATH || path.startsWith(`${FAILPOINTS_PATH}/`))) {
+      serveFailpoints(req, res, path.slice(FAILPOINTS_PATH.length + 1));
     } else if (path === '/health' || path === '/readyz' || path === '/livez') {
       health().then(
         (h) => {
@@ -139,6 +142,36 @@ export function serveMetrics(metrics: Metrics, health: () => Promise<{ ok: boole
     } else {
       res.writeHead(404);
       res.end('404 page not found\n');
+    }
+  });
+}
+
+/** Where failpoints are listed and armed, when the member was started with CAPSTAN_FAILPOINTS set. */
+export const FAILPOINTS_PATH = '/debug/failpoints';
+
+/**
+ * gofail's HTTP interface: GET lists armed failpoints (`name=term` lines), PUT /name with a term
+ * as the body arms one, DELETE /name disarms it.
+ */
+function serveFailpoints(req: IncomingMessage, res: ServerResponse, name: string): void {
+  const reply = (code: number, text: string): void => {
+    res.writeHead(code, { 'content-type': 'text/plain' });
+    res.end(text === '' ? '' : `${text}\n`);
+  };
+  if (req.method === 'GET' && name === '') return reply(200, failpoints.list().join('\n'));
+  if (name === '') return reply(405, 'PUT or DELETE /debug/failpoints/<name>');
+  if (req.method !== 'PUT' && req.method !== 'DELETE') return reply(405, 'GET, PUT or DELETE');
+  let body = '';
+  req.setEncoding('utf8');
+  req.on('data', (c: string) => {
+    if (body.length < 1024) body += c;
+  });
+  req.on('end', () => {
+    try {
+      failpoints.set(name, req.method === 'DELETE' ? 'off' : body);
+      reply(204, '');
+    } catch (err) {
+      reply(400, (err as Error).message);
     }
   });
 }

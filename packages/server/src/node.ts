@@ -28,6 +28,8 @@ export interface RunningNode {
   readonly metrics: Metrics;
   /** Resolves if this member is removed from the cluster (it should then stop). */
   readonly removed: Promise<void>;
+  /** Resolves if the member failed for good (its WAL could not be written): the process should exit non-zero. */
+  readonly failed: Promise<Error>;
   stop(): Promise<void>;
 }
 
@@ -60,6 +62,7 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
   });
   logger.setId(member.memberId.toString(16));
   const removed = new Promise<void>((resolve) => (member.onRemoved = resolve));
+  const failed = new Promise<Error>((resolve) => (member.onFatal = resolve));
   const hub = new WatchHub(member.sm.store);
   metrics = new Metrics({
     hasLeader: () => member.leaderId !== 0,
@@ -119,6 +122,7 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
     member,
     metrics,
     removed,
+    failed,
     stop: () =>
       (stopping ??= (async () => {
         for (const t of timers) clearInterval(t);

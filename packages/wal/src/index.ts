@@ -23,6 +23,17 @@ export {
   SnapshotCorruptError,
 } from './errors.js';
 export { nodeFileSystem, type FileSystem, type FileHandle, type OpenMode } from './fs.js';
+export {
+  FAILPOINTS_ENV,
+  FAILPOINT_NAMES,
+  Failpoints,
+  FailpointSpecError,
+  failpoints,
+  fire,
+  parseFailpoints,
+  type FailpointSite,
+  type FailAction,
+} from './crashpoints.js';
 export { FaultInjectingFileSystem, type Failpoint, type FailpointName } from './failpoints.js';
 export {
   FSYNC_DURATION_BUCKETS,

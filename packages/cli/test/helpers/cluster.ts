@@ -57,8 +57,8 @@ export interface MemberProc {
   log: string[];
 }
 
-export function startMember(m: Omit<MemberProc, 'proc' | 'log'>): MemberProc {
-  const proc = spawn(process.execPath, [MAIN, 'member', ...m.args], { stdio: ['ignore', 'ignore', 'pipe'] });
+export function startMember(m: Omit<MemberProc, 'proc' | 'log'>, env: NodeJS.ProcessEnv = process.env): MemberProc {
+  const proc = spawn(process.execPath, [MAIN, 'member', ...m.args], { stdio: ['ignore', 'ignore', 'pipe'], env });
   const log: string[] = [];
   proc.stderr!.on('data', (d: Buffer) => log.push(d.toString()));
   return { ...m, proc, log };
@@ -69,6 +69,27 @@ export async function stopMember(m: MemberProc, signal: NodeJS.Signals = 'SIGTER
   const exited = new Promise<number | null>((resolve) => m.proc.once('exit', (code) => resolve(code)));
   m.proc.kill(signal);
   return exited;
+}
+
+/** A one-member cluster's command line (start it with startMember). */
+export async function oneMember(dir: string, name: string, extra: string[] = []): Promise<Omit<MemberProc, 'proc' | 'log'>> {
+  const [clientPort] = await freePorts(1);
+  const [peerPort] = await freePortPairs(1);
+  const client = `http://127.0.0.1:${clientPort}`;
+  const peer = `http://127.0.0.1:${peerPort}`;
+  const metrics = `http://127.0.0.1:${peerPort! + 1}`;
+  const args = [
+    `--name=${name}`,
+    `--data-dir=${join(dir, name)}`,
+    `--listen-client-urls=${client}`,
+    `--advertise-client-urls=${client}`,
+    `--listen-peer-urls=${peer}`,
+    `--initial-advertise-peer-urls=${peer}`,
+    `--initial-cluster=${name}=${peer}`,
+    `--listen-metrics-urls=${metrics}`,
+    ...extra,
+  ];
+  return { name, client, peer, metrics, args };
 }
 
 /** Three members (names m1..m3) with their command lines; start them with startMember. */
