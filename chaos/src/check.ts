@@ -4,7 +4,7 @@
  */
 import { checkOperations } from '@capstan/raft/linearizability';
 import { registerModel, type KvOperation } from './model.js';
-import type { Recorded } from './workload.js';
+import type { Recorded, WatchEvent } from './workload.js';
 
 export interface Violation {
   readonly check: string;
@@ -84,13 +84,22 @@ export function checkWatch(rec: Recorded): Violation[] {
   return out.slice(0, 20);
 }
 
-/** A lease's key is there for every read that ended before the grant began + TTL. */
+/**
+ * A lease's key is there for every read that ended before the grant began + TTL (and before a
+ * revoke was sent), and gone for every read that began after an acknowledged revoke returned.
+ */
 export function checkLeases(rec: Recorded): Violation[] {
   const out: Violation[] = [];
   for (const l of rec.leases) {
+    const revokeCall = l.revoked?.call ?? Infinity;
+    const revokeRet = l.revoked?.ret ?? Infinity;
     for (const r of l.reads) {
-      if (!r.present && r.ret < l.grantCall + l.ttl * 1000) {
+      if (!r.present && r.ret < l.grantCall + l.ttl * 1000 && r.ret < revokeCall) {
         out.push({ check: 'lease expired early', detail: `${l.key} (TTL ${l.ttl}s) gone at a read ending ${(r.ret - l.grantCall).toFixed(0)} ms after the grant began` });
+        break;
+      }
+      if (r.present && r.call > revokeRet) {
+        out.push({ check: 'revoked lease kept its key', detail: `${l.key} still there at a read beginning ${(r.call - revokeRet).toFixed(0)} ms after its revoke was acknowledged` });
         break;
       }
     }
@@ -98,6 +107,30 @@ export function checkLeases(rec: Recorded): Violation[] {
   return out;
 }
 
+/**
+ * A watch from any revision gets exactly the main watch's events from there (as far as the main
+ * watch reached): none missing, none extra, same values and prev_kv.
+ */
+export function checkResumedWatches(rec: Recorded): Violation[] {
+  const out: Violation[] = [];
+  const mainLast = rec.watchEvents.at(-1)?.modRevision ?? 0;
+  const show = (e: WatchEvent | undefined): string => (e === undefined ? 'nothing' : `${e.type} ${e.key}=${e.value}@${e.modRevision} prev ${JSON.stringify(e.prevValue)}`);
+  for (const w of rec.resumedWatches) {
+    const got = w.events.filter((e) => e.modRevision <= mainLast);
+    if (got.length === 0) continue;
+    const last = got.at(-1)!.modRevision;
+    const want = rec.watchEvents.filter((e) => e.modRevision >= w.from && e.modRevision <= last);
+    const n = Math.max(got.length, want.length);
+    for (let i = 0; i < n; i++) {
+      if (show(got[i]) !== show(want[i])) {
+        out.push({ check: 'watch from a revision', detail: `from ${w.from}, event ${i}: got ${show(got[i])}, the watch from 1 has ${show(want[i])}` });
+        break;
+      }
+    }
+  }
+  return out.slice(0, 20);
+}
+
 export function checkAll(rec: Recorded): Violation[] {
-  return [...checkLinearizable(rec), ...checkRevisionsMonotonic(rec), ...checkWatch(rec), ...checkLeases(rec)];
+  return [...checkLinearizable(rec), ...checkRevisionsMonotonic(rec), ...checkWatch(rec), ...checkResumedWatches(rec), ...checkLeases(rec)];
 }

@@ -61,6 +61,11 @@ export const IDENTIFY_RETRY_MS = 20;
 /** Lines of a member's log quoted in errors. */
 const LOG_TAIL_LINES = 30;
 const POLL_MS = 100;
+/** A member that does not answer the failpoint endpoint within this is taken as not armed. */
+const FAILPOINT_ARM_TIMEOUT_MS = 2000;
+/** Capstan's (see packages/server): not imported, as chaos drives members only from outside. */
+const FAILPOINTS_ENV = 'CAPSTAN_FAILPOINTS';
+const FAILPOINTS_PATH = '/debug/failpoints';
 
 export interface ChaosClusterOptions {
   readonly target: Target;
@@ -303,6 +308,8 @@ export class ChaosCluster {
       if (k === 'NODE_OPTIONS') continue;
       env[k] = v;
     }
+    // Set (empty: nothing armed) so that failpoints can be armed while the member runs.
+    if (this.opts.target === 'capstan') env[FAILPOINTS_ENV] = '';
     Object.assign(env, this.opts.env ?? {}, extraEnv ?? {});
     const [cmd, args] = this.opts.target === 'capstan' ? [process.execPath, [CAPSTAN_MAIN, 'member', ...m.args]] : [etcdBinaries().etcd, m.args];
     appendFileSync(m.logPath, `=== ${new Date().toISOString()} chaos: starting ${m.name}: ${cmd} ${args.join(' ')}${extraEnv ? ` (env ${JSON.stringify(extraEnv)})` : ''}\n`);
@@ -395,6 +402,31 @@ export class ChaosCluster {
     await this.kill(i, 'SIGKILL');
     this.spawn(m, opts.env);
     await this.ready(m);
+  }
+
+  /** Whether members have named failpoints to arm (Capstan's; etcd's need a gofail build). */
+  get failpoints(): boolean {
+    return this.opts.target === 'capstan';
+  }
+
+  /** Arms a failpoint in running member i (`name=term` as in CAPSTAN_FAILPOINTS). */
+  async armFailpoint(i: number, name: string, term: string): Promise<void> {
+    const m = this.check(i);
+    if (!this.failpoints) throw new Error(`${this.opts.target} members have no failpoints to arm`);
+    const r = await fetch(`http://127.0.0.1:${m.metricsPort}${FAILPOINTS_PATH}/${name}`, { method: 'PUT', body: term, signal: AbortSignal.timeout(FAILPOINT_ARM_TIMEOUT_MS) });
+    if (r.status !== 204) throw new Error(`arming ${name}=${term} in ${m.name}: ${r.status} ${await r.text()}`);
+  }
+
+  /** Whether member i exits by itself within ms (a failpoint fired, say). */
+  async exitsWithin(i: number, ms: number): Promise<boolean> {
+    const m = this.check(i);
+    if (!this.isRunning(i)) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+    const exited = await Promise.race([m.exited!.then(() => true), late]);
+    clearTimeout(timer);
+    if (exited) this.dropStatusClient(i);
+    return exited;
   }
 
   /** SIGSTOP. */

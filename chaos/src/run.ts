@@ -41,7 +41,14 @@ export interface FaultableCluster {
   isRunning(i: number): boolean;
   etcdctl(): string;
   close(): Promise<void>;
+  /** Members have named failpoints (Capstan's): disk faults join the schedule. */
+  readonly failpoints: boolean;
+  armFailpoint(i: number, name: string, term: string): Promise<void>;
+  exitsWithin(i: number, ms: number): Promise<boolean>;
 }
+
+/** Under the workload every member saves within moments of a failpoint being armed. */
+export const FAILPOINT_FIRE_MS = 5000;
 
 export interface FaultRecord {
   readonly at: number;
@@ -73,9 +80,21 @@ export async function runChaos(cluster: FaultableCluster, opts: RunOptions): Pro
     log(`chaos: ${(now() - started).toFixed(0)} ms: ${name} ${members.join(',')}`);
     await act();
   };
+  /** Arms the failpoint in each victim, waits for them to die of it, and restarts them after `hold`. */
+  const diskFault = (name: string, victims: number[], failpoint: string, term: string, hold: number): Promise<void> =>
+    fault(name, victims, async () => {
+      for (const i of victims) await cluster.armFailpoint(i, failpoint, term).catch((err: unknown) => log(`chaos: ${String(err)}`));
+      for (const i of victims) {
+        if (await cluster.exitsWithin(i, FAILPOINT_FIRE_MS)) continue;
+        log(`chaos: ${failpoint}=${term} did not fire in member ${i} within ${FAILPOINT_FIRE_MS} ms: killed instead`);
+        await cluster.kill(i);
+      }
+      await sleep(hold);
+      for (const i of victims) await cluster.restart(i);
+    });
   while (now() - started < opts.durationMs - every) {
     await sleep(faultRng.between(every / 2, (every * 3) / 2));
-    const kind = faultRng.int(9);
+    const kind = faultRng.int(cluster.failpoints ? 12 : 9);
     const hold = faultRng.between(1000, 3000);
     const all = [...Array(n).keys()];
     const shuffled = [...all].sort(() => faultRng.float() - 0.5);
@@ -150,6 +169,25 @@ export async function runChaos(cluster: FaultableCluster, opts: RunOptions): Pro
           await sleep(hold * 2);
           cluster.heal();
         });
+        break;
+      }
+      case 9: {
+        const i = faultRng.int(n);
+        await diskFault('fsync error', [i], 'walBeforeFsync', 'error(EIO)', hold);
+        break;
+      }
+      case 10: {
+        const i = faultRng.chance(0.5) ? ((await cluster.leader()) ?? faultRng.int(n)) : faultRng.int(n);
+        await diskFault('crash before fsync (unsynced batch lost)', [i], 'walBeforeFsync', 'crash', hold);
+        break;
+      }
+      case 11: {
+        if (faultRng.chance(0.5)) {
+          const i = faultRng.chance(0.5) ? ((await cluster.leader()) ?? faultRng.int(n)) : faultRng.int(n);
+          await diskFault('crash after fsync before apply', [i], 'raftAfterSave', 'crash', hold);
+        } else {
+          await diskFault('power cut (every member crashes before its next fsync)', all, 'walBeforeFsync', 'crash', hold / 2);
+        }
         break;
       }
       case 6:

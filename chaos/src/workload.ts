@@ -38,6 +38,8 @@ export interface LeaseRecord {
   readonly grantCall: number;
   /** Reads of the key that completed, with when they started and ended and what they saw. */
   readonly reads: Array<{ call: number; ret: number; present: boolean }>;
+  /** An acknowledged revoke: the key must be gone for every read that begins after it returned. */
+  revoked?: { call: number; ret: number };
 }
 
 export interface Recorded {
@@ -51,6 +53,8 @@ export interface Recorded {
   watchErrors: string[];
   /** Times the watch was (re)created: resuming is what loses events when it is done wrong. */
   watchReconnects: number;
+  /** Short watches from revisions chosen during the run, each with what it received. */
+  readonly resumedWatches: Array<{ from: number; events: WatchEvent[] }>;
 }
 
 export const now = (): number => performance.now();
@@ -63,6 +67,22 @@ export const now = (): number => performance.now();
  * instead: after the last event received, or after a progress notification's revision (which a
  * server sends only once everything before it has gone out). These listeners run after etcd3's.
  */
+/** Records a watcher's events, resuming it as clientv3 does. */
+function collectEvents(w: Watcher, into: WatchEvent[]): void {
+  const record = (type: 'put' | 'delete', kv: IKeyValue, prev?: IKeyValue | null): void => {
+    into.push({
+      type,
+      key: kv.key.toString(),
+      value: kv.value.toString(),
+      modRevision: Number(kv.mod_revision),
+      prevValue: prev === undefined || prev === null ? null : prev.value.toString(),
+    });
+  };
+  w.on('put', (kv, prev) => record('put', kv, prev));
+  w.on('delete', (kv, prev) => record('delete', kv, prev));
+  resumeLikeClientV3(w);
+}
+
 export function resumeLikeClientV3(w: Watcher): void {
   let next = Number(w.request.start_revision ?? 0);
   const keep = (): void => {
@@ -93,7 +113,7 @@ function timeout<T>(p: Promise<T>, ms: number): Promise<T> {
 }
 
 export class Workload {
-  readonly recorded: Recorded = { ops: [], revisions: [], ackedWrites: [], watchEvents: [], leases: [], watchErrors: [], watchReconnects: 0 };
+  readonly recorded: Recorded = { ops: [], revisions: [], ackedWrites: [], watchEvents: [], leases: [], watchErrors: [], watchReconnects: 0, resumedWatches: [] };
   private stopped = false;
   private readonly clients: Etcd3[] = [];
   private seq = 0;
@@ -127,6 +147,7 @@ export class Workload {
     const watcher = this.watch();
     const loops = Array.from({ length: this.opts.clients }, (_, i) => this.loop(i, this.rng.fork()));
     if (this.opts.leases) loops.push(this.leaseLoop(this.rng.fork()));
+    loops.push(this.resumedWatchLoop(this.rng.fork()));
     await Promise.all(loops);
     await watcher;
   }
@@ -198,19 +219,8 @@ export class Workload {
   private async watch(): Promise<void> {
     const c = this.client(true);
     const w = await c.watch().prefix(PREFIX).startRevision('1').withPreviousKV().create();
-    const record = (type: 'put' | 'delete', kv: IKeyValue, prev?: IKeyValue | null): void => {
-      this.recorded.watchEvents.push({
-        type,
-        key: kv.key.toString(),
-        value: kv.value.toString(),
-        modRevision: Number(kv.mod_revision),
-        prevValue: prev === undefined || prev === null ? null : prev.value.toString(),
-      });
-    };
-    w.on('put', (kv, prev) => record('put', kv, prev));
-    w.on('delete', (kv, prev) => record('delete', kv, prev));
+    collectEvents(w, this.recorded.watchEvents);
     w.on('error', (err) => this.recorded.watchErrors.push(String(err)));
-    resumeLikeClientV3(w);
     w.on('connected', () => this.recorded.watchReconnects++);
     while (!this.stopped) await new Promise((r) => setTimeout(r, 100));
     // The stream may be reconnecting after a fault near the end: wait (bounded) until it has
@@ -220,6 +230,31 @@ export class Workload {
     const deadline = now() + WATCH_DRAIN_MS;
     while (lastSeen() < lastAcked() && now() < deadline) await new Promise((r) => setTimeout(r, 100));
     await w.cancel().catch(() => {});
+  }
+
+  /**
+   * Watches from revisions already written (chosen by the seed among acknowledged writes), each
+   * kept open a moment: what they get must be the main watch's events from there on, whichever
+   * member serves them.
+   */
+  private async resumedWatchLoop(rng: Rng): Promise<void> {
+    const c = this.client(true);
+    while (!this.stopped) {
+      await new Promise((r) => setTimeout(r, rng.between(500, 2000)));
+      const acked = this.recorded.ackedWrites;
+      if (acked.length === 0 || this.stopped) continue;
+      const from = acked[rng.int(acked.length)]!.revision - rng.int(3);
+      const rec = { from: Math.max(1, from), events: [] as WatchEvent[] };
+      try {
+        const w = await timeout(c.watch().prefix(PREFIX).startRevision(String(rec.from)).withPreviousKV().create(), OP_TIMEOUT_MS);
+        collectEvents(w, rec.events);
+        await new Promise((r) => setTimeout(r, rng.between(200, 2000)));
+        await timeout(w.cancel(), OP_TIMEOUT_MS).catch(() => {});
+      } catch {
+        // Not created (no member answered): nothing to check.
+      }
+      this.recorded.resumedWatches.push(rec);
+    }
   }
 
   /** Leases with a key, never renewed: the key must be there until TTL after the grant began. */
@@ -235,7 +270,19 @@ export class Workload {
         await timeout(lease.put(key).value('v').exec(), OP_TIMEOUT_MS);
         this.recorded.leases.push(rec);
         const until = grantCall + ttl * 1000;
+        // Some are revoked part way: from then on the key must be gone.
+        const revokeAt = rng.chance(0.3) ? grantCall + rng.between(300, ttl * 1000) : Infinity;
         while (!this.stopped && now() < until + 500) {
+          if (rec.revoked === undefined && now() >= revokeAt) {
+            const call = now();
+            try {
+              await timeout(lease.revoke(), OP_TIMEOUT_MS);
+              rec.revoked = { call, ret: now() };
+            } catch {
+              // Unknown: the key may go at any time from here; judged by TTL only until this call.
+              rec.revoked = { call, ret: Infinity };
+            }
+          }
           const call = now();
           try {
             const v = await timeout(c.get(key).string(), OP_TIMEOUT_MS);

@@ -1,11 +1,11 @@
 // The checkers on hand-made histories: each must pass a correct one and catch the broken one.
 import t from 'tap';
-import { checkAll, checkLeases, checkLinearizable, checkRevisionsMonotonic, checkWatch } from '../src/check.js';
+import { checkAll, checkLeases, checkLinearizable, checkResumedWatches, checkRevisionsMonotonic, checkWatch } from '../src/check.js';
 import type { KvOperation } from '../src/model.js';
 import type { Recorded } from '../src/workload.js';
 
 function recorded(parts: Partial<Recorded> = {}): Recorded {
-  return { ops: [], revisions: [], ackedWrites: [], watchEvents: [], leases: [], watchErrors: [], watchReconnects: 0, ...parts };
+  return { ops: [], revisions: [], ackedWrites: [], watchEvents: [], leases: [], watchErrors: [], watchReconnects: 0, resumedWatches: [], ...parts };
 }
 const put = (client: number, key: string, value: string, call: number, ret?: number): KvOperation =>
   ret === undefined ? { client, input: { kind: 'put', key, value }, call } : { client, input: { kind: 'put', key, value }, call, output: { kind: 'put' }, ret };
@@ -75,4 +75,26 @@ t.test('leases expire no earlier than their TTL', async (t) => {
   t.same(checkLeases(lease(true, 2500)), []);
   t.equal(checkLeases(lease(false, 2500))[0]?.check, 'lease expired early');
   t.same(checkAll(recorded()), [], 'an empty run is clean');
+});
+
+t.test('a revoked lease takes its key with it', async (t) => {
+  const revoked = (present: boolean, call: number, ret = Infinity) =>
+    recorded({ leases: [{ key: 'l', ttl: 4, grantCall: 1000, reads: [{ call, ret: call + 5, present }], revoked: { call: 2000, ret } }] });
+  t.same(checkLeases(revoked(false, 2100, 2050)), [], 'gone after the revoke returned');
+  t.same(checkLeases(revoked(false, 2010, 2050)), [], 'gone during the revoke: may be');
+  t.equal(checkLeases(revoked(false, 1990, 2050))[0]?.check, 'lease expired early', 'gone before the revoke was sent, within the TTL');
+  t.equal(checkLeases(revoked(true, 2100, 2050))[0]?.check, 'revoked lease kept its key');
+  t.same(checkLeases(revoked(true, 2100)), [], 'a revoke with an unknown outcome proves nothing');
+});
+
+t.test('watches from chosen revisions match the watch from 1', async (t) => {
+  const ev = (key: string, value: string, modRevision: number, prevValue: string | null) => ({ type: 'put' as const, key, value, modRevision, prevValue });
+  const main = [ev('a', '1', 2, null), ev('b', '2', 3, null), ev('a', '3', 4, '1'), ev('a', '4', 5, '3')];
+  t.same(checkResumedWatches(recorded({ watchEvents: main, resumedWatches: [{ from: 3, events: main.slice(1, 3) }, { from: 1, events: [] }] })), []);
+  const gap = checkResumedWatches(recorded({ watchEvents: main, resumedWatches: [{ from: 3, events: [main[1]!, main[3]!] }] }));
+  t.match(gap[0]?.detail, /from 3, event 1: got put a=4@5 prev "3", the watch from 1 has put a=3@4 prev "1"/, 'a gap');
+  const early = checkResumedWatches(recorded({ watchEvents: main, resumedWatches: [{ from: 4, events: main.slice(1, 3) }] }));
+  t.equal(early[0]?.check, 'watch from a revision', 'an event from before the start revision');
+  const prev = checkResumedWatches(recorded({ watchEvents: main, resumedWatches: [{ from: 4, events: [ev('a', '3', 4, null)] }] }));
+  t.equal(prev[0]?.check, 'watch from a revision', 'a wrong prev_kv');
 });
