@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 /**
  * `npm run chaos -- [--target capstan|etcd] [--members 3|5] [--duration 60s] [--seed S]
- * [--results DIR]`: a cluster of real processes under a checked workload and seeded faults.
+ * [--faults kind,kind] [--results DIR]`: a cluster of real processes under a checked workload and seeded faults.
  * Last line: `chaos: <target> <ops> ops, <faults> faults, <V> violations`; exit 1 on violations.
  */
 import { join } from 'node:path';
 import { ChaosCluster, type Target } from './cluster.js';
-import { runChaos } from './run.js';
+import { FAULT_KINDS, runChaos, type FaultKind } from './run.js';
 
 interface Args {
   target: Target;
@@ -14,6 +14,7 @@ interface Args {
   durationMs: number;
   seed: number;
   results: string;
+  faults?: FaultKind[];
 }
 
 function parseDuration(v: string): number {
@@ -38,6 +39,12 @@ export function parseArgs(argv: readonly string[]): Args {
     } else if (flag === '--duration') a.durationMs = parseDuration(v);
     else if (flag === '--seed') a.seed = Number(v);
     else if (flag === '--results') a.results = v;
+    else if (flag === '--faults') {
+      const kinds = v.split(',');
+      const bad = kinds.filter((k) => !(FAULT_KINDS as readonly string[]).includes(k));
+      if (bad.length > 0 || kinds.length === 0) throw new Error(`--faults: unknown ${bad.join(',')} (known: ${FAULT_KINDS.join(',')})`);
+      a.faults = kinds as FaultKind[];
+    }
     else throw new Error(`flag provided but not defined: ${flag}`);
   }
   if (!Number.isInteger(a.seed) || a.seed < 0) throw new Error('--seed is a non-negative integer');
@@ -54,7 +61,7 @@ async function main(): Promise<number> {
     const r = await runChaos(cluster, { ...args, resultsDir: args.results, log });
     for (const v of r.violations) log(`VIOLATION ${v.check}: ${v.detail}`);
     if (r.violations.length > 0) {
-      log(`replay the fault schedule: npm run chaos -- --target ${args.target} --members ${args.members} --duration ${args.durationMs / 1000}s --seed ${args.seed}`);
+      log(`replay the fault schedule: npm run chaos -- --target ${args.target} --members ${args.members} --duration ${args.durationMs / 1000}s --seed ${args.seed}${args.faults ? ` --faults ${args.faults.join(',')}` : ''}`);
     }
     log(`chaos: ${args.target} ${r.ops} ops, ${r.faults.length} faults, ${r.violations.length} violations`);
     return r.violations.length === 0 ? 0 : 1;

@@ -11,12 +11,34 @@ import { Rng } from '@capstan/raft/rng';
 import { checkAll, type Violation } from './check.js';
 import { KEYS, now, PREFIX, Workload } from './workload.js';
 
+export const FAULT_KINDS = [
+  'kill',
+  'kill-leader',
+  'kill-minority',
+  'kill-all',
+  'pause',
+  'isolate-leader',
+  'partition',
+  'cut-one-way',
+  'bridge',
+  'delay',
+  'fsync-error',
+  'crash-before-fsync',
+  'crash-after-fsync',
+  'power-cut',
+] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+/** The faults that need failpoints in the members (Capstan's). */
+export const DISK_FAULTS: readonly FaultKind[] = ['fsync-error', 'crash-before-fsync', 'crash-after-fsync', 'power-cut'];
+
 export interface RunOptions {
   readonly target: 'capstan' | 'etcd';
   readonly members: 3 | 5;
   readonly durationMs: number;
   readonly seed: number;
   readonly resultsDir: string;
+  /** The kinds of fault drawn from (default: all the target supports). */
+  readonly faults?: readonly FaultKind[];
   /** Mean time between faults. */
   readonly faultEveryMs?: number;
   readonly log?: (line: string) => void;
@@ -92,122 +114,78 @@ export async function runChaos(cluster: FaultableCluster, opts: RunOptions): Pro
       await sleep(hold);
       for (const i of victims) await cluster.restart(i);
     });
+  const all = [...Array(n).keys()];
+  const leaderOr = async (i: number): Promise<number> => (await cluster.leader()) ?? i;
+  const kills = (name: string, victims: number[], hold: number): Promise<void> =>
+    fault(name, victims, async () => {
+      for (const i of victims) await cluster.kill(i);
+      await sleep(hold);
+      for (const i of victims) await cluster.restart(i);
+    });
+  const cut = (name: string, victims: number[], hold: number, a: number[], b: number[], oneWay = false): Promise<void> =>
+    fault(name, victims, async () => {
+      cluster.partition(a, b, oneWay);
+      await sleep(hold);
+      cluster.heal();
+    });
+  const others = (xs: number[]): number[] => all.filter((i) => !xs.includes(i));
+  // Each draws what it needs from the seed's stream; `hold` is how long the fault lasts.
+  const kinds: Record<FaultKind, (hold: number, shuffled: number[]) => Promise<void>> = {
+    kill: (hold) => kills('kill+restart', [faultRng.int(n)], hold),
+    'kill-leader': async (hold) => kills('kill leader+restart', [await leaderOr(faultRng.int(n))], hold),
+    'kill-minority': (hold, sh) => kills('kill minority+restart', sh.slice(0, minority), hold),
+    'kill-all': (hold) => kills('kill all+restart', all, hold / 2),
+    pause: (hold) => {
+      const i = faultRng.int(n);
+      return fault('pause+resume', [i], async () => {
+        cluster.pause(i);
+        await sleep(hold);
+        cluster.resume(i);
+      });
+    },
+    'isolate-leader': async (hold) => {
+      const l = await leaderOr(faultRng.int(n));
+      return cut('isolate leader', [l], hold, [l], others([l]));
+    },
+    partition: (hold, sh) => cut('partition minority', sh.slice(0, minority), hold, sh.slice(0, minority), sh.slice(minority)),
+    'cut-one-way': (hold) => {
+      const i = faultRng.int(n);
+      return cut('cut one way (others -> member)', [i], hold, others([i]), [i], true);
+    },
+    bridge: (hold) => {
+      const i = faultRng.int(n);
+      return fault('bridge', [i], async () => {
+        cluster.bridge(i);
+        await sleep(hold);
+        cluster.heal();
+      });
+    },
+    delay: (hold) => {
+      const ms = faultRng.between(20, 200);
+      return fault(`delay ${ms} ms on every link`, all, async () => {
+        cluster.delay(ms);
+        await sleep(hold * 2);
+        cluster.heal();
+      });
+    },
+    'fsync-error': (hold) => diskFault('fsync error', [faultRng.int(n)], 'walBeforeFsync', 'error(EIO)', hold),
+    'crash-before-fsync': async (hold) => {
+      const i = faultRng.chance(0.5) ? await leaderOr(faultRng.int(n)) : faultRng.int(n);
+      return diskFault('crash before fsync (unsynced batch lost)', [i], 'walBeforeFsync', 'crash', hold);
+    },
+    'crash-after-fsync': async (hold) => {
+      const i = faultRng.chance(0.5) ? await leaderOr(faultRng.int(n)) : faultRng.int(n);
+      return diskFault('crash after fsync before apply', [i], 'raftAfterSave', 'crash', hold);
+    },
+    'power-cut': (hold) => diskFault('power cut (every member crashes before its next fsync)', all, 'walBeforeFsync', 'crash', hold / 2),
+  };
+  const enabled = (opts.faults ?? FAULT_KINDS).filter((k) => cluster.failpoints || !DISK_FAULTS.includes(k));
+  if (enabled.length === 0) throw new Error(`none of the faults ${(opts.faults ?? []).join(',')} can be injected into ${opts.target}`);
   while (now() - started < opts.durationMs - every) {
     await sleep(faultRng.between(every / 2, (every * 3) / 2));
-    const kind = faultRng.int(cluster.failpoints ? 12 : 9);
+    const kind = enabled[faultRng.int(enabled.length)]!;
     const hold = faultRng.between(1000, 3000);
-    const all = [...Array(n).keys()];
-    const shuffled = [...all].sort(() => faultRng.float() - 0.5);
-    switch (kind) {
-      case 0: {
-        const i = faultRng.int(n);
-        await fault('kill+restart', [i], async () => {
-          await cluster.kill(i);
-          await sleep(hold);
-          await cluster.restart(i);
-        });
-        break;
-      }
-      case 1: {
-        const l = (await cluster.leader()) ?? faultRng.int(n);
-        await fault('kill leader+restart', [l], async () => {
-          await cluster.kill(l);
-          await sleep(hold);
-          await cluster.restart(l);
-        });
-        break;
-      }
-      case 2: {
-        const victims = shuffled.slice(0, minority);
-        await fault('kill minority+restart', victims, async () => {
-          for (const i of victims) await cluster.kill(i);
-          await sleep(hold);
-          for (const i of victims) await cluster.restart(i);
-        });
-        break;
-      }
-      case 3: {
-        const i = faultRng.int(n);
-        await fault('pause+resume', [i], async () => {
-          cluster.pause(i);
-          await sleep(hold);
-          cluster.resume(i);
-        });
-        break;
-      }
-      case 4: {
-        const l = (await cluster.leader()) ?? faultRng.int(n);
-        await fault('isolate leader', [l], async () => {
-          cluster.partition([l], all.filter((i) => i !== l));
-          await sleep(hold);
-          cluster.heal();
-        });
-        break;
-      }
-      case 5: {
-        const small = shuffled.slice(0, minority);
-        await fault('partition minority', small, async () => {
-          cluster.partition(small, all.filter((i) => !small.includes(i)));
-          await sleep(hold);
-          cluster.heal();
-        });
-        break;
-      }
-      case 7: {
-        const i = faultRng.int(n);
-        await fault('bridge', [i], async () => {
-          cluster.bridge(i);
-          await sleep(hold);
-          cluster.heal();
-        });
-        break;
-      }
-      case 8: {
-        const ms = faultRng.between(20, 200);
-        await fault(`delay ${ms} ms on every link`, all, async () => {
-          cluster.delay(ms);
-          await sleep(hold * 2);
-          cluster.heal();
-        });
-        break;
-      }
-      case 9: {
-        const i = faultRng.int(n);
-        await diskFault('fsync error', [i], 'walBeforeFsync', 'error(EIO)', hold);
-        break;
-      }
-      case 10: {
-        const i = faultRng.chance(0.5) ? ((await cluster.leader()) ?? faultRng.int(n)) : faultRng.int(n);
-        await diskFault('crash before fsync (unsynced batch lost)', [i], 'walBeforeFsync', 'crash', hold);
-        break;
-      }
-      case 11: {
-        if (faultRng.chance(0.5)) {
-          const i = faultRng.chance(0.5) ? ((await cluster.leader()) ?? faultRng.int(n)) : faultRng.int(n);
-          await diskFault('crash after fsync before apply', [i], 'raftAfterSave', 'crash', hold);
-        } else {
-          await diskFault('power cut (every member crashes before its next fsync)', all, 'walBeforeFsync', 'crash', hold / 2);
-        }
-        break;
-      }
-      case 6:
-      default: {
-        if (faultRng.chance(0.5)) {
-          await fault('kill all+restart', all, async () => {
-            for (const i of all) await cluster.kill(i);
-            await sleep(hold / 2);
-            for (const i of all) await cluster.restart(i);
-          });
-        } else {
-          const i = faultRng.int(n);
-          await fault('cut one way (others -> member)', [i], async () => {
-            cluster.partition(all.filter((j) => j !== i), [i], true);
-            await sleep(hold);
-            cluster.heal();
-          });
-        }
-      }
-    }
+    await kinds[kind](hold, [...all].sort(() => faultRng.float() - 0.5));
   }
   // Heal everything, give the cluster time to settle, then stop the workload.
   cluster.heal();

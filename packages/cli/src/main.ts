@@ -49,7 +49,9 @@ async function member(argv: string[]): Promise<number> {
       flags.autoCompactionMode === 'revision' ? Number(flags.autoCompactionRetention) : (parseRetention(flags.autoCompactionRetention) ?? 0),
     logLevel: flags.logLevel,
   });
-  let fatal = false;
+  // As etcd's fatal: a WAL that cannot make anything durable leaves nothing worth a graceful stop
+  // (open client streams would hold it for seconds); the error is already logged.
+  void node.failed.then(() => process.exit(1));
   await new Promise<void>((resolve) => {
     const onSignal = (): void => {
       process.off('SIGTERM', onSignal);
@@ -59,13 +61,9 @@ async function member(argv: string[]): Promise<number> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
     void node.removed.then(onSignal);
-    void node.failed.then(() => {
-      fatal = true;
-      onSignal();
-    });
   });
   await node.stop();
-  return fatal ? 1 : 0;
+  return 0;
 }
 
 async function main(argv: string[]): Promise<number> {
