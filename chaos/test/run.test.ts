@@ -1,5 +1,5 @@
 // A short chaos run in `npm test`: three Capstan members, the checked workload, seeded faults
-// (kills, the leader killed, kill-all, pauses, partitions through the proxies), zero violations.
+// (kills, pauses, partitions through the proxies, disk faults through failpoints), zero violations.
 import { join } from 'node:path';
 import t from 'tap';
 import { ChaosCluster } from '../src/cluster.js';
