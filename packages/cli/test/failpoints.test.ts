@@ -1,7 +1,7 @@
 // Named failpoints on a real member process: armed from CAPSTAN_FAILPOINTS at start or over HTTP
 // while it runs; a crash is a SIGKILL at that place, an fsync error stops the member with exit 1,
 // and a restarted member has every write it acknowledged.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { ETCDCTL, etcdctl, healthy, hostPort, oneMember, startMember, stopMember, until, type MemberProc } from './helpers/cluster.js';
 
 const exited = (m: MemberProc): Promise<{ code: number | null; signal: NodeJS.Signals | null }> =>
@@ -13,6 +13,25 @@ const arm = (m: MemberProc, name: string, term: string, method = 'PUT'): Promise
   fetch(`${m.client}/debug/failpoints/${name}`, { method, body: method === 'PUT' ? term : undefined, signal: AbortSignal.timeout(3000) });
 
 const withFailpoints = (spec: string): NodeJS.ProcessEnv => ({ ...process.env, CAPSTAN_FAILPOINTS: spec });
+
+/** A one-member cluster with failpoints on, healthy, with key `acked`=1 written and acknowledged. */
+async function withAckedWrite(t: Test, name: string): Promise<{ spec: Omit<MemberProc, 'proc' | 'log'>; m: MemberProc; ep: string }> {
+  const spec = await oneMember(t.testdir(), name);
+  const m = startMember(spec, withFailpoints(''));
+  t.teardown(() => stopMember(m, 'SIGKILL'));
+  await until('healthy', () => healthy(m.metrics));
+  const ep = hostPort(m.client);
+  t.equal((await etcdctl(ep, ['put', 'acked', '1'])).stdout, 'OK\n');
+  return { spec, m, ep };
+}
+
+/** Restarts the member without failpoints and checks that `acked` survived. */
+async function restartHasAcked(t: Test, spec: Omit<MemberProc, 'proc' | 'log'>, ep: string): Promise<void> {
+  const back = startMember(spec);
+  t.teardown(() => stopMember(back, 'SIGKILL'));
+  await until('healthy after restart', () => healthy(back.metrics));
+  t.equal((await etcdctl(ep, ['get', 'acked', '--print-value-only'])).stdout, '1\n', 'the acknowledged write is there');
+}
 
 if (ETCDCTL === undefined) {
   t.fail('etcdctl not found: npm test fetches it with scripts/fetch-etcd.sh');
@@ -38,12 +57,7 @@ if (ETCDCTL === undefined) {
   });
 
   t.test('armed over HTTP: raftAfterSave=crash kills the member after the entry is durable', async (t) => {
-    const spec = await oneMember(t.testdir(), 'http');
-    const m = startMember(spec, withFailpoints(''));
-    t.teardown(() => stopMember(m, 'SIGKILL'));
-    await until('healthy', () => healthy(m.metrics));
-    const ep = hostPort(m.client);
-    t.equal((await etcdctl(ep, ['put', 'before', '1'])).stdout, 'OK\n');
+    const { spec, m, ep } = await withAckedWrite(t, 'http');
     t.equal((await fetch(`${m.client}/debug/failpoints`).then((r) => r.text())), '', 'nothing armed');
     const bad = await arm(m, 'raftAfterSave', 'sometimes');
     t.equal(bad.status, 400);
@@ -56,21 +70,13 @@ if (ETCDCTL === undefined) {
     t.same(await exited(m), { code: null, signal: 'SIGKILL' }, 'killed where it stood');
     t.match(m.log.join(''), /"msg":"failpoint crash","failpoint":"raftAfterSave"/);
 
-    const again = startMember(spec);
-    t.teardown(() => stopMember(again, 'SIGKILL'));
-    await until('healthy after restart', () => healthy(again.metrics));
-    t.equal((await etcdctl(ep, ['get', 'before', '--print-value-only'])).stdout, '1\n', 'the acknowledged write is there');
+    await restartHasAcked(t, spec, ep);
     // It was fsynced before the crash, so the one-member cluster commits it when it comes back.
     t.equal((await etcdctl(ep, ['get', 'during', '--print-value-only'])).stdout, '2\n', 'the durable, unacknowledged one too');
   });
 
   t.test('from the environment: walBeforeFsync=crash loses the unsynced batch, nothing acknowledged', async (t) => {
-    const spec = await oneMember(t.testdir(), 'env');
-    const m = startMember(spec, withFailpoints(''));
-    t.teardown(() => stopMember(m, 'SIGKILL'));
-    await until('healthy', () => healthy(m.metrics));
-    const ep = hostPort(m.client);
-    t.equal((await etcdctl(ep, ['put', 'acked', '1'])).stdout, 'OK\n');
+    const { spec, m, ep } = await withAckedWrite(t, 'env');
     await stopMember(m);
 
     const crashing = startMember(spec, withFailpoints('walBeforeFsync=crash'));
@@ -79,29 +85,18 @@ if (ETCDCTL === undefined) {
     t.same(await exited(crashing), { code: null, signal: 'SIGKILL' });
     t.match(crashing.log.join(''), /"failpoint":"walBeforeFsync"/);
 
-    const back = startMember(spec);
-    t.teardown(() => stopMember(back, 'SIGKILL'));
-    await until('healthy after the crash', () => healthy(back.metrics));
-    t.equal((await etcdctl(ep, ['get', 'acked', '--print-value-only'])).stdout, '1\n', 'the zeroed batch left the log readable and whole');
+    // The zeroed batch leaves the log readable and whole.
+    await restartHasAcked(t, spec, ep);
     t.equal((await etcdctl(ep, ['put', 'after', '2'])).stdout, 'OK\n');
   });
 
   t.test('walBeforeFsync=error(EIO): the member stops with exit 1, as etcd does on a failed fsync', async (t) => {
-    const spec = await oneMember(t.testdir(), 'eio');
-    const m = startMember(spec, withFailpoints(''));
-    t.teardown(() => stopMember(m, 'SIGKILL'));
-    await until('healthy', () => healthy(m.metrics));
-    const ep = hostPort(m.client);
-    t.equal((await etcdctl(ep, ['put', 'acked', '1'])).stdout, 'OK\n');
+    const { spec, m, ep } = await withAckedWrite(t, 'eio');
     t.equal((await arm(m, 'walBeforeFsync', 'error(EIO)')).status, 204);
     const put = await etcdctl(ep, ['put', 'failed', '2'], { timeoutMs: 10_000 });
     t.not(put.stdout, 'OK\n', 'not acknowledged');
     t.same(await exited(m), { code: 1, signal: null });
     t.match(m.log.join(''), /raft loop failed; stopping.*fdatasync of .*\.wal failed: EIO/);
-
-    const back = startMember(spec);
-    t.teardown(() => stopMember(back, 'SIGKILL'));
-    await until('healthy after restart', () => healthy(back.metrics));
-    t.equal((await etcdctl(ep, ['get', 'acked', '--print-value-only'])).stdout, '1\n');
+    await restartHasAcked(t, spec, ep);
   });
 }

@@ -71,13 +71,11 @@ export async function stopMember(m: MemberProc, signal: NodeJS.Signals = 'SIGTER
   return exited;
 }
 
-/** A one-member cluster's command line (start it with startMember). */
-export async function oneMember(dir: string, name: string, extra: string[] = []): Promise<Omit<MemberProc, 'proc' | 'log'>> {
-  const [clientPort] = await freePorts(1);
-  const [peerPort] = await freePortPairs(1);
+/** One member's URLs and command line, in a cluster of `initialCluster`. */
+function memberSpec(dir: string, name: string, clientPort: number, peerPort: number, initialCluster: string, extra: string[]): Omit<MemberProc, 'proc' | 'log'> {
   const client = `http://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
-  const metrics = `http://127.0.0.1:${peerPort! + 1}`;
+  const metrics = `http://127.0.0.1:${peerPort + 1}`;
   const args = [
     `--name=${name}`,
     `--data-dir=${join(dir, name)}`,
@@ -85,11 +83,18 @@ export async function oneMember(dir: string, name: string, extra: string[] = [])
     `--advertise-client-urls=${client}`,
     `--listen-peer-urls=${peer}`,
     `--initial-advertise-peer-urls=${peer}`,
-    `--initial-cluster=${name}=${peer}`,
+    `--initial-cluster=${initialCluster}`,
     `--listen-metrics-urls=${metrics}`,
     ...extra,
   ];
   return { name, client, peer, metrics, args };
+}
+
+/** A one-member cluster's command line (start it with startMember). */
+export async function oneMember(dir: string, name: string, extra: string[] = []): Promise<Omit<MemberProc, 'proc' | 'log'>> {
+  const [clientPort] = await freePorts(1);
+  const [peerPort] = await freePortPairs(1);
+  return memberSpec(dir, name, clientPort!, peerPort!, `${name}=http://127.0.0.1:${peerPort}`, extra);
 }
 
 /** Three members (names m1..m3) with their command lines; start them with startMember. */
@@ -98,31 +103,9 @@ export async function threeMembers(dir: string, extra: string[] = []): Promise<A
   const peers = await freePortPairs(3);
   const names = ['m1', 'm2', 'm3'];
   const cluster = names.map((n, i) => `${n}=http://127.0.0.1:${peers[i]}`).join(',');
-  return names.map((name, i) => {
-    const client = `http://127.0.0.1:${clients[i]}`;
-    const peer = `http://127.0.0.1:${peers[i]}`;
-    const metrics = `http://127.0.0.1:${peers[i]! + 1}`;
-    return {
-      name,
-      client,
-      peer,
-      metrics,
-      args: [
-        `--name=${name}`,
-        `--data-dir=${join(dir, name)}`,
-        `--listen-client-urls=${client}`,
-        `--advertise-client-urls=${client}`,
-        `--listen-peer-urls=${peer}`,
-        `--initial-advertise-peer-urls=${peer}`,
-        `--initial-cluster=${cluster}`,
-        '--initial-cluster-token=e2e',
-        `--listen-metrics-urls=${metrics}`,
-        '--heartbeat-interval=50',
-        '--election-timeout=500',
-        ...extra,
-      ],
-    };
-  });
+  return names.map((name, i) =>
+    memberSpec(dir, name, clients[i]!, peers[i]!, cluster, ['--initial-cluster-token=e2e', '--heartbeat-interval=50', '--election-timeout=500', ...extra]),
+  );
 }
 
 export async function healthy(metricsURL: string): Promise<boolean> {
