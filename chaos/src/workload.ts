@@ -144,11 +144,14 @@ export class Workload {
 
   /** Runs until stop(); resolves when every client has finished its last operation. */
   async run(): Promise<void> {
-    const watcher = this.watch();
+    let loopsDone!: () => void;
+    const done = new Promise<void>((r) => (loopsDone = r));
+    const watcher = this.watch(done);
     const loops = Array.from({ length: this.opts.clients }, (_, i) => this.loop(i, this.rng.fork()));
     if (this.opts.leases) loops.push(this.leaseLoop(this.rng.fork()));
     loops.push(this.resumedWatchLoop(this.rng.fork()));
     await Promise.all(loops);
+    loopsDone();
     await watcher;
   }
 
@@ -216,13 +219,15 @@ export class Workload {
   }
 
   /** One watcher over the prefix from revision 1; the client resumes it after member failures. */
-  private async watch(): Promise<void> {
+  private async watch(clientsDone: Promise<void>): Promise<void> {
     const c = this.client(true);
     const w = await c.watch().prefix(PREFIX).startRevision('1').withPreviousKV().create();
     collectEvents(w, this.recorded.watchEvents);
     w.on('error', (err) => this.recorded.watchErrors.push(String(err)));
     w.on('connected', () => this.recorded.watchReconnects++);
-    while (!this.stopped) await new Promise((r) => setTimeout(r, 100));
+    // Every client's last operation has returned first: one acknowledged after the drain began
+    // would otherwise be judged against a watch already closed.
+    await clientsDone;
     // The stream may be reconnecting after a fault near the end: wait (bounded) until it has
     // delivered every acknowledged write, so a missing one means lost, not late.
     const lastAcked = (): number => this.recorded.ackedWrites.reduce((m, a) => Math.max(m, a.revision), 0);
