@@ -69,6 +69,7 @@ export function checkWatch(rec: Recorded): Violation[] {
     }
     last.set(e.key, e.type === 'put' ? e.value : null);
   }
+  out.push(...checkRevisionsWhole(rec.watchEvents, 'the watch from 1'));
   const events = new Map(rec.watchEvents.filter((e) => e.type === 'put').map((e) => [`${e.key}@${e.modRevision}`, e.value]));
   const around = (rev: number): string => {
     const before = rec.watchEvents.filter((e) => e.modRevision < rev).at(-1)?.modRevision;
@@ -107,6 +108,18 @@ export function checkLeases(rec: Recorded): Violation[] {
   return out;
 }
 
+/** The events of one revision came in one response (a txn's writes are seen together or not at all). */
+export function checkRevisionsWhole(events: readonly WatchEvent[], which: string): Violation[] {
+  for (let i = 1; i < events.length; i++) {
+    const a = events[i - 1]!;
+    const b = events[i]!;
+    if (a.modRevision === b.modRevision && a.response !== undefined && a.response !== b.response) {
+      return [{ check: 'watch: a revision split across responses', detail: `${which}: revision ${b.modRevision} (${a.key} in response ${a.response}, ${b.key} in ${b.response})` }];
+    }
+  }
+  return [];
+}
+
 /**
  * A watch from any revision gets exactly the main watch's events from there (as far as the main
  * watch reached): none missing, none extra, same values and prev_kv.
@@ -116,6 +129,7 @@ export function checkResumedWatches(rec: Recorded): Violation[] {
   const mainLast = rec.watchEvents.at(-1)?.modRevision ?? 0;
   const show = (e: WatchEvent | undefined): string => (e === undefined ? 'nothing' : `${e.type} ${e.key}=${e.value}@${e.modRevision} prev ${JSON.stringify(e.prevValue)}`);
   for (const w of rec.resumedWatches) {
+    out.push(...checkRevisionsWhole(w.events, `the watch from ${w.from}`));
     const got = w.events.filter((e) => e.modRevision <= mainLast);
     if (got.length === 0) continue;
     const last = got.at(-1)!.modRevision;

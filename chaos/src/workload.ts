@@ -22,6 +22,10 @@ export const OP_TIMEOUT_MS = 3000;
 export const KEYS = 6;
 export const PREFIX = 'chaos/';
 export const LEASE_PREFIX = 'chaos-lease/';
+/** Two keys written together by one txn, so that a revision has two events (outside the linearizability check, which is per key). */
+export const PAIR = [`${PREFIX}pair-a`, `${PREFIX}pair-b`] as const;
+/** The share of operations that are such pair writes. */
+const PAIR_SHARE = 0.05;
 
 export interface WatchEvent {
   readonly type: 'put' | 'delete';
@@ -29,6 +33,8 @@ export interface WatchEvent {
   readonly value: string;
   readonly modRevision: number;
   readonly prevValue: string | null | undefined;
+  /** Which of its watcher's responses it came in (events of one revision must share one). */
+  readonly response?: number;
 }
 
 export interface LeaseRecord {
@@ -69,6 +75,9 @@ export const now = (): number => performance.now();
  */
 /** Records a watcher's events, resuming it as clientv3 does. */
 function collectEvents(w: Watcher, into: WatchEvent[]): void {
+  // etcd3 emits a response's events from its own 'data' listener, which runs before ours: so the
+  // count moves on after each response's events are recorded.
+  let response = 0;
   const record = (type: 'put' | 'delete', kv: IKeyValue, prev?: IKeyValue | null): void => {
     into.push({
       type,
@@ -76,10 +85,12 @@ function collectEvents(w: Watcher, into: WatchEvent[]): void {
       value: kv.value.toString(),
       modRevision: Number(kv.mod_revision),
       prevValue: prev === undefined || prev === null ? null : prev.value.toString(),
+      response,
     });
   };
   w.on('put', (kv, prev) => record('put', kv, prev));
   w.on('delete', (kv, prev) => record('delete', kv, prev));
+  w.on('data', () => response++);
   resumeLikeClientV3(w);
 }
 
@@ -169,6 +180,10 @@ export class Workload {
     this.recorded.revisions[id] = revs;
     const lastSeen = new Map<string, string | null>();
     while (!this.stopped) {
+      if (rng.chance(PAIR_SHARE)) {
+        await this.pairWrite(c, id, revs);
+        continue;
+      }
       const key = `${PREFIX}k${rng.int(KEYS)}`;
       const r = rng.float();
       let input: KvInput;
@@ -192,6 +207,23 @@ export class Workload {
         this.recorded.ops.push({ client: id, input, call });
         await new Promise((r) => setTimeout(r, 50));
       }
+    }
+  }
+
+  /** One txn putting both PAIR keys: acknowledged, both must reach the watch in one response. */
+  private async pairWrite(c: Etcd3, id: number, revs: number[]): Promise<void> {
+    const values = PAIR.map(() => `c${id}-${++this.seq}`);
+    try {
+      const r = await timeout(
+        c.if(PAIR[0], 'Version', '>', -1).then(...PAIR.map((k, i) => c.put(k).value(values[i]!))).commit(),
+        OP_TIMEOUT_MS,
+      );
+      const revision = Number(r.header.revision);
+      revs.push(revision);
+      PAIR.forEach((key, i) => this.recorded.ackedWrites.push({ key, value: values[i]!, revision }));
+    } catch {
+      // Unknown outcome: these keys are not in the linearizability history, so nothing to record.
+      await new Promise((r) => setTimeout(r, 50));
     }
   }
 

@@ -98,3 +98,12 @@ t.test('watches from chosen revisions match the watch from 1', async (t) => {
   const prev = checkResumedWatches(recorded({ watchEvents: main, resumedWatches: [{ from: 4, events: [ev('a', '3', 4, null)] }] }));
   t.equal(prev[0]?.check, 'watch from a revision', 'a wrong prev_kv');
 });
+
+t.test("a revision's events come in one response", async (t) => {
+  const ev = (key: string, modRevision: number, response: number) => ({ type: 'put' as const, key, value: `${key}${modRevision}`, modRevision, prevValue: null, response });
+  t.same(checkWatch(recorded({ watchEvents: [ev('a', 2, 0), ev('b', 2, 0), ev('a', 3, 1)].map((e, i) => (i === 2 ? { ...e, prevValue: 'a2' } : e)) })), []);
+  const split = checkWatch(recorded({ watchEvents: [ev('a', 2, 0), ev('b', 2, 1)] }));
+  t.match(split[0]?.detail, /the watch from 1: revision 2 \(a in response 0, b in 1\)/);
+  const resumed = checkResumedWatches(recorded({ watchEvents: [ev('a', 2, 0), ev('b', 2, 0)], resumedWatches: [{ from: 2, events: [ev('a', 2, 4), ev('b', 2, 5)] }] }));
+  t.equal(resumed[0]?.check, 'watch: a revision split across responses');
+});
