@@ -57,6 +57,8 @@ async function main(): Promise<number> {
   const log = (l: string): void => void process.stdout.write(`${l}\n`);
   log(`chaos: ${args.target}, ${args.members} members, ${args.durationMs / 1000} s, seed ${args.seed}, results in ${args.results}`);
   const cluster = await ChaosCluster.start({ target: args.target, members: args.members, resultsDir: args.results });
+  // Interrupted: the members go too (a signal's default action would skip the exit handlers that kill them).
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
   try {
     const r = await runChaos(cluster, { ...args, resultsDir: args.results, log });
     for (const v of r.violations) log(`VIOLATION ${v.check}: ${v.detail}`);
