@@ -5,6 +5,7 @@
  */
 import { access, rename, rm, writeFile } from 'node:fs/promises';
 import { ClassicLevel } from 'classic-level';
+import { AuthStore, type AuthInfo } from './auth.js';
 import { MvccError } from './errors.js';
 import { decodeSnapshot, encodeSnapshot } from './snapshot.js';
 import { Lessor, type LessorOptions } from './lessor.js';
@@ -12,6 +13,8 @@ import { CONSISTENT_INDEX_KEY, KvStore, type StoreOptions } from './store.js';
 import type {
   ApplyRequest,
   ApplyResponse,
+  AuthenticateResponse,
+  AuthResponse,
   CompactionResponse,
   LeaseCheckpointResponse,
   LeaseGrantResponse,
@@ -21,7 +24,10 @@ import type {
 /** etcd's minimum lease TTL with its default election timeout (1 s): ceil(1.5 × 1 s). */
 export const DEFAULT_MIN_LEASE_TTL = 2;
 
-export interface StateMachineOptions extends StoreOptions, Partial<LessorOptions> {}
+export interface StateMachineOptions extends StoreOptions, Partial<LessorOptions> {
+  /** --auth-token-ttl in milliseconds (simple tokens). */
+  tokenTTLMs?: number;
+}
 
 /**
  * What applying an entry produced: a response, or the error etcd would answer with (a failed
@@ -37,18 +43,21 @@ export class StateMachine {
   private constructor(
     readonly store: KvStore,
     readonly lessor: Lessor,
+    readonly auth: AuthStore,
   ) {}
 
   static async open(dir: string, opts: StateMachineOptions = {}): Promise<StateMachine> {
     await finishRestore(dir);
     const store = await KvStore.open(dir, opts);
     try {
+      const now = opts.now ?? (() => performance.now());
       const lessor = await Lessor.load(store.backend, {
         ...opts,
         minTTL: opts.minTTL ?? DEFAULT_MIN_LEASE_TTL,
-        now: opts.now ?? (() => performance.now()),
+        now,
       });
-      const sm = new StateMachine(store, lessor);
+      const auth = await AuthStore.load(store.backend, { now, tokenTTLMs: opts.tokenTTLMs });
+      const sm = new StateMachine(store, lessor, auth);
       sm.connect();
       return sm;
     } catch (err) {
@@ -66,7 +75,7 @@ export class StateMachine {
     if (index <= this.store.consistentIndex) return { kind: 'skipped' };
     let result: ApplyResult;
     try {
-      result = this.dispatch(req);
+      result = this.dispatch(req, index);
     } catch (err) {
       if (!(err instanceof MvccError)) throw err;
       result = { kind: 'error', error: err };
@@ -132,19 +141,51 @@ export class StateMachine {
     }
     await this.store.backend.reopen(() => finishRestore(dir));
     await this.lessor.recover();
+    await this.auth.recover();
     await this.store.reload();
     this.attachLeasedKeys();
     return true;
   }
 
 
-  private dispatch(req: ApplyRequest): ApplyResult {
+  private dispatch(req: ApplyRequest, index: number): ApplyResult {
     const ok = (response: ApplyResponse): ApplyResult => ({ kind: 'ok', response });
     const s = this.store;
-    if (req.range !== undefined) return ok(s.range(req.range));
-    if (req.put !== undefined) return ok(s.put(req.put));
-    if (req.deleteRange !== undefined) return ok(s.deleteRange(req.deleteRange));
-    if (req.txn !== undefined) return ok(s.txn(req.txn));
+    const auth = this.auth;
+    // etcd's authApplierV3: checked in log order against the auth store as it is at this entry,
+    // with the auth revision the sender's token was checked at. No header: the member's own entry.
+    const h = req.header;
+    const ai: AuthInfo | undefined = h === undefined ? undefined : { username: h.username, revision: h.authRevision };
+    if (req.authenticate !== undefined) return ok(this.applyAuth(req, index));
+    if (isAuthChange(req)) {
+      auth.checkAdmin(h);
+      return ok(this.applyAuth(req, index));
+    }
+    if (req.range !== undefined) {
+      if (ai !== undefined) auth.isRangePermitted(ai, req.range.key, req.range.rangeEnd);
+      return ok(s.range(req.range));
+    }
+    if (req.put !== undefined) {
+      const p = req.put;
+      if (ai !== undefined) {
+        auth.isPutPermitted(ai, p.key);
+        if (p.lease !== undefined && p.lease !== 0n) this.checkLeasePuts(ai, p.lease);
+        if (p.prevKv === true) auth.isRangePermitted(ai, p.key);
+      }
+      return ok(s.put(p));
+    }
+    if (req.deleteRange !== undefined) {
+      const d = req.deleteRange;
+      if (ai !== undefined) {
+        auth.isDeleteRangePermitted(ai, d.key, d.rangeEnd);
+        if (d.prevKv === true) auth.isRangePermitted(ai, d.key, d.rangeEnd);
+      }
+      return ok(s.deleteRange(d));
+    }
+    if (req.txn !== undefined) {
+      if (ai !== undefined) auth.checkTxn(ai, req.txn);
+      return ok(s.txn(req.txn));
+    }
     if (req.compaction !== undefined) {
       const c = s.compact(req.compaction.revision);
       const response: CompactionResponse = { header: c.header };
@@ -156,6 +197,7 @@ export class StateMachine {
       return ok(response);
     }
     if (req.leaseRevoke !== undefined) {
+      if (ai !== undefined) this.checkLeasePuts(ai, req.leaseRevoke.ID);
       // The keys go in one revision, then the lease: etcd's revoke order.
       const keys = this.lessor.revoke(req.leaseRevoke.ID);
       s.deleteKeys(keys);
@@ -168,6 +210,43 @@ export class StateMachine {
       return ok(response);
     }
     throw new MvccError('ErrEmptyRequest', 'INVALID_ARGUMENT', 'etcdserver: empty request');
+  }
+
+  /**
+   * etcd's checkLeasePuts: attaching a key to a lease, or revoking it, needs write permission on
+   * every key already attached (an admin needs none).
+   */
+  private checkLeasePuts(ai: AuthInfo, id: bigint): void {
+    const l = this.lessor.lookup(id);
+    if (l === undefined || !this.auth.isEnabled) return;
+    try {
+      this.auth.isAdminPermitted(ai);
+      return;
+    } catch {
+      // not an admin: every key counts
+    }
+    for (const key of l.keys) this.auth.isPutPermitted(ai, Buffer.from(key, 'latin1'));
+  }
+
+  private applyAuth(req: ApplyRequest, index: number): AuthResponse | AuthenticateResponse {
+    const a = this.auth;
+    const header = { revision: this.store.rev };
+    if (req.authenticate !== undefined) return { header, token: a.authenticate(req.authenticate.name, req.authenticate.simpleToken, index) };
+    if (req.authEnable !== undefined) a.enable();
+    else if (req.authDisable !== undefined) a.disable();
+    else if (req.authUserAdd !== undefined) a.userAdd(req.authUserAdd);
+    else if (req.authUserDelete !== undefined) a.userDelete(req.authUserDelete.name);
+    else if (req.authUserChangePassword !== undefined) a.userChangePassword(req.authUserChangePassword.name, req.authUserChangePassword.hashedPassword);
+    else if (req.authUserGrantRole !== undefined) a.userGrantRole(req.authUserGrantRole.user, req.authUserGrantRole.role);
+    else if (req.authUserRevokeRole !== undefined) a.userRevokeRole(req.authUserRevokeRole.name, req.authUserRevokeRole.role);
+    else if (req.authRoleAdd !== undefined) a.roleAdd(req.authRoleAdd.name);
+    else if (req.authRoleDelete !== undefined) a.roleDelete(req.authRoleDelete.role);
+    else if (req.authRoleGrantPermission !== undefined) a.roleGrantPermission(req.authRoleGrantPermission.name, req.authRoleGrantPermission.perm);
+    else if (req.authRoleRevokePermission !== undefined) {
+      const r = req.authRoleRevokePermission;
+      a.roleRevokePermission(r.role, r.key, r.rangeEnd);
+    }
+    return { header };
   }
 
   /** Wires the store's lease checks to the lessor and re-attaches keys after a load. */
@@ -190,6 +269,26 @@ export class StateMachine {
       if (lessor.lookup(id) !== undefined) lessor.attach(id, key);
     });
   }
+}
+
+/**
+ * Requests that change the auth store: they need the root role once auth is on (etcd's
+ * needAdminPermission). Authenticate is not one: its password was checked before it was proposed.
+ */
+function isAuthChange(req: ApplyRequest): boolean {
+  return (
+    req.authEnable !== undefined ||
+    req.authDisable !== undefined ||
+    req.authUserAdd !== undefined ||
+    req.authUserDelete !== undefined ||
+    req.authUserChangePassword !== undefined ||
+    req.authUserGrantRole !== undefined ||
+    req.authUserRevokeRole !== undefined ||
+    req.authRoleAdd !== undefined ||
+    req.authRoleDelete !== undefined ||
+    req.authRoleGrantPermission !== undefined ||
+    req.authRoleRevokePermission !== undefined
+  );
 }
 
 /** Marks a restore directory as whole: only then may it replace the store. */

@@ -199,8 +199,56 @@ export interface LeaseLeasesResponse {
   leases: LeaseStatus[];
 }
 
-/** etcd's InternalRaftRequest, limited to what this state machine applies. Exactly one field set. */
+/** etcd's authpb.Permission.Type. */
+export const PermissionType = { READ: 0, WRITE: 1, READWRITE: 2 } as const;
+export type PermissionType = (typeof PermissionType)[keyof typeof PermissionType];
+
+/** etcd's authpb.Permission: `rangeEnd` empty for one key, `\0` for every key from `key` on. */
+export interface Permission {
+  permType: PermissionType;
+  key: Buffer;
+  rangeEnd: Buffer;
+}
+
+/**
+ * Who sent a request and at which auth revision their token was checked (etcd's RequestHeader
+ * username and auth_revision). An entry without a header was proposed by the member itself (lease
+ * expiry, auto compaction) and is trusted, as etcd's WithRoot.
+ */
+export interface AuthHeader {
+  username: string;
+  authRevision: number;
+}
+
+/**
+ * Auth requests as they travel through the log: passwords only as bcrypt hashes (the server hashes
+ * before proposing, as etcd 3.5 does), tokens as the random prefix the proposer picked.
+ */
+export interface AuthUserAddRequest {
+  name: string;
+  /** bcrypt hash; absent for a no-password user. */
+  hashedPassword?: string | undefined;
+  noPassword?: boolean | undefined;
+}
+
+export interface AuthenticateRequest {
+  name: string;
+  /** The token is `${simpleToken}.${index of this entry}`. */
+  simpleToken: string;
+}
+
+export interface AuthResponse {
+  header: ResponseHeader;
+}
+
+export interface AuthenticateResponse {
+  header: ResponseHeader;
+  token: string;
+}
+
+/** etcd's InternalRaftRequest, limited to what this state machine applies. Exactly one field set besides `header`. */
 export interface ApplyRequest {
+  header?: AuthHeader | undefined;
   range?: RangeRequest | undefined;
   put?: PutRequest | undefined;
   deleteRange?: DeleteRangeRequest | undefined;
@@ -209,6 +257,18 @@ export interface ApplyRequest {
   leaseGrant?: LeaseGrantRequest | undefined;
   leaseRevoke?: LeaseRevokeRequest | undefined;
   leaseCheckpoint?: LeaseCheckpointRequest | undefined;
+  authEnable?: Record<string, never> | undefined;
+  authDisable?: Record<string, never> | undefined;
+  authenticate?: AuthenticateRequest | undefined;
+  authUserAdd?: AuthUserAddRequest | undefined;
+  authUserDelete?: { name: string } | undefined;
+  authUserChangePassword?: { name: string; hashedPassword: string } | undefined;
+  authUserGrantRole?: { user: string; role: string } | undefined;
+  authUserRevokeRole?: { name: string; role: string } | undefined;
+  authRoleAdd?: { name: string } | undefined;
+  authRoleDelete?: { role: string } | undefined;
+  authRoleGrantPermission?: { name: string; perm: Permission } | undefined;
+  authRoleRevokePermission?: { role: string; key: Buffer; rangeEnd: Buffer } | undefined;
 }
 
 export type ApplyResponse =
@@ -219,7 +279,9 @@ export type ApplyResponse =
   | CompactionResponse
   | LeaseGrantResponse
   | LeaseRevokeResponse
-  | LeaseCheckpointResponse;
+  | LeaseCheckpointResponse
+  | AuthResponse
+  | AuthenticateResponse;
 
 export const EventType = { PUT: 0, DELETE: 1 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
