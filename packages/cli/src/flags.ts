@@ -36,6 +36,9 @@ export const MEMBER_FLAGS: Readonly<Record<string, Spec>> = {
   'auto-compaction-mode': { kind: 'string', def: 'periodic', help: "Interpret 'auto-compaction-retention' one of: periodic|revision." },
   'auto-compaction-retention': { kind: 'string', def: '0', help: 'Auto compaction retention for mvcc key value store. 0 means disable.' },
   'listen-metrics-urls': { kind: 'urls', def: '', help: 'List of URLs to listen on for the metrics and health endpoints.' },
+  'auth-token': { kind: 'string', def: 'simple', help: "Specify a v3 authentication token type and its options ('simple'; 'jwt' is not supported)." },
+  'auth-token-ttl': { kind: 'int', def: '300', help: 'Time (in seconds) of the auth-token-ttl.' },
+  'bcrypt-cost': { kind: 'int', def: '10', help: 'Specify the cost / strength of the bcrypt algorithm for hashing auth passwords. Valid values are between 4 and 31.' },
   logger: { kind: 'string', def: 'zap', help: "Only 'zap' (structured JSON logs) is supported." },
   'log-level': { kind: 'string', def: 'info', help: 'Configures log level: debug, info, warn, error.' },
   'cert-file': { kind: 'string', def: '', help: 'Path to the client server TLS cert file (TLS is not supported yet).' },
@@ -73,6 +76,9 @@ export interface MemberFlags {
   autoCompactionRetention: string;
   listenMetricsURLs: string[];
   logLevel: string;
+  /** --auth-token-ttl, in milliseconds. */
+  authTokenTTLMs: number;
+  bcryptCost: number;
   /** Environment variables a flag shadowed (etcd logs a warning for each). */
   shadowed: string[];
 }
@@ -203,6 +209,13 @@ export function parseMemberFlags(argv: readonly string[], env: Readonly<Record<s
   const retention = raw('auto-compaction-retention');
   if (mode === 'revision' && !/^\d+$/.test(retention)) throw new FlagError(`invalid auto-compaction-retention ${JSON.stringify(retention)} for mode revision`);
   if (mode === 'periodic' && parseRetention(retention) === undefined) throw new FlagError(`invalid auto-compaction-retention ${JSON.stringify(retention)}`);
+  // etcd's decomposeOpts: the type, then comma-separated name=value options (none used by simple).
+  const tokenOpts = raw('auth-token').split(',');
+  if (tokenOpts[0] === 'jwt') throw new FlagError('auth: invalid auth options (--auth-token jwt is not supported by Capstan; use simple)');
+  if (tokenOpts[0] !== 'simple' || tokenOpts.slice(1).some((o) => o.split('=').length !== 2)) {
+    throw new FlagError(`auth: invalid auth options (unknown token type or malformed options in --auth-token ${JSON.stringify(raw('auth-token'))})`);
+  }
+  const authTokenTTL = positive('auth-token-ttl', raw('auth-token-ttl'));
   if (raw('logger') !== 'zap') throw new FlagError(`unknown logger option ${JSON.stringify(raw('logger'))}: only "zap" is supported`);
   return {
     name,
@@ -225,6 +238,8 @@ export function parseMemberFlags(argv: readonly string[], env: Readonly<Record<s
     autoCompactionRetention: retention,
     listenMetricsURLs: urls('listen-metrics-urls', raw('listen-metrics-urls')),
     logLevel: raw('log-level'),
+    authTokenTTLMs: authTokenTTL * 1000,
+    bcryptCost: int('bcrypt-cost', raw('bcrypt-cost')),
     shadowed,
   };
 }

@@ -48,6 +48,8 @@ async function member(argv: string[]): Promise<number> {
     autoCompactionRetention:
       flags.autoCompactionMode === 'revision' ? Number(flags.autoCompactionRetention) : (parseRetention(flags.autoCompactionRetention) ?? 0),
     logLevel: flags.logLevel,
+    authTokenTTLMs: flags.authTokenTTLMs,
+    bcryptCost: flags.bcryptCost,
   });
   // As etcd's fatal: a WAL that cannot make anything durable leaves nothing worth a graceful stop
   // (open client streams would hold it for seconds); the error is already logged.

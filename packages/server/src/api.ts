@@ -79,6 +79,8 @@ export interface Member {
   propose(req: ApplyRequest): Promise<ApplyResponse>;
   /** Resolves once this member has applied everything committed before the call (ReadIndex). */
   readBarrier(): Promise<void>;
+  /** Resolves once this member has applied entry `index` (a token issued there is known here). */
+  waitApplied(index: number): Promise<void>;
 
   /** Keepalive: answered by the leader (forwarded if this member is not it); the TTL, 0 when the lease is gone. */
   leaseKeepAlive(id: bigint): Promise<number>;

@@ -78,10 +78,15 @@ export async function listenMux(urls: readonly string[], server: grpc.Server, ht
   }
   return {
     close: async () => {
-      await Promise.all(listeners.map((s) => new Promise((r) => s.close(r))));
+      // A listener's close callback waits for every connection to end, and a client may never
+      // hang up (the etcd3 client leaves the connection of each Authenticate call open): give
+      // them the drain's second, then cut what is left.
+      const closed = Promise.all(listeners.map((s) => new Promise((r) => s.close(r))));
       injector.drain(1000);
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 1000).unref())]);
       for (const s of sockets) s.destroy();
       injector.destroy();
+      await closed;
     },
   };
 }

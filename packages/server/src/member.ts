@@ -83,6 +83,8 @@ export interface MemberConfig {
   readonly snapshotCount?: number;
   /** --quota-backend-bytes: beyond it the member raises NOSPACE and the cluster refuses writes that grow the store. */
   readonly quotaBackendBytes?: number;
+  /** --auth-token-ttl in milliseconds: how long an unused simple token stays valid (etcd: 300 s). */
+  readonly authTokenTTLMs?: number;
   /** Entries kept behind a snapshot; etcd's constant, a knob here for tests. */
   readonly snapshotCatchUpEntries?: number;
   /** Seconds each WAL save (write + fdatasync) took. */
@@ -166,6 +168,7 @@ export class RaftMember implements Member {
   private snapIndex = 0;
   /** Serializes applying entries with installing a snapshot of the store. */
   private applyLock: Promise<void> = Promise.resolve();
+  private appliedWaiters: Array<{ index: number; resolve(): void }> = [];
 
   private constructor(
     private readonly cfg: MemberConfig,
@@ -240,7 +243,11 @@ export class RaftMember implements Member {
       storage.setHardState(replay.hardState);
       if (replay.entries.length > 0) storage.append(replay.entries);
     }
-    const sm = await StateMachine.open(join(dir, 'db'), { maxTxnOps: cfg.maxTxnOps, minTTL: Math.ceil((1.5 * cfg.electionMs) / 1000) });
+    const sm = await StateMachine.open(join(dir, 'db'), {
+      maxTxnOps: cfg.maxTxnOps,
+      minTTL: Math.ceil((1.5 * cfg.electionMs) / 1000),
+      tokenTTLMs: cfg.authTokenTTLMs,
+    });
     const rn = new RawNode({
       id,
       storage,
@@ -351,6 +358,19 @@ export class RaftMember implements Member {
       this.rn.readIndex(ctx);
       this.kick();
     });
+  }
+
+  waitApplied(index: number): Promise<void> {
+    if (index <= this.applied) return Promise.resolve();
+    if (this.stopped) return Promise.reject(errStopped());
+    return new Promise((resolve) => this.appliedWaiters.push({ index, resolve }));
+  }
+
+  private notifyApplied(): void {
+    if (this.appliedWaiters.length === 0) return;
+    const ready = this.appliedWaiters.filter((w) => w.index <= this.applied);
+    this.appliedWaiters = this.appliedWaiters.filter((w) => w.index > this.applied);
+    for (const w of ready) w.resolve();
   }
 
   /**
@@ -628,6 +648,7 @@ export class RaftMember implements Member {
       }
       for (const e of rd.committedEntries) this.applyEntry(e);
     });
+    this.notifyApplied();
     await this.maybeSnapshot();
     for (const rs of rd.readStates) {
       const r = this.reads.get(Buffer.from(rs.context).toString('hex'));

@@ -4,7 +4,7 @@
  */
 import type { Server as HttpServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
-import { WatchHub } from '@capstan/mvcc';
+import { DEFAULT_BCRYPT_COST, MAX_BCRYPT_COST, MIN_BCRYPT_COST, WatchHub } from '@capstan/mvcc';
 import { addClientServices, serverOptions } from './grpc/index.js';
 import { listen, listenMux, shutdown, type Mux } from './listen.js';
 import { RaftMember, type MemberConfig } from './member.js';
@@ -21,6 +21,10 @@ export interface NodeConfig extends Omit<MemberConfig, 'log' | 'observeFsync' | 
   /** Milliseconds for periodic, revisions for revision; 0 disables. */
   readonly autoCompactionRetention: number;
   readonly logLevel?: string;
+  /** --bcrypt-cost (etcd: 10; outside 4..31 the default is used, with a warning). */
+  readonly bcryptCost?: number;
+  /** --client-cert-auth: without a token, the client certificate's CN is the user. */
+  readonly clientCertAuth?: boolean;
 }
 
 export interface RunningNode {
@@ -82,8 +86,20 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
   });
   member.transport.register(peerServer);
   const clientServer = new grpc.Server(serverOptions(member.limits));
+  let bcryptCost = cfg.bcryptCost ?? DEFAULT_BCRYPT_COST;
+  if (bcryptCost < MIN_BCRYPT_COST || bcryptCost > MAX_BCRYPT_COST) {
+    logger.log('warn', 'use default bcrypt cost instead of the invalid given cost', {
+      'min-cost': MIN_BCRYPT_COST,
+      'max-cost': MAX_BCRYPT_COST,
+      'default-cost': DEFAULT_BCRYPT_COST,
+      'given-cost': bcryptCost,
+    });
+    bcryptCost = DEFAULT_BCRYPT_COST;
+  }
   addClientServices(clientServer, member, hub, {
     log: (rec) => logger.log(rec.level === 'error' ? 'error' : rec.level === 'warn' ? 'warn' : 'info', String(rec.msg ?? 'grpc'), rec),
+    bcryptCost,
+    clientCertAuth: cfg.clientCertAuth,
   });
   const https: HttpServer[] = [];
   const timers: NodeJS.Timeout[] = [];

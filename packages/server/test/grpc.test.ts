@@ -14,7 +14,7 @@ import * as grpc from '@grpc/grpc-js';
 import { WatchHub } from '@capstan/mvcc';
 import { Etcd3, type IKeyValue } from 'etcd3';
 import t, { type Test } from 'tap';
-import { addClientServices, codec, serverOptions, serviceDefinition } from '../src/grpc/index.js';
+import { addClientServices, codec, rawClient, rawWatch, serverOptions, serviceDefinition } from '../src/grpc/index.js';
 import { LocalMember } from './helpers/local-member.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -57,63 +57,6 @@ async function stop(h: Harness): Promise<void> {
   h.hub.close();
   await h.member.close();
   await rm(h.dir, { recursive: true, force: true });
-}
-
-/** A client built from our own codec, to see exact 64-bit values and raw responses. */
-type Raw = Record<string, (req: Record<string, unknown>) => Promise<Record<string, any>>>; // eslint-disable-line @typescript-eslint/no-explicit-any
-function rawClient(addr: string, service: string): { call: Raw; client: grpc.Client } {
-  const def = serviceDefinition(service);
-  const Ctor = grpc.makeGenericClientConstructor(def, service);
-  const client = new Ctor(addr, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>; // eslint-disable-line @typescript-eslint/no-unsafe-function-type
-  const call: Raw = {};
-  for (const name of Object.keys(def)) {
-    const m = def[name]!;
-    if (m.requestStream || m.responseStream) continue;
-    call[name] = (req) =>
-      new Promise((res, rej) => {
-        client.makeUnaryRequest(
-          m.path,
-          m.requestSerialize,
-          m.responseDeserialize,
-          { msg: req, size: 0 },
-          (err: grpc.ServiceError | null, r?: unknown) => (err ? rej(err) : res(r as Record<string, unknown>)),
-        );
-      });
-  }
-  return { call, client };
-}
-
-/** A raw bidirectional Watch call with our codec, read one response at a time. */
-function rawWatch(addr: string): { call: grpc.ClientDuplexStream<unknown, any>; next: () => Promise<Record<string, any>>; close: () => void } { // eslint-disable-line @typescript-eslint/no-explicit-any
-  const def = serviceDefinition('Watch').Watch!;
-  const client = new grpc.Client(addr, grpc.credentials.createInsecure());
-  const call = client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize);
-  const queue: Array<Record<string, unknown>> = [];
-  const waiters: Array<(m: Record<string, unknown>) => void> = [];
-  call.on('data', (m: Record<string, unknown>) => {
-    const w = waiters.shift();
-    if (w) w(m);
-    else queue.push(m);
-  });
-  call.on('error', () => undefined);
-  return {
-    call,
-    next: () => {
-      const m = queue.shift();
-      if (m !== undefined) return Promise.resolve(m);
-      return new Promise((res, rej) => {
-        const timer = setTimeout(() => rej(new Error('no watch response within 5s')), 5000);
-        waiters.push((x) => {
-          clearTimeout(timer);
-          res(x);
-        });
-      });
-    },
-    close: () => {
-      call.cancel();
-      client.close();
-    },
-  };
 }
 
 const h = await start();

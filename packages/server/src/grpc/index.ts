@@ -14,3 +14,6 @@ export {
   type WatchHubLike,
   type WatchStreamLike,
 } from './services.js';
+export { rawClient, rawWatch, type RawCalls, type RawClientOptions, type RawWatch } from './client.js';
+export { AuthGate, goStatusText, TOKEN_METADATA, type AuthCall, type AuthGateOptions } from './auth.js';
+export { certCommonName, type CallWithAuthContext } from './identity.js';

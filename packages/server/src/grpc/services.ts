@@ -7,6 +7,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import {
+  DEFAULT_BCRYPT_COST,
+  MvccError,
+  NO_USER,
   checkDelete,
   checkPut,
   checkRange,
@@ -27,6 +30,7 @@ import {
   type WatchResponse,
 } from '@capstan/mvcc';
 import { AlarmType, errRequestTooLarge, ServerError, type AlarmMember, type Member, type MemberInfo } from '../api.js';
+import { AuthGate, authService, goStatusText, type AuthCall } from './auth.js';
 import { codec, protoRoot } from './codec.js';
 
 // ---------------------------------------------------------------- options and limits
@@ -67,17 +71,15 @@ export interface ClientServicesOptions {
   log?: (rec: Record<string, unknown>) => void;
   /** How often progress_notify watchers hear the current revision when idle (etcd: 10 minutes). */
   progressIntervalMs?: number;
+  /** --bcrypt-cost: passwords are hashed with it before they are proposed. */
+  bcryptCost?: number;
+  /** --client-cert-auth: a call without a token is the user its client certificate's CN names. */
+  clientCertAuth?: boolean;
 }
 
 // ---------------------------------------------------------------- errors
 
 export const errMemberBadURLs = (): ServerError => new ServerError('INVALID_ARGUMENT', 'etcdserver: given member URLs are invalid');
-export const errAuthNotEnabled = (): ServerError => new ServerError('FAILED_PRECONDITION', 'etcdserver: authentication is not enabled');
-export const errRootUserNotExist = (): ServerError => new ServerError('FAILED_PRECONDITION', 'etcdserver: root user does not exist');
-export const errUserEmpty = (): ServerError => new ServerError('INVALID_ARGUMENT', 'etcdserver: user name is empty');
-export const errUserNotFound = (): ServerError => new ServerError('FAILED_PRECONDITION', 'etcdserver: user name not found');
-export const errRoleEmpty = (): ServerError => new ServerError('INVALID_ARGUMENT', 'etcdserver: role name is empty');
-export const errRoleNotFound = (): ServerError => new ServerError('FAILED_PRECONDITION', 'etcdserver: role name not found');
 
 interface CodedError {
   code: string;
@@ -218,16 +220,18 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
   });
   const withHeader = <T extends { header?: { revision: number } }>(r: T): T & { header: Msg } => ({ ...r, header: header(r.header?.revision) });
 
+  const gate = new AuthGate(member, { bcryptCost: opts.bcryptCost ?? DEFAULT_BCRYPT_COST, clientCertAuth: opts.clientCertAuth });
+
   const checkSize = (size: number): void => {
     if (size > member.limits.maxRequestBytes) throw errRequestTooLarge();
   };
 
   const unary =
-    (name: string, fn: (req: Msg, size: number) => Promise<Msg> | Msg): grpc.handleUnaryCall<Decoded<Msg>, Msg> =>
+    (name: string, fn: (req: Msg, size: number, call: AuthCall) => Promise<Msg> | Msg): grpc.handleUnaryCall<Decoded<Msg>, Msg> =>
     (call, cb) => {
       let p: Promise<Msg>;
       try {
-        p = Promise.resolve(fn(call.request.msg, call.request.size));
+        p = Promise.resolve(fn(call.request.msg, call.request.size, call));
       } catch (err) {
         p = Promise.reject(err);
       }
@@ -237,43 +241,47 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
       );
     };
 
-  const propose = <T>(req: ApplyRequest): Promise<T> => member.propose(req) as Promise<T>;
+  /** Every client proposal carries its sender, so the apply can check it in log order (etcd's RequestHeader). */
+  const propose = async <T>(call: AuthCall, req: ApplyRequest): Promise<T> => (await member.propose({ ...req, header: await gate.header(call) })) as T;
 
   // ------------------------------------------------------------ KV
   const kv: grpc.UntypedServiceImplementation = {
-    Range: unary('Range', async (m) => {
+    // Reads are checked where they are served, after the ReadIndex barrier (etcd's doSerialize).
+    Range: unary('Range', async (m, _size, call) => {
       const req = m as RangeRequest;
       checkRange(req);
       if (req.serializable !== true) await member.readBarrier();
+      await gate.checkRange(call, req.key, req.rangeEnd);
       return withHeader(member.sm.store.range(req));
     }),
-    Put: unary('Put', async (m, size) => {
+    Put: unary('Put', async (m, size, call) => {
       const req = m as PutRequest;
       checkPut(req);
       checkSize(size);
-      return withHeader(await propose<PutResponse>({ put: req }));
+      return withHeader(await propose<PutResponse>(call, { put: req }));
     }),
-    DeleteRange: unary('DeleteRange', async (m, size) => {
+    DeleteRange: unary('DeleteRange', async (m, size, call) => {
       const req = m as DeleteRangeRequest;
       checkDelete(req);
       checkSize(size);
-      return withHeader(await propose<DeleteRangeResponse>({ deleteRange: req }));
+      return withHeader(await propose<DeleteRangeResponse>(call, { deleteRange: req }));
     }),
-    Txn: unary('Txn', async (m, size) => {
+    Txn: unary('Txn', async (m, size, call) => {
       const req = m as TxnRequest;
       checkTxn(req, member.limits.maxTxnOps);
       if (isReadOnlyTxn(req)) {
         if (!isSerializableTxn(req)) await member.readBarrier();
+        gate.store.checkTxn((await gate.info(call)) ?? NO_USER, req);
         return withHeader(member.sm.store.txn(req));
       }
       checkSize(size);
-      return withHeader(await propose<TxnResponse>({ txn: req }));
+      return withHeader(await propose<TxnResponse>(call, { txn: req }));
     }),
-    Compact: unary('Compact', async (m, size) => {
+    Compact: unary('Compact', async (m, size, call) => {
       checkSize(size);
       // The member waits for the physical compaction when asked, as etcd does; the header then
-      // carries the revision at answer time (etcd: s.kv.Rev()).
-      await propose<CompactionResponse>({ compaction: { revision: m.revision as number, physical: m.physical === true } });
+      // carries the revision at answer time (etcd: s.kv.Rev()). etcd 3.4 checks no permission here.
+      await propose<CompactionResponse>(call, { compaction: { revision: m.revision as number, physical: m.physical === true } });
       return { header: header() };
     }),
   };
@@ -306,36 +314,59 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
       call.on('drain', () => {
         if (!closed) stream.drain();
       });
-      call.on('data', (d: Decoded<Msg>) => {
-        if (closed) return;
+      /**
+       * etcd's isWatchPermitted, for each create: refused, it answers created and canceled with
+       * watch ID -1 and the Go status text as the reason, and the stream goes on.
+       */
+      const permitted = async (key: Buffer, rangeEnd: Buffer | undefined): Promise<boolean> => {
         try {
-          const r = d.msg;
-          if (r.createRequest !== undefined) {
-            const c = r.createRequest as Msg;
-            // v3rpc: an empty key is \0, the smallest key; range_end \0 means "from key" (toRangeEnd).
-            const key: Buffer = c.key.length === 0 ? Buffer.from([0]) : c.key;
-            const create: WatchCreateRequest = {
-              key,
-              rangeEnd: c.rangeEnd,
-              startRevision: c.startRevision,
-              progressNotify: c.progressNotify,
-              filters: c.filters,
-              prevKv: c.prevKv,
-              watchId: c.watchId,
-              fragment: c.fragment,
-            };
-            stream.watch(create);
-          } else if (r.cancelRequest !== undefined) {
-            stream.cancel((r.cancelRequest as Msg).watchId as number);
-          } else if (r.progressRequest !== undefined) {
-            stream.requestProgress();
-          }
-          // Anything else is ignored, as etcd ignores unknown requests on a watch stream.
+          await gate.checkRange(call as unknown as AuthCall, key, rangeEnd);
+          return true;
         } catch (err) {
-          const st = toStatus(err, log, 'Watch');
-          close();
-          call.emit('error', st);
+          if (!(err instanceof MvccError)) throw err;
+          if (!closed) {
+            call.write({ header: header(), watchId: -1, created: true, canceled: true, cancelReason: goStatusText(err), compactRevision: 0, fragment: false, events: [] });
+          }
+          return false;
         }
+      };
+      const handle = async (r: Msg): Promise<void> => {
+        if (closed) return;
+        if (r.createRequest !== undefined) {
+          const c = r.createRequest as Msg;
+          // v3rpc: an empty key is \0, the smallest key; range_end \0 means "from key" (toRangeEnd).
+          const key: Buffer = c.key.length === 0 ? Buffer.from([0]) : c.key;
+          // etcd 3.4 checks a from-key watch (range_end \0) as its first key only; here it needs
+          // read permission on every key from there on, as a from-key Range does.
+          if (!(await permitted(key, c.rangeEnd)) || closed) return;
+          const create: WatchCreateRequest = {
+            key,
+            rangeEnd: c.rangeEnd,
+            startRevision: c.startRevision,
+            progressNotify: c.progressNotify,
+            filters: c.filters,
+            prevKv: c.prevKv,
+            watchId: c.watchId,
+            fragment: c.fragment,
+          };
+          stream.watch(create);
+        } else if (r.cancelRequest !== undefined) {
+          stream.cancel((r.cancelRequest as Msg).watchId as number);
+        } else if (r.progressRequest !== undefined) {
+          stream.requestProgress();
+        }
+        // Anything else is ignored, as etcd ignores unknown requests on a watch stream.
+      };
+      // Requests are handled one at a time, in order: a create may wait for its permission check.
+      let queue = Promise.resolve();
+      call.on('data', (d: Decoded<Msg>) => {
+        queue = queue
+          .then(() => handle(d.msg))
+          .catch((err: unknown) => {
+            const st = toStatus(err, log, 'Watch');
+            close();
+            call.emit('error', st);
+          });
       });
       // etcd keeps sending after the client half-closes; the stream ends when the call does.
       call.on('cancelled', close);
@@ -347,14 +378,16 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
 
   // ------------------------------------------------------------ Lease
   const lease: grpc.UntypedServiceImplementation = {
-    LeaseGrant: unary('LeaseGrant', async (m, size) => {
+    // etcd 3.4 checks no permission to grant, list, renew or read a lease; a revoke needs write
+    // permission on every key attached (checked when applied).
+    LeaseGrant: unary('LeaseGrant', async (m, size, call) => {
       checkSize(size);
       const ID = (m.ID as bigint) === 0n ? randomLeaseId() : (m.ID as bigint);
-      return withHeader(await propose<LeaseGrantResponse>({ leaseGrant: { TTL: m.TTL as number, ID } }));
+      return withHeader(await propose<LeaseGrantResponse>(call, { leaseGrant: { TTL: m.TTL as number, ID } }));
     }),
-    LeaseRevoke: unary('LeaseRevoke', async (m, size) => {
+    LeaseRevoke: unary('LeaseRevoke', async (m, size, call) => {
       checkSize(size);
-      return withHeader(await propose<LeaseRevokeResponse>({ leaseRevoke: { ID: m.ID as bigint } }));
+      return withHeader(await propose<LeaseRevokeResponse>(call, { leaseRevoke: { ID: m.ID as bigint } }));
     }),
     LeaseTimeToLive: unary('LeaseTimeToLive', async (m) => {
       try {
@@ -401,7 +434,9 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
 
   // ------------------------------------------------------------ Cluster
   const cluster: grpc.UntypedServiceImplementation = {
-    MemberAdd: unary('MemberAdd', async (m) => {
+    // Membership changes need the root role once auth is on (etcd's checkMembershipOperationPermission).
+    MemberAdd: unary('MemberAdd', async (m, _size, call) => {
+      await gate.checkAdmin(call);
       const urls = checkURLs(m.peerURLs as string[]);
       const r = await member.addMember(urls, m.isLearner === true);
       const added = r.member;
@@ -411,8 +446,12 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
         members: r.members.map(wireMember),
       };
     }),
-    MemberRemove: unary('MemberRemove', async (m) => ({ header: header(), members: (await member.removeMember(m.ID as bigint)).map(wireMember) })),
-    MemberUpdate: unary('MemberUpdate', async (m) => {
+    MemberRemove: unary('MemberRemove', async (m, _size, call) => {
+      await gate.checkAdmin(call);
+      return { header: header(), members: (await member.removeMember(m.ID as bigint)).map(wireMember) };
+    }),
+    MemberUpdate: unary('MemberUpdate', async (m, _size, call) => {
+      await gate.checkAdmin(call);
       const urls = checkURLs(m.peerURLs as string[]);
       return { header: header(), members: (await member.updateMember(m.ID as bigint, urls)).map(wireMember) };
     }),
@@ -420,7 +459,10 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
       if (m.linearizable === true) await member.readBarrier();
       return { header: header(), members: member.members().map(wireMember) };
     }),
-    MemberPromote: unary('MemberPromote', async (m) => ({ header: header(), members: (await member.promoteMember(m.ID as bigint)).map(wireMember) })),
+    MemberPromote: unary('MemberPromote', async (m, _size, call) => {
+      await gate.checkAdmin(call);
+      return { header: header(), members: (await member.promoteMember(m.ID as bigint)).map(wireMember) };
+    }),
   };
 
   // ------------------------------------------------------------ Maintenance
@@ -440,7 +482,10 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
         isLearner: s.isLearner,
       };
     }),
-    Alarm: unary('Alarm', async (m) => {
+    // etcd 3.4: Status, Alarm and MoveLeader check no permission (Alarm goes through Raft, so a bad
+    // token is still refused); Hash, HashKV, Defragment and Snapshot need the root role.
+    Alarm: unary('Alarm', async (m, _size, call) => {
+      await gate.info(call);
       const action = m.action as number;
       const type = m.alarm as AlarmType;
       const id = m.memberID as bigint;
@@ -463,17 +508,22 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
       }
       return { header: header() };
     }),
-    Defragment: unary('Defragment', async () => {
+    Defragment: unary('Defragment', async (_m, _size, call) => {
+      await gate.checkMaintenance(call);
       await member.defragment();
       return { header: header() };
     }),
     // etcd hashes its whole bolt file; ours is the HashKV hash at the current revision (every key
     // record compaction keeps), which is equal on members that applied the same log.
-    Hash: unary('Hash', async () => {
+    Hash: unary('Hash', async (_m, _size, call) => {
+      await gate.checkMaintenance(call);
       const h = await member.sm.store.hashKV(0);
       return { header: header(h.header.revision), hash: h.hash };
     }),
-    HashKV: unary('HashKV', async (m) => withHeader(await member.sm.store.hashKV(m.revision as number))),
+    HashKV: unary('HashKV', async (m, _size, call) => {
+      await gate.checkMaintenance(call);
+      return withHeader(await member.sm.store.hashKV(m.revision as number));
+    }),
     MoveLeader: unary('MoveLeader', async (m) => {
       await member.moveLeader(m.targetID as bigint);
       return { header: header() };
@@ -491,6 +541,7 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
    * counts the bytes already read ahead: 0 exactly on the last data message.
    */
   async function sendSnapshot(call: grpc.ServerWritableStream<Decoded<Msg>, Msg>): Promise<void> {
+    await gate.checkMaintenance(call);
     const chunks = await member.snapshot();
     const sha = createHash('sha256');
     let pending: Buffer[] = [];
@@ -531,56 +582,8 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
     call.end();
   }
 
-  // ------------------------------------------------------------ Auth (never enabled here)
-  const notSupported = (): StatusError => new StatusError(grpc.status.UNIMPLEMENTED, 'capstan: users and roles are not supported');
-  const auth: grpc.UntypedServiceImplementation = {
-    AuthStatus: unary('AuthStatus', () => ({ header: header(), enabled: false, authRevision: 1 })),
-    AuthDisable: unary('AuthDisable', () => ({ header: header() })),
-    // etcd refuses to enable auth without a root user; none can exist here.
-    AuthEnable: unary('AuthEnable', () => {
-      throw errRootUserNotExist();
-    }),
-    Authenticate: unary('Authenticate', () => {
-      throw errAuthNotEnabled();
-    }),
-    UserList: unary('UserList', () => ({ header: header(), users: [] })),
-    RoleList: unary('RoleList', () => ({ header: header(), roles: [] })),
-    UserAdd: unary('UserAdd', (m) => {
-      if (m.name === '') throw errUserEmpty();
-      throw notSupported();
-    }),
-    RoleAdd: unary('RoleAdd', (m) => {
-      if (m.name === '') throw errRoleEmpty();
-      throw notSupported();
-    }),
-    UserGet: unary('UserGet', () => {
-      throw errUserNotFound();
-    }),
-    UserDelete: unary('UserDelete', () => {
-      throw errUserNotFound();
-    }),
-    UserChangePassword: unary('UserChangePassword', () => {
-      throw errUserNotFound();
-    }),
-    UserGrantRole: unary('UserGrantRole', () => {
-      throw errUserNotFound();
-    }),
-    UserRevokeRole: unary('UserRevokeRole', () => {
-      throw errUserNotFound();
-    }),
-    RoleGet: unary('RoleGet', () => {
-      throw errRoleNotFound();
-    }),
-    RoleDelete: unary('RoleDelete', () => {
-      throw errRoleNotFound();
-    }),
-    RoleGrantPermission: unary('RoleGrantPermission', () => {
-      throw errRoleNotFound();
-    }),
-    RoleRevokePermission: unary('RoleRevokePermission', () => {
-      throw errRoleNotFound();
-    }),
-  };
+  // ------------------------------------------------------------ Auth
+  const auth = authService(member, gate, unary as Parameters<typeof authService>[2], header);
 
   const impls: Record<(typeof CLIENT_SERVICES)[number], grpc.UntypedServiceImplementation> = {
     KV: kv,

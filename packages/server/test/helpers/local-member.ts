@@ -80,6 +80,10 @@ export class LocalMember implements Member {
     this.barriers++;
   }
 
+  async waitApplied(index: number): Promise<void> {
+    if (index > this.index) throw new Error(`entry ${index} is not applied (at ${this.index})`);
+  }
+
   async leaseKeepAlive(id: bigint): Promise<number> {
     try {
       return this.sm.lessor.renew(id);
