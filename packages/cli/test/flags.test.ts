@@ -8,6 +8,13 @@ t.test('etcd defaults', async (t) => {
     ['default', 'default.etcd', ['http://localhost:2379'], ['http://localhost:2380'], [['default', ['http://localhost:2380']]], 'new', 'etcd-cluster'],
   );
   t.same([f.heartbeatMs, f.electionMs, f.snapshotCount, f.quotaBackendBytes, f.maxRequestBytes, f.maxTxnOps], [100, 1000, 100000, DEFAULT_QUOTA_BACKEND_BYTES, 1572864, 128]);
+  t.same([f.authTokenTTLMs, f.bcryptCost], [300_000, 10], "etcd's --auth-token-ttl 300 s and --bcrypt-cost 10");
+});
+
+t.test('auth flags: simple tokens with a TTL in seconds, the bcrypt cost', async (t) => {
+  const f = parseMemberFlags(['--auth-token', 'simple', '--auth-token-ttl=2', '--bcrypt-cost=4'], {});
+  t.same([f.authTokenTTLMs, f.bcryptCost], [2000, 4]);
+  t.equal(parseMemberFlags([], { ETCD_AUTH_TOKEN_TTL: '30' }).authTokenTTLMs, 30_000);
 });
 
 t.test('flags, = and space forms, and ETCD_ variables (a flag wins and the variable is reported)', async (t) => {
@@ -37,6 +44,9 @@ t.test('bad input: a clear error for each', async (t) => {
     [['--quota-backend-bytes', String(9 * 1024 ** 3)], {}, /exceeds maximum recommended quota/],
     [['--name', 'a', '--name', 'b'], {}, /given twice/],
     [[], { ETCD_NOT_A_FLAG: '1' }, /unrecognized environment variable ETCD_NOT_A_FLAG/],
+    [['--auth-token', 'jwt,sign-method=RS256'], {}, /auth: invalid auth options.*jwt is not supported/],
+    [['--auth-token', 'opaque'], {}, /auth: invalid auth options/],
+    [['--auth-token-ttl', '0'], {}, /--auth-token-ttl must be > 0/],
   ];
   for (const [argv, env, re] of table) {
     t.throws(() => parseMemberFlags(argv, env), FlagError, argv.join(' ') || JSON.stringify(env));

@@ -5,17 +5,15 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { connect } from 'node:http2';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { WatchHub } from '@capstan/mvcc';
 import { Etcd3, type IKeyValue } from 'etcd3';
 import t, { type Test } from 'tap';
-import { addClientServices, codec, rawClient, rawWatch, serverOptions, serviceDefinition } from '../src/grpc/index.js';
-import { LocalMember } from './helpers/local-member.js';
+import { codec, rawClient, rawWatch, serviceDefinition } from '../src/grpc/index.js';
+import { serveLocal } from './helpers/local-member.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -30,37 +28,8 @@ function findEtcdctl(): string | undefined {
   return candidates.find((c) => c !== undefined && existsSync(c));
 }
 
-interface Harness {
-  member: LocalMember;
-  hub: WatchHub;
-  server: grpc.Server;
-  addr: string;
-  dir: string;
-  logs: Array<Record<string, unknown>>;
-}
-
-async function start(opts: { maxRequestBytes?: number } = {}): Promise<Harness> {
-  const dir = await mkdtemp(join(tmpdir(), 'capstan-grpc-'));
-  const member = await LocalMember.open(join(dir, 'db'), opts);
-  const hub = new WatchHub(member.sm.store);
-  const server = new grpc.Server(serverOptions(member.limits));
-  const logs: Array<Record<string, unknown>> = [];
-  addClientServices(server, member, hub, { log: (r) => logs.push(r), progressIntervalMs: 200 });
-  const port = await new Promise<number>((res, rej) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
-  );
-  return { member, hub, server, addr: `127.0.0.1:${port}`, dir, logs };
-}
-
-async function stop(h: Harness): Promise<void> {
-  h.server.forceShutdown();
-  h.hub.close();
-  await h.member.close();
-  await rm(h.dir, { recursive: true, force: true });
-}
-
-const h = await start();
-t.teardown(() => stop(h));
+const h = await serveLocal({ services: { progressIntervalMs: 200 } });
+t.teardown(() => h.stop());
 const etcd = new Etcd3({ hosts: h.addr });
 t.teardown(() => etcd.close());
 const etcdctlBin = findEtcdctl();

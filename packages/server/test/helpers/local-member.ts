@@ -4,7 +4,12 @@
  * proposes revokes for expired leases, as the leader does.
  */
 import { randomBytes } from 'node:crypto';
-import { errLeaseNotFound, MvccError, StateMachine, type ApplyRequest, type ApplyResponse, type LeaseTimeToLiveResponse } from '@capstan/mvcc';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { errLeaseNotFound, MvccError, StateMachine, WatchHub, type ApplyRequest, type ApplyResponse, type LeaseTimeToLiveResponse } from '@capstan/mvcc';
+import { addClientServices, serverOptions, type ClientServicesOptions } from '../../src/grpc/index.js';
 import {
   AlarmType,
   errMemberNotFound,
@@ -23,6 +28,8 @@ export interface LocalMemberOptions {
   memberId?: bigint;
   /** Milliseconds between expired-lease checks; 0 turns them off. */
   expiryCheckMs?: number;
+  /** --auth-token-ttl in milliseconds. */
+  tokenTTLMs?: number;
 }
 
 export class LocalMember implements Member {
@@ -59,7 +66,7 @@ export class LocalMember implements Member {
   }
 
   static async open(dir: string, opts: LocalMemberOptions = {}): Promise<LocalMember> {
-    const sm = await StateMachine.open(dir, { maxTxnOps: opts.maxTxnOps ?? 128 });
+    const sm = await StateMachine.open(dir, { maxTxnOps: opts.maxTxnOps ?? 128, tokenTTLMs: opts.tokenTTLMs });
     return new LocalMember(sm, opts);
   }
 
@@ -186,4 +193,43 @@ export class LocalMember implements Member {
       this.propose({ leaseRevoke: { ID } }).catch(() => undefined);
     }
   }
+}
+
+export interface LocalServer {
+  member: LocalMember;
+  hub: WatchHub;
+  server: grpc.Server;
+  /** host:port on loopback. */
+  addr: string;
+  dir: string;
+  /** What the services logged. */
+  logs: Array<Record<string, unknown>>;
+  stop(): Promise<void>;
+}
+
+/** A LocalMember in a temporary directory behind the client services, on a loopback port the OS picks. */
+export async function serveLocal(opts: LocalMemberOptions & { services?: Omit<ClientServicesOptions, 'log'> } = {}): Promise<LocalServer> {
+  const dir = await mkdtemp(join(tmpdir(), 'capstan-grpc-'));
+  const member = await LocalMember.open(join(dir, 'db'), opts);
+  const hub = new WatchHub(member.sm.store);
+  const server = new grpc.Server(serverOptions(member.limits));
+  const logs: Array<Record<string, unknown>> = [];
+  addClientServices(server, member, hub, { ...opts.services, log: (r) => logs.push(r) });
+  const port = await new Promise<number>((res, rej) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
+  );
+  return {
+    member,
+    hub,
+    server,
+    addr: `127.0.0.1:${port}`,
+    dir,
+    logs,
+    stop: async () => {
+      server.forceShutdown();
+      hub.close();
+      await member.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
