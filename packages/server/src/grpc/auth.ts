@@ -162,6 +162,16 @@ export function authService(
     await gate.checkAdmin(call);
     return hashPassword(password, gate.bcryptCost);
   };
+  /** After a ReadIndex barrier: the root role, or what `allowed` grants the caller instead (the admin error otherwise). */
+  const adminOr = async (call: AuthCall, allowed: (ai: AuthInfo) => boolean): Promise<void> => {
+    await member.readBarrier();
+    const ai = await gate.info(call);
+    try {
+      store().isAdminPermitted(ai);
+    } catch (err) {
+      if (ai === undefined || !allowed(ai)) throw err;
+    }
+  };
   return {
     AuthEnable: change('AuthEnable', () => ({ authEnable: {} })),
     AuthDisable: change('AuthDisable', () => ({ authDisable: {} })),
@@ -214,27 +224,15 @@ export function authService(
     })),
     // A user may read itself, and the roles it holds; everything else needs the root role (etcd's authApplierV3).
     UserGet: unary('UserGet', async (m, _size, call) => {
-      await member.readBarrier();
-      const ai = await gate.info(call);
       const name = String(m.name);
-      try {
-        store().isAdminPermitted(ai);
-      } catch (err) {
-        if (ai?.username !== name) throw err;
-      }
+      await adminOr(call, (ai) => ai.username === name);
       const u = store().getUser(name);
       if (u === undefined) throw errUserNotFound();
       return { header: header(), roles: [...u.roles] };
     }),
     RoleGet: unary('RoleGet', async (m, _size, call) => {
-      await member.readBarrier();
-      const ai = await gate.info(call);
       const role = String(m.role);
-      try {
-        store().isAdminPermitted(ai);
-      } catch (err) {
-        if (ai === undefined || !store().hasRole(ai.username, role)) throw err;
-      }
+      await adminOr(call, (ai) => store().hasRole(ai.username, role));
       const r = store().getRole(role);
       if (r === undefined) throw errRoleNotFound();
       return { header: header(), perm: r.perms.map((p) => ({ permType: p.permType, key: p.key, rangeEnd: p.rangeEnd })) };
