@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import t from 'tap';
 import type { Watcher } from 'etcd3';
-import { resumeLikeClientV3 } from '../src/workload.js';
+import { openWatch, resumeLikeClientV3, type WatchEvent } from '../src/workload.js';
 
 function fakeWatcher(start: number): EventEmitter & { request: { start_revision: string } } {
   const w = Object.assign(new EventEmitter(), { request: { start_revision: String(start) } });
@@ -13,10 +13,13 @@ function fakeWatcher(start: number): EventEmitter & { request: { start_revision:
     w.request.start_revision = String(Number(res.header.revision) + 1);
   };
   w.on('connected', etcd3Rule);
-  w.on('data', etcd3Rule);
+  w.on('data', (res: { header: { revision: string }; events: Array<{ type: string; kv: unknown }> }) => {
+    for (const e of res.events) w.emit(e.type.toLowerCase(), e.kv, null);
+    etcd3Rule(res);
+  });
   return w;
 }
-const ev = (rev: number): unknown => ({ type: 'Put', kv: { key: 'k', value: 'v', mod_revision: String(rev) } });
+const ev = (rev: number): { type: string; kv: unknown } => ({ type: 'Put', kv: { key: Buffer.from('k'), value: Buffer.from('v'), mod_revision: String(rev) } });
 
 t.test('a watch resumes after the last event it received, not after the created header', async (t) => {
   const w = fakeWatcher(1);
@@ -31,4 +34,54 @@ t.test('a watch resumes after the last event it received, not after the created 
   t.equal(w.request.start_revision, '7001', 'a progress notification says everything to 7000 was sent');
   w.emit('data', { header: { revision: '7002' }, events: [ev(6999)] });
   t.equal(w.request.start_revision, '7001', 'never goes back');
+});
+
+t.test('openWatch listens before the created response, so a catch-up cut short resumes where its events end', async (t) => {
+  const w = fakeWatcher(41);
+  const events: WatchEvent[] = [];
+  const opened = openWatch({ watcher: () => w as unknown as Watcher }, events);
+  // The created response carries the store's revision: far past the events still to come.
+  w.emit('connected', { header: { revision: '1976' }, events: [] });
+  await opened;
+  t.equal(w.request.start_revision, '41', 'not 1977: the watch has received nothing yet');
+  w.emit('data', { header: { revision: '1976' }, events: [ev(41), ev(42)] });
+  t.equal(w.request.start_revision, '43');
+  t.same(
+    events.map((e) => e.modRevision),
+    [41, 42],
+  );
+});
+
+t.test('openWatch with a cap stops recording at the end of the response that reaches it', async (t) => {
+  const w = fakeWatcher(1);
+  const events: WatchEvent[] = [];
+  let full = 0;
+  const opened = openWatch({ watcher: () => w as unknown as Watcher }, events, { cap: 3, full: () => full++ });
+  w.emit('connected', { header: { revision: '100' }, events: [] });
+  await opened;
+  w.emit('data', { header: { revision: '100' }, events: [ev(1), ev(2)] });
+  t.equal(full, 0, 'under the cap');
+  w.emit('data', { header: { revision: '100' }, events: [ev(3), ev(4), ev(5)] });
+  t.equal(full, 1, 'the cap was reached');
+  w.emit('data', { header: { revision: '100' }, events: [ev(6)] });
+  t.same(
+    events.map((e) => [e.modRevision, e.response]),
+    [
+      [1, 0],
+      [2, 0],
+      [3, 1],
+      [4, 1],
+      [5, 1],
+    ],
+    'the whole second response, nothing after',
+  );
+  t.equal(full, 1, 'told once');
+});
+
+t.test('openWatch cancels a watcher whose created response does not come in time', async (t) => {
+  const w = fakeWatcher(1);
+  let cancelled = 0;
+  Object.assign(w, { cancel: async () => void cancelled++ });
+  await t.rejects(openWatch({ watcher: () => w as unknown as Watcher }, [], { timeoutMs: 20 }), /timed out/);
+  t.equal(cancelled, 1);
 });
