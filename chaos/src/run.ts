@@ -102,17 +102,22 @@ export async function runChaos(cluster: FaultableCluster, opts: RunOptions): Pro
     log(`chaos: ${(now() - started).toFixed(0)} ms: ${name} ${members.join(',')}`);
     await act();
   };
-  /** Arms the failpoint in each victim, waits for them to die of it, and restarts them after `hold`. */
-  const diskFault = (name: string, victims: number[], failpoint: string, term: string, hold: number): Promise<void> =>
-    fault(name, victims, async () => {
-      for (const i of victims) await cluster.armFailpoint(i, failpoint, term).catch((err: unknown) => log(`chaos: ${String(err)}`));
-      for (const i of victims) {
-        if (await cluster.exitsWithin(i, FAILPOINT_FIRE_MS)) continue;
-        log(`chaos: ${failpoint}=${term} did not fire in member ${i} within ${FAILPOINT_FIRE_MS} ms: killed instead`);
-        await cluster.kill(i);
+  /**
+   * Arms the failpoint in each wave of victims in turn, waiting for a wave to die of it before
+   * arming the next, and restarts them all after `hold`.
+   */
+  const diskFault = (name: string, waves: number[][], failpoint: string, term: string, hold: number): Promise<void> =>
+    fault(name, waves.flat(), async () => {
+      for (const wave of waves) {
+        for (const i of wave) await cluster.armFailpoint(i, failpoint, term).catch((err: unknown) => log(`chaos: ${String(err)}`));
+        for (const i of wave) {
+          if (await cluster.exitsWithin(i, FAILPOINT_FIRE_MS)) continue;
+          log(`chaos: ${failpoint}=${term} did not fire in member ${i} within ${FAILPOINT_FIRE_MS} ms: killed instead`);
+          await cluster.kill(i);
+        }
       }
       await sleep(hold);
-      for (const i of victims) await cluster.restart(i);
+      for (const i of waves.flat()) await cluster.restart(i);
     });
   const all = [...Array(n).keys()];
   const leaderOr = async (i: number): Promise<number> => (await cluster.leader()) ?? i;
@@ -168,16 +173,23 @@ export async function runChaos(cluster: FaultableCluster, opts: RunOptions): Pro
         cluster.heal();
       });
     },
-    'fsync-error': (hold) => diskFault('fsync error', [faultRng.int(n)], 'walBeforeFsync', 'error(EIO)', hold),
+    'fsync-error': (hold) => diskFault('fsync error', [[faultRng.int(n)]], 'walBeforeFsync', 'error(EIO)', hold),
     'crash-before-fsync': async (hold) => {
       const i = faultRng.chance(0.5) ? await leaderOr(faultRng.int(n)) : faultRng.int(n);
-      return diskFault('crash before fsync (unsynced batch lost)', [i], 'walBeforeFsync', 'crash', hold);
+      return diskFault('crash before fsync (unsynced batch lost)', [[i]], 'walBeforeFsync', 'crash', hold);
     },
     'crash-after-fsync': async (hold) => {
       const i = faultRng.chance(0.5) ? await leaderOr(faultRng.int(n)) : faultRng.int(n);
-      return diskFault('crash after fsync before apply', [i], 'raftAfterSave', 'crash', hold);
+      return diskFault('crash after fsync before apply', [[i]], 'raftAfterSave', 'crash', hold);
     },
-    'power-cut': (hold) => diskFault('power cut (every member crashes before its next fsync)', all, 'walBeforeFsync', 'crash', hold / 2),
+    // The followers go first and the leader once they are down: of a power cut's interleavings the
+    // one that loses a write a follower acknowledged before its fsync (the leader, cut first, could
+    // not commit anything more).
+    'power-cut': async (hold) => {
+      const l = await cluster.leader();
+      const waves = l === undefined ? [all] : [others([l]), [l]];
+      return diskFault('power cut (every member crashes before its next fsync, the leader last)', waves, 'walBeforeFsync', 'crash', hold / 2);
+    },
   };
   const enabled = (opts.faults ?? FAULT_KINDS).filter((k) => cluster.failpoints || !DISK_FAULTS.includes(k));
   if (enabled.length === 0) throw new Error(`none of the faults ${(opts.faults ?? []).join(',')} can be injected into ${opts.target}`);
