@@ -14,3 +14,4 @@ export {
   type WatchHubLike,
   type WatchStreamLike,
 } from './services.js';
+export { certCommonName, type HasAuthContext } from './identity.js';
