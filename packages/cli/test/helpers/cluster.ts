@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { memberTLSArgs, type MemberCertFiles } from '../../src/tls.js';
 
 export const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../../../../', import.meta.url));
@@ -71,10 +72,20 @@ export async function stopMember(m: MemberProc, signal: NodeJS.Signals = 'SIGTER
   return exited;
 }
 
-/** One member's URLs and command line, in a cluster of `initialCluster`. */
-function memberSpec(dir: string, name: string, clientPort: number, peerPort: number, initialCluster: string, extra: string[]): Omit<MemberProc, 'proc' | 'log'> {
-  const client = `http://127.0.0.1:${clientPort}`;
-  const peer = `http://127.0.0.1:${peerPort}`;
+export interface ClusterOptions {
+  /** https client and peer URLs (default http; https without certs needs --auto-tls/--peer-auto-tls in extra). */
+  scheme?: 'http' | 'https';
+  /** Each member's certificate and trusted CA: https URLs with client certificates required on both sides. */
+  certs?: (name: string) => MemberCertFiles;
+}
+
+const schemeOf = (opts: ClusterOptions): string => (opts.certs !== undefined ? 'https' : (opts.scheme ?? 'http'));
+
+/** One member's URLs and command line, in a cluster of `initialCluster`. Metrics stay plain HTTP, for healthy(). */
+function memberSpec(dir: string, name: string, clientPort: number, peerPort: number, initialCluster: string, extra: string[], opts: ClusterOptions): Omit<MemberProc, 'proc' | 'log'> {
+  const scheme = schemeOf(opts);
+  const client = `${scheme}://127.0.0.1:${clientPort}`;
+  const peer = `${scheme}://127.0.0.1:${peerPort}`;
   const metrics = `http://127.0.0.1:${peerPort + 1}`;
   const args = [
     `--name=${name}`,
@@ -85,6 +96,7 @@ function memberSpec(dir: string, name: string, clientPort: number, peerPort: num
     `--initial-advertise-peer-urls=${peer}`,
     `--initial-cluster=${initialCluster}`,
     `--listen-metrics-urls=${metrics}`,
+    ...(opts.certs !== undefined ? memberTLSArgs(opts.certs(name)) : []),
     ...extra,
   ];
   return { name, client, peer, metrics, args };
@@ -94,17 +106,18 @@ function memberSpec(dir: string, name: string, clientPort: number, peerPort: num
 export async function oneMember(dir: string, name: string, extra: string[] = []): Promise<Omit<MemberProc, 'proc' | 'log'>> {
   const [clientPort] = await freePorts(1);
   const [peerPort] = await freePortPairs(1);
-  return memberSpec(dir, name, clientPort!, peerPort!, `${name}=http://127.0.0.1:${peerPort}`, extra);
+  return memberSpec(dir, name, clientPort!, peerPort!, `${name}=http://127.0.0.1:${peerPort}`, extra, {});
 }
 
 /** Three members (names m1..m3) with their command lines; start them with startMember. */
-export async function threeMembers(dir: string, extra: string[] = []): Promise<Array<Omit<MemberProc, 'proc' | 'log'>>> {
+export async function threeMembers(dir: string, extra: string[] = [], opts: ClusterOptions = {}): Promise<Array<Omit<MemberProc, 'proc' | 'log'>>> {
   const clients = await freePorts(3);
   const peers = await freePortPairs(3);
   const names = ['m1', 'm2', 'm3'];
-  const cluster = names.map((n, i) => `${n}=http://127.0.0.1:${peers[i]}`).join(',');
+  const scheme = schemeOf(opts);
+  const cluster = names.map((n, i) => `${n}=${scheme}://127.0.0.1:${peers[i]}`).join(',');
   return names.map((name, i) =>
-    memberSpec(dir, name, clients[i]!, peers[i]!, cluster, ['--initial-cluster-token=e2e', '--heartbeat-interval=50', '--election-timeout=500', ...extra]),
+    memberSpec(dir, name, clients[i]!, peers[i]!, cluster, ['--initial-cluster-token=e2e', '--heartbeat-interval=50', '--election-timeout=500', ...extra], opts),
   );
 }
 
