@@ -37,6 +37,15 @@ async function etcd3Client(host: string | string[], c: ClusterCertFiles, opts: {
   });
 }
 
+function isJSON(line: string): boolean {
+  try {
+    JSON.parse(line);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const rejected = (m: MemberProc): boolean => m.log.join('').includes('"msg":"rejected connection"');
 
 t.test('bad TLS flags and files: a clear error naming the flag or file', async (t) => {
@@ -119,6 +128,8 @@ if (ETCDCTL === undefined) {
       t.ok(rejected(members[0]!), 'the member logged the refused handshakes');
       const get = await etcdctl(ep, [...tlsArgs, 'get', 'refused', '--print-value-only']);
       t.equal(get.stdout, '', 'no refused put went through');
+      const notJSON = members.flatMap((m) => m.log.join('').split('\n')).filter((l) => l !== '' && !isJSON(l));
+      t.same(notJSON, [], 'every log line of the TLS members is JSON');
     });
 
     t.test('the etcd3 client with TLS credentials', async (t) => {
@@ -222,6 +233,7 @@ if (ETCDCTL === undefined) {
     });
     t.equal(status.code, 0, status.code === 0 ? 'capstan status exits 0' : status.out);
     t.equal(status.out.match(/\| infra\d /g)?.length, 3, 'capstan status reads every member over TLS');
+    t.notMatch(status.out, /DeprecationWarning/, "no warning about grpc-js's IP servername");
     up.kill('SIGTERM');
     t.equal(await exited, 0, 'capstan up stops its members and exits 0');
     const plain = run([]);
