@@ -109,6 +109,7 @@ export async function listenMux(urls: readonly string[], opts: MuxOptions): Prom
     if (opts.checkSAN !== true || !socket.authorized) return route();
     socket.pause();
     void checkPeerSAN(socket.getPeerCertificate(), socket.remoteAddress ?? '').then((err) => {
+      if (socket.destroyed) return; // closed (or the listener closed) while names were looked up
       if (err === undefined) return route();
       opts.log?.('warn', 'rejected connection', { 'remote-addr': `${socket.remoteAddress}:${socket.remotePort}`, error: err });
       socket.destroy();

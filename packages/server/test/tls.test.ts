@@ -141,6 +141,32 @@ t.test('gRPC and HTTP/1 on https ports; certCommonName', async (t) => {
   });
 });
 
+t.test('a peer listener refuses a client certificate naming other hosts than the address it comes from', async (t) => {
+  const ca = await createCA();
+  const server = await issueCert(ca, { commonName: 'm1', hosts: ['127.0.0.1'] });
+  const here = await issueCert(ca, { commonName: 'm2', hosts: ['127.0.0.1'] });
+  const elsewhere = await issueCert(ca, { commonName: 'm3', hosts: ['127.0.0.9'] });
+  const grpcServer = new grpc.Server();
+  grpcServer.addService(WHO, {
+    name: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from(certCommonName(call) ?? NONE)),
+  });
+  const [port] = (await freePorts(1)) as [number];
+  const logs: Array<Record<string, unknown>> = [];
+  const tls: TLSConfig = { cert: Buffer.from(server.cert), key: Buffer.from(server.key), ca: Buffer.from(ca.cert), clientCertAuth: true, selfSigned: false };
+  const mux = await listenMux([`https://127.0.0.1:${port}`], { grpc: grpcServer, tls, checkSAN: true, log: (level, msg, fields) => void logs.push({ level, msg, ...fields }) });
+  t.teardown(async () => {
+    await mux.close();
+    grpcServer.forceShutdown();
+  });
+  t.same(await who(`127.0.0.1:${port}`, { ca, client: here }), { cn: 'm2' }, 'a certificate naming 127.0.0.1, from 127.0.0.1');
+  const r = await who(`127.0.0.1:${port}`, { ca, client: elsewhere });
+  t.ok(r.error, 'a certificate naming only 127.0.0.9, from 127.0.0.1: refused');
+  t.ok(
+    logs.some((l) => l.msg === 'rejected connection' && /127\.0\.0\.1 does not match/.test(String(l.error))),
+    "logged: the address does not match the certificate's names",
+  );
+});
+
 t.test("checkPeerSAN: a peer certificate naming hosts must name the connection's address", async (t) => {
   const ca = await createCA();
   const cert = (pair: KeyPairPem): PeerCertificate => {
