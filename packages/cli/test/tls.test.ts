@@ -18,6 +18,8 @@ async function startCluster(t: Test, members: Array<Omit<MemberProc, 'proc' | 'l
   const procs = members.map((m) => startMember(m));
   t.teardown(async () => {
     for (const m of procs) await stopMember(m, 'SIGKILL');
+    // A failure is easier to read with what the members said.
+    if (!t.passing()) for (const m of procs) t.comment(`${m.name} log (last 40 lines):\n${m.log.join('').split('\n').slice(-40).join('\n')}`);
   });
   return procs;
 }

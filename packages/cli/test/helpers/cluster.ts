@@ -1,6 +1,6 @@
 // Real member processes (`capstan member`) on loopback ports picked here, and Debian's etcdctl.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,15 +18,38 @@ function tryPort(port: number): Promise<boolean> {
   });
 }
 
+/** Where Linux's ephemeral ports (the source ports of outgoing connections) begin. */
+function ephemeralLow(): number {
+  try {
+    const lo = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(lo) ? lo : 32768;
+  } catch {
+    return 32768;
+  }
+}
+const LOW = 10_000;
+const HIGH = ephemeralLow() - 2;
+
+/**
+ * A free loopback port below the ephemeral range: a port the OS hands out for port 0 is one that
+ * any outgoing connection (a member redialing a peer that is not up yet, a health poll) may take as
+ * its source port before the member binds it, which made a member fail with EADDRINUSE.
+ */
 async function anyPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
+  if (HIGH - LOW < 1000) {
+    return new Promise((resolve, reject) => {
+      const s = createServer();
+      s.once('error', reject);
+      s.listen(0, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
     });
-  });
+  }
+  for (;;) {
+    const p = LOW + Math.floor(Math.random() * (HIGH - LOW));
+    if (await tryPort(p)) return p;
+  }
 }
 
 /** n ports p such that p and p+1 are free (a member's peer port and its metrics port beside it). */
