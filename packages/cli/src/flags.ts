@@ -15,7 +15,7 @@ interface Spec {
   readonly help: string;
 }
 
-/** Flags Capstan takes, named as etcd names them. TLS flags are parsed and refused when set (no TLS yet). */
+/** Flags Capstan takes, named as etcd names them. */
 export const MEMBER_FLAGS: Readonly<Record<string, Spec>> = {
   name: { kind: 'string', def: 'default', help: 'Human-readable name for this member.' },
   'data-dir': { kind: 'string', help: 'Path to the data directory (default: ${name}.etcd).' },
@@ -41,7 +41,7 @@ export const MEMBER_FLAGS: Readonly<Record<string, Spec>> = {
   'bcrypt-cost': { kind: 'int', def: '10', help: 'Specify the cost / strength of the bcrypt algorithm for hashing auth passwords. Valid values are between 4 and 31.' },
   logger: { kind: 'string', def: 'zap', help: "Only 'zap' (structured JSON logs) is supported." },
   'log-level': { kind: 'string', def: 'info', help: 'Configures log level: debug, info, warn, error.' },
-  'cert-file': { kind: 'string', def: '', help: 'Path to the client server TLS cert file (TLS is not supported yet).' },
+  'cert-file': { kind: 'string', def: '', help: 'Path to the client server TLS cert file.' },
   'key-file': { kind: 'string', def: '', help: 'Path to the client server TLS key file.' },
   'trusted-ca-file': { kind: 'string', def: '', help: 'Path to the client server TLS trusted CA cert file.' },
   'client-cert-auth': { kind: 'bool', def: 'false', help: 'Enable client cert authentication.' },
@@ -53,7 +53,14 @@ export const MEMBER_FLAGS: Readonly<Record<string, Spec>> = {
   'peer-auto-tls': { kind: 'bool', def: 'false', help: 'Peer TLS using generated certificates.' },
 };
 
-const TLS_FLAGS = ['cert-file', 'key-file', 'trusted-ca-file', 'client-cert-auth', 'peer-cert-file', 'peer-key-file', 'peer-trusted-ca-file', 'peer-client-cert-auth', 'auto-tls', 'peer-auto-tls'];
+/** One side's TLS flags (client: --cert-file ...; peer: --peer-cert-file ...), as given. */
+export interface TLSFlags {
+  certFile: string;
+  keyFile: string;
+  trustedCAFile: string;
+  clientCertAuth: boolean;
+  autoTLS: boolean;
+}
 
 export interface MemberFlags {
   name: string;
@@ -79,6 +86,10 @@ export interface MemberFlags {
   /** --auth-token-ttl, in milliseconds. */
   authTokenTTLMs: number;
   bcryptCost: number;
+  clientTLS: TLSFlags;
+  peerTLS: TLSFlags;
+  /** Things given that will be ignored, as etcd warns of them (TLS files for http URLs, ...). */
+  warnings: string[];
   /** Environment variables a flag shadowed (etcd logs a warning for each). */
   shadowed: string[];
 }
@@ -104,7 +115,6 @@ function urls(flag: string, v: string): string[] {
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:' && parsed.protocol !== 'unix:') {
       throw new FlagError(`invalid value "${v}" for flag -${flag}: URL scheme must be http, https, unix, or unixs: ${u}`);
     }
-    if (parsed.protocol === 'https:') throw new FlagError(`--${flag}: https URLs need TLS, which Capstan does not support yet: ${u}`);
     if (parsed.port === '') throw new FlagError(`invalid value "${v}" for flag -${flag}: URL address does not have the form "host:port": ${u}`);
     if (parsed.pathname !== '/' && parsed.pathname !== '') throw new FlagError(`invalid value "${v}" for flag -${flag}: URL must not contain a path: ${u}`);
     return `${parsed.protocol}//${parsed.host}`;
@@ -127,6 +137,51 @@ function cluster(v: string): Map<string, string[]> {
 function int(flag: string, v: string): number {
   if (!/^-?\d+$/.test(v)) throw new FlagError(`invalid value "${v}" for flag -${flag}: parse error`);
   return Number(v);
+}
+
+/** Go's strconv.ParseBool, as etcd's flags take booleans. */
+function bool(flag: string, v: string): boolean {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
+  throw new FlagError(`invalid boolean value "${v}" for -${flag}: parse error`);
+}
+
+/**
+ * One side's TLS flags, checked as etcd checks them when it opens its listeners: an https URL needs
+ * a certificate and key (or auto TLS), and a certificate needs its key.
+ */
+function tlsFlags(
+  side: 'client' | 'peer',
+  raw: (flag: string) => string,
+  listen: ReadonlyArray<{ kind: string; urls: readonly string[] }>,
+  warnings: string[],
+): TLSFlags {
+  const p = side === 'peer' ? 'peer-' : '';
+  const f: TLSFlags = {
+    certFile: raw(`${p}cert-file`),
+    keyFile: raw(`${p}key-file`),
+    trustedCAFile: raw(`${p}trusted-ca-file`),
+    clientCertAuth: bool(`${p}client-cert-auth`, raw(`${p}client-cert-auth`)),
+    autoTLS: bool(`${p}auto-tls`, raw(`${p}auto-tls`)),
+  };
+  if ((f.certFile === '') !== (f.keyFile === '')) {
+    throw new FlagError(`--${p}cert-file and --${p}key-file must both be given [key: ${JSON.stringify(f.keyFile)}, cert: ${JSON.stringify(f.certFile)}]`);
+  }
+  const hasCert = f.certFile !== '';
+  const https = listen.flatMap((l) => l.urls.filter((u) => u.startsWith('https:')).map((u) => ({ kind: l.kind, url: u })));
+  for (const { kind, url } of https) {
+    if (!hasCert && !f.autoTLS) {
+      throw new FlagError(`TLS key/cert (--${p}cert-file, --${p}key-file) must be provided for ${kind} url ${url} with HTTPS scheme (or use --${p}auto-tls)`);
+    }
+  }
+  if (https.length === 0 && (hasCert || f.clientCertAuth)) {
+    warnings.push(`scheme is HTTP while ${side} TLS flags are present; ignoring them for the ${side} URLs`);
+  }
+  if (f.autoTLS && hasCert) warnings.push(`ignoring ${side} auto TLS since certs given`);
+  if (f.autoTLS && !hasCert && (f.clientCertAuth || f.trustedCAFile !== '')) {
+    warnings.push(`ignoring --${p}client-cert-auth and --${p}trusted-ca-file with --${p}auto-tls: its certificates are self-signed, so ${side} certificates are not verified`);
+  }
+  return f;
 }
 
 function positive(flag: string, v: string): number {
@@ -169,10 +224,6 @@ export function parseMemberFlags(argv: readonly string[], env: Readonly<Record<s
     else given.set(flag, v);
   }
   const raw = (flag: string): string => given.get(flag) ?? MEMBER_FLAGS[flag]!.def ?? '';
-  for (const f of TLS_FLAGS) {
-    const v = given.get(f);
-    if (v !== undefined && v !== '' && v !== 'false') throw new FlagError(`--${f}: TLS is not supported yet`);
-  }
   const name = raw('name');
   const peerURLs = urls('initial-advertise-peer-urls', raw('initial-advertise-peer-urls'));
   const initialCluster = given.has('initial-cluster') ? cluster(raw('initial-cluster')) : new Map([[name, peerURLs]]);
@@ -217,12 +268,26 @@ export function parseMemberFlags(argv: readonly string[], env: Readonly<Record<s
   }
   const authTokenTTL = positive('auth-token-ttl', raw('auth-token-ttl'));
   if (raw('logger') !== 'zap') throw new FlagError(`unknown logger option ${JSON.stringify(raw('logger'))}: only "zap" is supported`);
+  const listenClientURLs = urls('listen-client-urls', raw('listen-client-urls'));
+  const listenPeerURLs = urls('listen-peer-urls', raw('listen-peer-urls'));
+  const listenMetricsURLs = urls('listen-metrics-urls', raw('listen-metrics-urls'));
+  const warnings: string[] = [];
+  const clientTLS = tlsFlags(
+    'client',
+    raw,
+    [
+      { kind: 'client', urls: listenClientURLs },
+      { kind: 'metrics', urls: listenMetricsURLs },
+    ],
+    warnings,
+  );
+  const peerTLS = tlsFlags('peer', raw, [{ kind: 'peer', urls: listenPeerURLs }], warnings);
   return {
     name,
     dataDir: given.get('data-dir') ?? `${name}.etcd`,
-    listenClientURLs: urls('listen-client-urls', raw('listen-client-urls')),
+    listenClientURLs,
     advertiseClientURLs: urls('advertise-client-urls', raw('advertise-client-urls')),
-    listenPeerURLs: urls('listen-peer-urls', raw('listen-peer-urls')),
+    listenPeerURLs,
     initialAdvertisePeerURLs: peerURLs,
     initialCluster,
     initialClusterState: state,
@@ -236,10 +301,13 @@ export function parseMemberFlags(argv: readonly string[], env: Readonly<Record<s
     maxTxnOps,
     autoCompactionMode: mode,
     autoCompactionRetention: retention,
-    listenMetricsURLs: urls('listen-metrics-urls', raw('listen-metrics-urls')),
+    listenMetricsURLs,
     logLevel: raw('log-level'),
     authTokenTTLMs: authTokenTTL * 1000,
     bcryptCost: int('bcrypt-cost', raw('bcrypt-cost')),
+    clientTLS,
+    peerTLS,
+    warnings,
     shadowed,
   };
 }

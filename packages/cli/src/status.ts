@@ -3,6 +3,7 @@
  * its metrics endpoint (peer port + 1 in a `capstan up` cluster, or --metrics-endpoints) for the WAL
  * fsync p99, and prints one row per member.
  */
+import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { codec } from '@capstan/server';
 import { FlagError } from './flags.js';
@@ -11,20 +12,37 @@ import { CLIENT_PORTS, METRICS_PORT_OFFSET, PEER_PORTS } from './up.js';
 export interface StatusArgs {
   endpoints: string[];
   metricsEndpoints: Array<string | undefined>;
+  /** TLS for the gRPC calls, as etcdctl's --cacert, --cert and --key (what `capstan up --tls` prints). */
+  credentials: grpc.ChannelCredentials;
+}
+
+function readFlagFile(flag: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new FlagError(`${flag}: cannot read ${JSON.stringify(path)}: ${(err as Error).message}`);
+  }
 }
 
 export function parseStatusArgs(argv: readonly string[]): StatusArgs {
   let endpoints = CLIENT_PORTS.slice(0, 3).map((p) => `http://127.0.0.1:${p}`);
   let metricsEndpoints: Array<string | undefined> | undefined;
+  const tls = new Map<string, Buffer>();
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i]!.split('=', 2) as [string, string | undefined];
     const v = inline ?? argv[++i];
     if (v === undefined) throw new FlagError(`flag needs an argument: ${flag}`);
-    if (flag === '--endpoints') endpoints = v.split(',').map((e) => (e.includes('://') ? e : `http://${e}`));
+    if (flag === '--endpoints') endpoints = v.split(',');
     else if (flag === '--metrics-endpoints') metricsEndpoints = v.split(',');
+    else if (flag === '--cacert' || flag === '--cert' || flag === '--key') tls.set(flag, readFlagFile(flag, v));
     else throw new FlagError(`flag provided but not defined: ${flag}`);
   }
+  if (tls.has('--cert') !== tls.has('--key')) throw new FlagError('--cert and --key must be given together');
+  // host:port endpoints are https with TLS flags (as etcdctl's), else http.
+  endpoints = endpoints.map((e) => (e.includes('://') ? e : `${tls.size > 0 ? 'https' : 'http'}://${e}`));
+  const useTLS = tls.size > 0 || endpoints.some((e) => e.startsWith('https:'));
   return {
+    credentials: useTLS ? grpc.credentials.createSsl(tls.get('--cacert') ?? null, tls.get('--key') ?? null, tls.get('--cert') ?? null) : grpc.credentials.createInsecure(),
     endpoints,
     metricsEndpoints:
       metricsEndpoints ??
@@ -38,10 +56,10 @@ export function parseStatusArgs(argv: readonly string[]): StatusArgs {
 
 type Msg = Record<string, unknown>;
 
-function unary(endpoint: string, service: string, method: string, reqType: string, resType: string, req: Msg): Promise<Msg> {
+function unary(credentials: grpc.ChannelCredentials, endpoint: string, service: string, method: string, reqType: string, resType: string, req: Msg): Promise<Msg> {
   const reqCodec = codec<Msg>(`etcdserverpb.${reqType}`);
   const resCodec = codec<Msg>(`etcdserverpb.${resType}`);
-  const client = new grpc.Client(new URL(endpoint).host, grpc.credentials.createInsecure());
+  const client = new grpc.Client(new URL(endpoint).host, credentials);
   return new Promise<Msg>((resolve, reject) => {
     client.makeUnaryRequest(
       `/etcdserverpb.${service}/${method}`,
@@ -90,7 +108,7 @@ export async function status(args: StatusArgs): Promise<number> {
   const names = new Map<string, string>();
   for (const ep of args.endpoints) {
     try {
-      const list = await unary(ep, 'Cluster', 'MemberList', 'MemberListRequest', 'MemberListResponse', {});
+      const list = await unary(args.credentials, ep, 'Cluster', 'MemberList', 'MemberListRequest', 'MemberListResponse', {});
       for (const m of (list.members as Msg[] | undefined) ?? []) names.set(BigInt(String(m.ID)).toString(16), String(m.name ?? ''));
       break;
     } catch {
@@ -100,7 +118,7 @@ export async function status(args: StatusArgs): Promise<number> {
   await Promise.all(
     args.endpoints.map(async (ep, i) => {
       try {
-        const s = await unary(ep, 'Maintenance', 'Status', 'StatusRequest', 'StatusResponse', {});
+        const s = await unary(args.credentials, ep, 'Maintenance', 'Status', 'StatusRequest', 'StatusResponse', {});
         const h = s.header as Msg;
         const id = BigInt(String(h.memberId ?? h.member_id ?? 0)).toString(16);
         const leader = BigInt(String(s.leader ?? 0)).toString(16);

@@ -38,7 +38,13 @@ t.test('bad input: a clear error for each', async (t) => {
     [['--initial-cluster', 'default=http://127.0.0.1:9999'], {}, /missing from --initial-advertise-peer-urls/],
     [['--listen-client-urls', 'localhost'], {}, /URL/],
     [['--listen-client-urls', 'ftp://h:1'], {}, /URL scheme must be http/],
-    [['--cert-file', '/x.pem'], {}, /TLS is not supported yet/],
+    [['--listen-client-urls', 'https://127.0.0.1:2379'], {}, /TLS key\/cert \(--cert-file, --key-file\) must be provided for client url https:\/\/127\.0\.0\.1:2379 with HTTPS scheme/],
+    [['--listen-metrics-urls', 'https://127.0.0.1:2381'], {}, /TLS key\/cert \(--cert-file, --key-file\) must be provided for metrics url/],
+    [['--listen-peer-urls', 'https://127.0.0.1:2380', '--auto-tls'], {}, /TLS key\/cert \(--peer-cert-file, --peer-key-file\) must be provided for peer url https:\/\/127\.0\.0\.1:2380/],
+    [['--cert-file', '/x.pem'], {}, /--cert-file and --key-file must both be given/],
+    [['--peer-key-file', '/x-key.pem'], {}, /--peer-cert-file and --peer-key-file must both be given/],
+    [['--client-cert-auth=maybe'], {}, /invalid boolean value "maybe" for -client-cert-auth/],
+    [[], { ETCD_PEER_AUTO_TLS: 'yes' }, /invalid boolean value "yes" for -peer-auto-tls/],
     [['--auto-compaction-mode', 'daily'], {}, /unknown auto-compaction-mode/],
     [['--auto-compaction-retention', '1x'], {}, /invalid auto-compaction-retention/],
     [['--quota-backend-bytes', String(9 * 1024 ** 3)], {}, /exceeds maximum recommended quota/],
@@ -56,6 +62,20 @@ t.test('bad input: a clear error for each', async (t) => {
       t.match((err as Error).message, re);
     }
   }
+});
+
+t.test('TLS flags: https URLs with certificates or auto TLS; ignored settings are warned of', async (t) => {
+  const f = parseMemberFlags(
+    ['--listen-client-urls=https://127.0.0.1:2379', '--cert-file=/c.pem', '--key-file=/k.pem', '--trusted-ca-file=/ca.pem', '--client-cert-auth', '--listen-peer-urls=https://127.0.0.1:2380', '--peer-client-cert-auth=false'],
+    { ETCD_PEER_AUTO_TLS: 'true' },
+  );
+  t.same(f.clientTLS, { certFile: '/c.pem', keyFile: '/k.pem', trustedCAFile: '/ca.pem', clientCertAuth: true, autoTLS: false });
+  t.same(f.peerTLS, { certFile: '', keyFile: '', trustedCAFile: '', clientCertAuth: false, autoTLS: true });
+  t.same(f.warnings, []);
+  const plain = parseMemberFlags(['--cert-file=/c.pem', '--key-file=/k.pem'], {});
+  t.match(plain.warnings, [/scheme is HTTP while client TLS flags are present/]);
+  const both = parseMemberFlags(['--listen-peer-urls=https://127.0.0.1:2380', '--peer-auto-tls', '--peer-cert-file=/c.pem', '--peer-key-file=/k.pem'], {});
+  t.match(both.warnings, [/ignoring peer auto TLS since certs given/]);
 });
 
 t.test('periodic retention: hours, or a Go duration', async (t) => {

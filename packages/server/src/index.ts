@@ -4,3 +4,17 @@ export { startNode, jsonLogger, type NodeConfig, type RunningNode } from './node
 export { Metrics, serveMetrics } from './metrics.js';
 export { codec, addClientServices, serverOptions, rawClient, rawWatch, type RawCalls, type RawWatch } from './grpc/index.js';
 export { failpoints, FAILPOINTS_ENV, FAILPOINT_NAMES } from '@capstan/wal';
+export { certCommonName } from './grpc/index.js';
+export { type TLSConfig } from './tls.js';
+export {
+  createCA,
+  issueCert,
+  selfSignedCert,
+  writeKeyPair,
+  ensureSelfSignedCert,
+  ensureClusterCerts,
+  type KeyPairPem,
+  type IssueOptions,
+  type CertFiles,
+  type ClusterCertFiles,
+} from './certs.js';

@@ -1,8 +1,10 @@
-/** gRPC servers on the member's URLs. */
+/** A member's listeners: gRPC and HTTP on its URLs, in the clear or over TLS. */
 import type { Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { target } from './peer.js';
+import { checkPeerSAN, tlsServerOptions, type TLSConfig } from './tls.js';
 
 export async function listen(server: grpc.Server, urls: readonly string[]): Promise<number[]> {
   const ports: number[] = [];
@@ -33,18 +35,54 @@ export interface Mux {
   close(): Promise<void>;
 }
 
+export interface MuxOptions {
+  /** Serves the HTTP/2 connections. */
+  readonly grpc?: grpc.Server;
+  /** Serves the HTTP/1 connections (/health, /metrics, /version). */
+  readonly http?: HttpServer;
+  /** What https URLs present and require; needed if any URL is https. */
+  readonly tls?: TLSConfig;
+  /** etcd's peer listeners check that a client certificate naming hosts names the connection's address. */
+  readonly checkSAN?: boolean;
+  readonly log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
 /**
- * etcd serves gRPC and plain HTTP (/health, /metrics, /version) on the same client port (cmux):
- * each connection's first bytes say which it is, and it is handed to the gRPC server (through its
- * connection injector) or to the HTTP server.
+ * Listens on `urls` (http or https) and hands each connection to gRPC or HTTP, as etcd's cmux does
+ * on the client port. In the clear, a connection's first bytes say which (HTTP/2's preface starts
+ * with "PR"). Over TLS, the handshake happens here (node:tls, with the client certificate required
+ * when the config says so) and the protocol negotiated by ALPN says which ("h2" is gRPC), or the
+ * first decrypted bytes when the client offered none. gRPC gets the connection through grpc-js's
+ * connection injector (an insecure one: the TLS socket it gets is already decrypted, and calls still
+ * see its verified peer certificate through getAuthContext()).
  */
-export async function listenMux(urls: readonly string[], server: grpc.Server, http: HttpServer): Promise<Mux> {
-  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+export async function listenMux(urls: readonly string[], opts: MuxOptions): Promise<Mux> {
+  const { grpc: server, http } = opts;
+  if (server === undefined && http === undefined) throw new Error('listenMux: nothing to serve');
+  const injector = server?.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const listeners: NetServer[] = [];
   const sockets = new Set<Socket>();
-  const route = (socket: Socket): void => {
+  const track = (socket: Socket): void => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+  };
+  const toGrpc = (socket: Socket): void => {
+    if (injector !== undefined) injector.injectConnection(socket);
+    else socket.destroy();
+  };
+  const toHttp = (socket: Socket): void => {
+    if (http === undefined) {
+      socket.destroy();
+      return;
+    }
+    http.emit('connection', socket);
+    socket.resume();
+  };
+  /** Routes by the first bytes: HTTP/2 to gRPC, anything else to HTTP. */
+  const sniff = (socket: Socket): void => {
+    if (http === undefined) return toGrpc(socket);
+    if (injector === undefined) return toHttp(socket);
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
       head = Buffer.concat([head, chunk]);
@@ -52,19 +90,48 @@ export async function listenMux(urls: readonly string[], server: grpc.Server, ht
       socket.off('data', onData);
       socket.pause();
       socket.unshift(head);
-      if (head.subarray(0, H2_PREFIX.length).equals(H2_PREFIX)) injector.injectConnection(socket);
-      else {
-        http.emit('connection', socket);
-        socket.resume();
-      }
+      if (head.subarray(0, H2_PREFIX.length).equals(H2_PREFIX)) toGrpc(socket);
+      else toHttp(socket);
     };
     socket.on('data', onData);
-    socket.on('error', () => socket.destroy());
   };
+  const plain = (socket: Socket): void => {
+    track(socket);
+    sniff(socket);
+  };
+  const secure = (socket: TLSSocket): void => {
+    track(socket);
+    const route = (): void => {
+      if (socket.alpnProtocol === 'h2') toGrpc(socket);
+      else if (socket.alpnProtocol === 'http/1.1') toHttp(socket);
+      else sniff(socket);
+    };
+    if (opts.checkSAN !== true || !socket.authorized) return route();
+    socket.pause();
+    void checkPeerSAN(socket.getPeerCertificate(), socket.remoteAddress ?? '').then((err) => {
+      if (socket.destroyed) return; // closed (or the listener closed) while names were looked up
+      if (err === undefined) return route();
+      opts.log?.('warn', 'rejected connection', { 'remote-addr': `${socket.remoteAddress}:${socket.remotePort}`, error: err });
+      socket.destroy();
+    });
+  };
+  const alpn = [...(injector !== undefined ? ['h2'] : []), ...(http !== undefined ? ['http/1.1'] : [])];
   try {
     for (const url of urls) {
       const u = new URL(url);
-      const s = createNetServer(route);
+      let s: NetServer;
+      if (u.protocol === 'https:') {
+        if (opts.tls === undefined) throw new Error(`${url}: an https URL needs a certificate and key`);
+        const ts = createTlsServer(tlsServerOptions(opts.tls, alpn), secure);
+        // Sockets still shaking hands are closed with the listener too.
+        ts.on('connection', (raw: Socket) => track(raw));
+        ts.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+          opts.log?.('warn', 'rejected connection', { 'remote-addr': `${socket.remoteAddress}:${socket.remotePort}`, 'server-url': url, error: err.message });
+        });
+        s = ts;
+      } else {
+        s = createNetServer(plain);
+      }
       await new Promise<void>((resolve, reject) => {
         s.once('error', reject);
         s.listen(Number(u.port), u.hostname.replace(/^\[|\]$/g, ''), () => resolve());
@@ -73,7 +140,7 @@ export async function listenMux(urls: readonly string[], server: grpc.Server, ht
     }
   } catch (err) {
     for (const s of listeners) s.close();
-    injector.destroy();
+    injector?.destroy();
     throw err;
   }
   return {
@@ -82,10 +149,10 @@ export async function listenMux(urls: readonly string[], server: grpc.Server, ht
       // hang up (the etcd3 client leaves the connection of each Authenticate call open): give
       // them the drain's second, then cut what is left.
       const closed = Promise.all(listeners.map((s) => new Promise((r) => s.close(r))));
-      injector.drain(1000);
+      injector?.drain(1000);
       await Promise.race([closed, new Promise((r) => setTimeout(r, 1000).unref())]);
       for (const s of sockets) s.destroy();
-      injector.destroy();
+      injector?.destroy();
       await closed;
     },
   };

@@ -46,6 +46,7 @@ import {
   type MemberStatus,
 } from './api.js';
 import { askPeers, packr, PeerTransport, errorPayload } from './peer.js';
+import type { TLSConfig } from './tls.js';
 
 /** etcd's --max-request-bytes default. */
 export const DEFAULT_MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
@@ -90,6 +91,8 @@ export interface MemberConfig {
   /** Seconds each WAL save (write + fdatasync) took. */
   readonly observeFsync?: (seconds: number) => void;
   readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /** TLS for dialing https peer URLs and serving https listen peer URLs (--peer-cert-file and friends, or --peer-auto-tls). */
+  readonly peerTLS?: TLSConfig;
 }
 
 interface Waiter {
@@ -191,7 +194,7 @@ export class RaftMember implements Member {
       onUnreachable: (peer) => this.rn.reportUnreachable(peer),
       onForward: (req) => this.handleForward(req),
       onSnapshot: (msg, data) => this.installSnapshot(msg, data),
-    });
+    }, cfg.peerTLS);
   }
 
   static async start(cfg: MemberConfig): Promise<RaftMember> {
@@ -214,7 +217,7 @@ export class RaftMember implements Member {
     if (!exists && cfg.initialClusterState === 'existing') {
       // Joining: the cluster already has an ID, and gave this member its ID when it was added.
       const others = [...cfg.initialCluster].filter(([n]) => n !== cfg.name).flatMap(([, urls]) => urls);
-      const c = await askPeers(others, { op: 'cluster' }) as { clusterId: bigint; members: MemberInfo[] };
+      const c = await askPeers(others, { op: 'cluster' }, cfg.peerTLS) as { clusterId: bigint; members: MemberInfo[] };
       const me = c.members.find((m) => [...m.peerURLs].sort().join(',') === [...cfg.peerURLs].sort().join(','));
       if (me === undefined) throw new Error(`this member's peer URLs ${cfg.peerURLs.join(',')} are not in the cluster's member list: add it first (etcdctl member add)`);
       id = Number(me.id);

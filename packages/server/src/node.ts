@@ -2,14 +2,14 @@
  * A whole member process's parts wired together: the Raft member, its peer and client gRPC
  * servers, the watch hub, metrics and health over HTTP, auto compaction, and structured logs.
  */
-import type { Server as HttpServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { DEFAULT_BCRYPT_COST, MAX_BCRYPT_COST, MIN_BCRYPT_COST, WatchHub } from '@capstan/mvcc';
 import { addClientServices, serverOptions } from './grpc/index.js';
-import { listen, listenMux, shutdown, type Mux } from './listen.js';
+import { listenMux, shutdown, type Mux } from './listen.js';
 import { RaftMember, type MemberConfig } from './member.js';
 import { Metrics, serveMetrics } from './metrics.js';
 import { MAX_PEER_MESSAGE_BYTES } from './peer.js';
+import type { TLSConfig } from './tls.js';
 
 export interface NodeConfig extends Omit<MemberConfig, 'log' | 'observeFsync' | 'clientURLs' | 'peerURLs'> {
   readonly listenClientURLs: readonly string[];
@@ -23,8 +23,8 @@ export interface NodeConfig extends Omit<MemberConfig, 'log' | 'observeFsync' | 
   readonly logLevel?: string;
   /** --bcrypt-cost (etcd: 10; outside 4..31 the default is used, with a warning). */
   readonly bcryptCost?: number;
-  /** --client-cert-auth: without a token, the client certificate's CN is the user. */
-  readonly clientCertAuth?: boolean;
+  /** TLS for https client URLs and https metrics URLs (etcd's --cert-file and friends, or --auto-tls). */
+  readonly clientTLS?: TLSConfig;
 }
 
 export interface RunningNode {
@@ -99,9 +99,9 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
   addClientServices(clientServer, member, hub, {
     log: (rec) => logger.log(rec.level === 'error' ? 'error' : rec.level === 'warn' ? 'warn' : 'info', String(rec.msg ?? 'grpc'), rec),
     bcryptCost,
-    clientCertAuth: cfg.clientCertAuth,
+    // Without a token, the verified client certificate's CN is the user (etcd's AuthInfoFromTLS).
+    clientCertAuth: cfg.clientTLS?.clientCertAuth === true,
   });
-  const https: HttpServer[] = [];
   const timers: NodeJS.Timeout[] = [];
   const health = async (): Promise<{ ok: boolean; reason?: string }> => {
     if (member.leaderId === 0) return { ok: false, reason: 'RAFT NO LEADER' };
@@ -110,25 +110,19 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
   };
   // /health, /metrics and /version also answer on the client URLs, beside gRPC, as etcd's do.
   const clientHttp = serveMetrics(metrics, health);
-  let mux: Mux | undefined;
+  const metricsHttp = serveMetrics(metrics, health);
+  const muxes: Mux[] = [];
   try {
-    await listen(peerServer, cfg.listenPeerURLs);
-    mux = await listenMux(cfg.listenClientURLs, clientServer, clientHttp);
-    for (const url of cfg.listenMetricsURLs) {
-      const u = new URL(url);
-      const http = serveMetrics(metrics, health);
-      await new Promise<void>((resolve, reject) => {
-        http.once('error', reject);
-        http.listen(Number(u.port), u.hostname, () => resolve());
-      });
-      https.push(http);
-    }
+    // As etcd's: peer connections whose certificate names hosts must come from one of them.
+    muxes.push(await listenMux(cfg.listenPeerURLs, { grpc: peerServer, tls: cfg.peerTLS, checkSAN: true, log: logger.log }));
+    muxes.push(await listenMux(cfg.listenClientURLs, { grpc: clientServer, http: clientHttp, tls: cfg.clientTLS, log: logger.log }));
+    // etcd serves https metrics URLs with the client TLS settings.
+    if (cfg.listenMetricsURLs.length > 0) muxes.push(await listenMux(cfg.listenMetricsURLs, { http: metricsHttp, tls: cfg.clientTLS, log: logger.log }));
   } catch (err) {
-    await mux?.close();
+    for (const m of muxes) await m.close();
     await member.stop();
     peerServer.forceShutdown();
     clientServer.forceShutdown();
-    for (const h of https) h.close();
     throw err;
   }
   timers.push(...autoCompaction(member, cfg, logger.log));
@@ -143,15 +137,15 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
       (stopping ??= (async () => {
         for (const t of timers) clearInterval(t);
         hub.close();
-        await mux!.close();
+        const [peerMux, clientMux, metricsMux] = muxes;
+        await clientMux!.close();
         clientHttp.closeAllConnections();
         await shutdown(clientServer);
         await member.stop();
+        await peerMux!.close();
         await shutdown(peerServer);
-        for (const h of https) {
-          h.closeAllConnections();
-          await new Promise((r) => h.close(r));
-        }
+        await metricsMux?.close();
+        metricsHttp.closeAllConnections();
         logger.log('info', 'stopped member');
       })()),
   };

@@ -7,6 +7,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Message, NodeId } from '@capstan/raft';
 import { Packr } from 'msgpackr';
+import { peerChannelCredentials, type TLSConfig } from './tls.js';
 
 /** Largest peer message: a snapshot travels in one MsgSnap for now, so this bounds the store size that can be sent. */
 export const MAX_PEER_MESSAGE_BYTES = 512 * 1024 * 1024;
@@ -68,8 +69,9 @@ class Peer {
     readonly id: NodeId,
     private url: string,
     private readonly handlers: PeerHandlers,
+    private readonly tls: TLSConfig | undefined,
   ) {
-    this.client = new PeerClient(target(url), grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+    this.client = new PeerClient(target(url), peerChannelCredentials(url, tls), CHANNEL_OPTIONS);
   }
 
   send(msgs: Message[]): void {
@@ -129,7 +131,7 @@ class Peer {
     this.stream?.end();
     this.stream = undefined;
     this.client.close();
-    this.client = new PeerClient(target(url), grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+    this.client = new PeerClient(target(url), peerChannelCredentials(url, this.tls), CHANNEL_OPTIONS);
   }
 
   close(): void {
@@ -168,7 +170,10 @@ class Peer {
 export class PeerTransport {
   private readonly peers = new Map<NodeId, Peer>();
 
-  constructor(private readonly handlers: PeerHandlers) {}
+  constructor(
+    private readonly handlers: PeerHandlers,
+    private readonly tls?: TLSConfig,
+  ) {}
 
   /** Registers the peer service on the member's peer gRPC server. */
   register(server: grpc.Server): void {
@@ -218,7 +223,7 @@ export class PeerTransport {
 
   setPeer(id: NodeId, url: string): void {
     const p = this.peers.get(id);
-    if (p === undefined) this.peers.set(id, new Peer(id, url, this.handlers));
+    if (p === undefined) this.peers.set(id, new Peer(id, url, this.handlers, this.tls));
     else p.setUrl(url);
   }
 
@@ -271,10 +276,10 @@ export function target(url: string): string {
 }
 
 /** Asks peers (by URL) one at a time until one answers a forwarded request: a joining member learning the cluster. */
-export async function askPeers(urls: readonly string[], req: unknown): Promise<unknown> {
+export async function askPeers(urls: readonly string[], req: unknown, tls?: TLSConfig): Promise<unknown> {
   let last: unknown = new Error('no peer URLs to ask');
   for (const url of urls) {
-    const peer = new Peer(0, url, { onMessages: () => {}, onUnreachable: () => {}, onForward: async () => undefined, onSnapshot: async () => {} });
+    const peer = new Peer(0, url, { onMessages: () => {}, onUnreachable: () => {}, onForward: async () => undefined, onSnapshot: async () => {} }, tls);
     try {
       const res = (await peer.forward(req)) as { error?: { message: string } };
       if (res !== null && typeof res === 'object' && 'error' in res && res.error !== undefined) throw new Error(res.error.message);

@@ -3,6 +3,7 @@
  * user from a token or from a client certificate's CN, etcd 3.4's codes for the calls it checks
  * (and leaves unchecked), and what reaches the log (a hash, never a password).
  */
+import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import t, { type Test as Tap } from 'tap';
 import { AuthGate, certCommonName, rawClient, rawWatch } from '../src/grpc/index.js';
@@ -94,12 +95,14 @@ t.test('a watch refused on one key leaves the stream open for the next', async (
 });
 
 t.test("with --client-cert-auth a call without a token is its certificate's CN", async (t) => {
-  // No TLS in this build: a fake call stands for one whose TLS connection presented a certificate.
+  // A fake call stands for one whose TLS connection presented a verified certificate (the real
+  // thing is in packages/cli's TLS test).
   const md = new grpc.Metadata();
-  const withCert = { metadata: md, getAuthContext: () => ({ sslPeerCertificate: { subject: { CN: 'cn-only' } } }) };
+  const tlsWith = (CN: string) => ({ transportSecurityType: 'ssl', sslPeerCertificate: { subject: { CN } } as PeerCertificate });
+  const withCert = { metadata: md, getAuthContext: () => tlsWith('cn-only') };
   t.equal(certCommonName(withCert), 'cn-only');
-  t.equal(certCommonName({}), undefined, 'a call without an auth context (plain TCP)');
-  t.equal(certCommonName({ getAuthContext: () => ({}) }), undefined, 'TLS without a client certificate');
+  t.equal(certCommonName({ getAuthContext: () => null }), undefined, 'a call without an auth context (plain TCP)');
+  t.equal(certCommonName({ getAuthContext: () => ({ transportSecurityType: 'ssl' }) }), undefined, 'TLS without a client certificate');
   const rev = h.member.sm.auth.revision;
   t.same(await new AuthGate(h.member, { bcryptCost: 4, clientCertAuth: true }).info(withCert), { username: 'cn-only', revision: rev });
   t.equal(await new AuthGate(h.member, { bcryptCost: 4 }).info(withCert), undefined, 'ignored without --client-cert-auth');

@@ -1,9 +1,10 @@
 // Real member processes (`capstan member`) on loopback ports picked here, and Debian's etcdctl.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { memberTLSArgs, type MemberCertFiles } from '../../src/tls.js';
 
 export const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../../../../', import.meta.url));
@@ -17,15 +18,38 @@ function tryPort(port: number): Promise<boolean> {
   });
 }
 
+/** Where Linux's ephemeral ports (the source ports of outgoing connections) begin. */
+function ephemeralLow(): number {
+  try {
+    const lo = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(lo) ? lo : 32768;
+  } catch {
+    return 32768;
+  }
+}
+const LOW = 10_000;
+const HIGH = ephemeralLow() - 2;
+
+/**
+ * A free loopback port below the ephemeral range: a port the OS hands out for port 0 is one that
+ * any outgoing connection (a member redialing a peer that is not up yet, a health poll) may take as
+ * its source port before the member binds it, which made a member fail with EADDRINUSE.
+ */
 async function anyPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
+  if (HIGH - LOW < 1000) {
+    return new Promise((resolve, reject) => {
+      const s = createServer();
+      s.once('error', reject);
+      s.listen(0, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
     });
-  });
+  }
+  for (;;) {
+    const p = LOW + Math.floor(Math.random() * (HIGH - LOW));
+    if (await tryPort(p)) return p;
+  }
 }
 
 /** n ports p such that p and p+1 are free (a member's peer port and its metrics port beside it). */
@@ -71,10 +95,20 @@ export async function stopMember(m: MemberProc, signal: NodeJS.Signals = 'SIGTER
   return exited;
 }
 
-/** One member's URLs and command line, in a cluster of `initialCluster`. */
-function memberSpec(dir: string, name: string, clientPort: number, peerPort: number, initialCluster: string, extra: string[]): Omit<MemberProc, 'proc' | 'log'> {
-  const client = `http://127.0.0.1:${clientPort}`;
-  const peer = `http://127.0.0.1:${peerPort}`;
+export interface ClusterOptions {
+  /** https client and peer URLs (default http; https without certs needs --auto-tls/--peer-auto-tls in extra). */
+  scheme?: 'http' | 'https';
+  /** Each member's certificate and trusted CA: https URLs with client certificates required on both sides. */
+  certs?: (name: string) => MemberCertFiles;
+}
+
+const schemeOf = (opts: ClusterOptions): string => (opts.certs !== undefined ? 'https' : (opts.scheme ?? 'http'));
+
+/** One member's URLs and command line, in a cluster of `initialCluster`. Metrics stay plain HTTP, for healthy(). */
+function memberSpec(dir: string, name: string, clientPort: number, peerPort: number, initialCluster: string, extra: string[], opts: ClusterOptions): Omit<MemberProc, 'proc' | 'log'> {
+  const scheme = schemeOf(opts);
+  const client = `${scheme}://127.0.0.1:${clientPort}`;
+  const peer = `${scheme}://127.0.0.1:${peerPort}`;
   const metrics = `http://127.0.0.1:${peerPort + 1}`;
   const args = [
     `--name=${name}`,
@@ -85,6 +119,7 @@ function memberSpec(dir: string, name: string, clientPort: number, peerPort: num
     `--initial-advertise-peer-urls=${peer}`,
     `--initial-cluster=${initialCluster}`,
     `--listen-metrics-urls=${metrics}`,
+    ...(opts.certs !== undefined ? memberTLSArgs(opts.certs(name)) : []),
     ...extra,
   ];
   return { name, client, peer, metrics, args };
@@ -94,17 +129,18 @@ function memberSpec(dir: string, name: string, clientPort: number, peerPort: num
 export async function oneMember(dir: string, name: string, extra: string[] = []): Promise<Omit<MemberProc, 'proc' | 'log'>> {
   const [clientPort] = await freePorts(1);
   const [peerPort] = await freePortPairs(1);
-  return memberSpec(dir, name, clientPort!, peerPort!, `${name}=http://127.0.0.1:${peerPort}`, extra);
+  return memberSpec(dir, name, clientPort!, peerPort!, `${name}=http://127.0.0.1:${peerPort}`, extra, {});
 }
 
 /** Three members (names m1..m3) with their command lines; start them with startMember. */
-export async function threeMembers(dir: string, extra: string[] = []): Promise<Array<Omit<MemberProc, 'proc' | 'log'>>> {
+export async function threeMembers(dir: string, extra: string[] = [], opts: ClusterOptions = {}): Promise<Array<Omit<MemberProc, 'proc' | 'log'>>> {
   const clients = await freePorts(3);
   const peers = await freePortPairs(3);
   const names = ['m1', 'm2', 'm3'];
-  const cluster = names.map((n, i) => `${n}=http://127.0.0.1:${peers[i]}`).join(',');
+  const scheme = schemeOf(opts);
+  const cluster = names.map((n, i) => `${n}=${scheme}://127.0.0.1:${peers[i]}`).join(',');
   return names.map((name, i) =>
-    memberSpec(dir, name, clients[i]!, peers[i]!, cluster, ['--initial-cluster-token=e2e', '--heartbeat-interval=50', '--election-timeout=500', ...extra]),
+    memberSpec(dir, name, clients[i]!, peers[i]!, cluster, ['--initial-cluster-token=e2e', '--heartbeat-interval=50', '--election-timeout=500', ...extra], opts),
   );
 }
 

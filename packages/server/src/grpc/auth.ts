@@ -18,7 +18,7 @@ import {
   type Permission,
 } from '@capstan/mvcc';
 import type { Member } from '../api.js';
-import { certCommonName, type CallWithAuthContext } from './identity.js';
+import { certCommonName, type HasAuthContext } from './identity.js';
 
 /** etcd's TokenFieldNameGRPC, and the gateway's name for it. */
 export const TOKEN_METADATA = 'token';
@@ -36,7 +36,7 @@ export interface AuthGateOptions {
 }
 
 type Msg = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-export type AuthCall = CallWithAuthContext & { readonly metadata: grpc.Metadata };
+export type AuthCall = HasAuthContext & { readonly metadata: grpc.Metadata };
 
 /** gRPC's Go code names, for watch cancel reasons (etcd writes the Go status error's text there). */
 const GO_CODE: Record<string, string> = {

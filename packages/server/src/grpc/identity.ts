@@ -1,16 +1,25 @@
 /**
- * Who the client certificate says the caller is. With --client-cert-auth, etcd takes the common
- * name of a verified client certificate as the user when the call carries no token.
+ * Who a client is, from its connection: the Common Name of the client certificate it presented over
+ * TLS, which the server verified. etcd's auth takes it as the user name when no token is given
+ * (AuthInfoFromTLS); this only reads it.
  */
+import type { PeerCertificate } from 'node:tls';
 
-/** The part of a grpc-js server call this needs (its getAuthContext(), TLS connections only). */
-export interface CallWithAuthContext {
-  getAuthContext?: () => { sslPeerCertificate?: { subject?: { CN?: string | string[] } } } | undefined;
+/** What grpc-js's server calls offer (`call.getAuthContext()`; its AuthContext type is not exported). */
+export interface HasAuthContext {
+  getAuthContext(): { transportSecurityType?: string; sslPeerCertificate?: PeerCertificate } | null;
 }
 
-/** The CN of the client certificate the call's TLS connection presented, if any. */
-export function certCommonName(call: CallWithAuthContext): string | undefined {
-  const cn = call.getAuthContext?.()?.sslPeerCertificate?.subject?.CN;
+/**
+ * The CN of the verified client certificate a call came with, or undefined: a plaintext connection,
+ * a TLS connection without a client certificate, or one whose certificate was not verified
+ * (grpc-js reports a certificate only when the TLS socket is authorized, i.e. with
+ * --client-cert-auth or a trusted CA file).
+ */
+export function certCommonName(call: HasAuthContext): string | undefined {
+  const ctx = call.getAuthContext();
+  if (ctx?.transportSecurityType !== 'ssl') return undefined;
+  const cn: string | string[] | undefined = ctx.sslPeerCertificate?.subject?.CN;
   const first = Array.isArray(cn) ? cn[0] : cn;
-  return typeof first === 'string' && first !== '' ? first : undefined;
+  return first === undefined || first === '' ? undefined : first;
 }

@@ -16,4 +16,4 @@ export {
 } from './services.js';
 export { rawClient, rawWatch, type RawCalls, type RawClientOptions, type RawWatch } from './client.js';
 export { AuthGate, goStatusText, TOKEN_METADATA, type AuthCall, type AuthGateOptions } from './auth.js';
-export { certCommonName, type CallWithAuthContext } from './identity.js';
+export { certCommonName, type HasAuthContext } from './identity.js';
