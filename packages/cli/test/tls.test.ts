@@ -153,6 +153,39 @@ if (ETCDCTL === undefined) {
       t.teardown(() => wrongCA.close());
       await t.rejects(wrongCA.get('etcd3/tls').string(), 'trusting another CA: the server is refused');
     });
+
+    t.test("with auth enabled, a verified client certificate's CN is the user (no --user)", async (t) => {
+      const ca = { cert: await readFile(c.caFile, 'utf8'), key: await readFile(join(c.dir, 'ca-key.pem'), 'utf8') };
+      const aliceFiles = { certFile: join(dir, 'alice.pem'), keyFile: join(dir, 'alice-key.pem') };
+      await writeKeyPair(aliceFiles.certFile, aliceFiles.keyFile, await issueCert(ca, { commonName: 'alice', usage: 'client' }));
+      const asRoot = tlsArgs; // client.pem: CN=root
+      const asAlice = etcdctlTLSArgs(c.caFile, aliceFiles);
+      const run = async (who: string[], args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => etcdctl(ep, [...who, ...args]);
+      const ok = async (who: string[], args: string[]): Promise<string> => {
+        const r = await run(who, args);
+        t.equal(r.code, 0, `etcdctl ${args.join(' ')} exits 0${r.code === 0 ? '' : `: ${r.stderr}`}`);
+        return r.stdout;
+      };
+      await ok(asRoot, ['user', 'add', 'root:cn-test-root-pw']);
+      await ok(asRoot, ['user', 'add', 'alice', '--no-password']);
+      await ok(asRoot, ['role', 'add', 'cn']);
+      await ok(asRoot, ['role', 'grant-permission', 'cn', 'readwrite', 'cn/', '--prefix']);
+      await ok(asRoot, ['user', 'grant-role', 'alice', 'cn']);
+      t.equal(await ok(asRoot, ['auth', 'enable']), 'Authentication Enabled\n');
+      t.teardown(async () => void (await run(asRoot, ['auth', 'disable'])));
+
+      t.equal(await ok(asRoot, ['put', 'root-only', 'r']), 'OK\n', 'CN=root may write anywhere');
+      t.equal(await ok(asAlice, ['put', 'cn/a', '1']), 'OK\n', 'CN=alice may write under cn/');
+      t.equal(await ok(asAlice, ['get', 'cn/a', '--print-value-only']), '1\n');
+      const denied = await run(asAlice, ['get', 'root-only']);
+      t.not(denied.code, 0, 'CN=alice may not read outside cn/');
+      t.match(denied.stderr, /etcdserver: permission denied/);
+      const asUser = await run(asAlice, ['--user=root:cn-test-root-pw', 'get', 'root-only', '--print-value-only']);
+      t.equal(asUser.stdout, 'r\n', 'a token (--user) wins over the certificate');
+      const wrong = await run(asAlice, ['--user=root:wrong', 'get', 'root-only']);
+      t.match(wrong.stderr, /etcdserver: authentication failed, invalid user ID or password/, 'and a wrong password is not rescued by it');
+      t.equal(await ok(asRoot, ['auth', 'disable']), 'Authentication Disabled\n', 'CN=root may disable auth');
+    });
   });
 
   t.test('a peer whose certificate another CA signed can neither join nor send raft messages', async (t) => {
