@@ -99,6 +99,23 @@ function endpointList(flag: string, v: string): string[] {
 }
 
 const BOOLEAN_FLAGS = new Set(['--quick', '--cpu-prof', '--keep-data', '--help', '-h']);
+const VALUE_FLAGS = new Set([
+  '--target',
+  '--against',
+  '--members',
+  '--endpoints',
+  '--metrics-endpoints',
+  '--duration',
+  '--warmup',
+  '--workloads',
+  '--channels',
+  '--inflight',
+  '--watchers',
+  '--watch-rate',
+  '--value-size',
+  '--fsync-samples',
+  '--results',
+]);
 
 /** The default results folder: bench/results/<UTC time> under the repository root. */
 export function defaultResults(repoRoot: string, now = new Date()): string {
@@ -137,6 +154,7 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
     const eq = arg.indexOf('=');
     const flag = arg.startsWith('--') && eq > 0 ? arg.slice(0, eq) : arg;
     if (!flag.startsWith('-')) throw new FlagError(`unexpected argument ${JSON.stringify(arg)}`);
+    if (!BOOLEAN_FLAGS.has(flag) && !VALUE_FLAGS.has(flag)) throw new FlagError(`unknown flag ${flag}`);
     if (seen.has(flag)) throw new FlagError(`${flag} given twice`);
     seen.add(flag);
     if (BOOLEAN_FLAGS.has(flag)) {

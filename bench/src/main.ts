@@ -4,7 +4,7 @@
  * system loaded at a time, a table per workload on stdout, a progress bar on stderr, and
  * report.html + results.json in the results folder. See bench/README.md.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
 import { connectionsTo, hostPort, RawClient } from './client.js';
@@ -183,6 +183,14 @@ async function main(argv: readonly string[]): Promise<number> {
   } finally {
     progress.note('stopping the members');
     await stopAll();
+    // Members' data directories are gone unless kept; the folder that held them goes too if empty.
+    if (!args.keepData) {
+      try {
+        rmdirSync(join(dir, 'data'));
+      } catch {
+        // kept data, or never made
+      }
+    }
   }
 
   const comparisons = compare(results);

@@ -150,7 +150,7 @@ export function workloadTable(results: readonly WorkloadResult[], comparison: Co
     rows.push(row);
   }
   const title = `### ${first.workload}: ${first.description}`;
-  return `${title}\n\n${mdTable(header, rows, header.map((_, i) => (i === 0 ? 'l' : 'r')))}${comparison ? `\n\n(${RATIO_NOTE}: latency ratios lower better)` : ''}`;
+  return `${title}\n\n${mdTable(header, rows, header.map((_, i) => (i === 0 ? 'l' : 'r')))}${comparison ? `\n\n(${RATIO_NOTE})` : ''}`;
 }
 
 export function diskTable(disk: DiskResult, targets: readonly TargetName[]): string {
@@ -200,7 +200,7 @@ interface ChartOptions {
 
 const W = 560;
 const H = 300;
-const M = { left: 64, right: 16, top: 28, bottom: 44 };
+const M = { left: 64, right: 16, top: 44, bottom: 44 };
 
 export function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -304,8 +304,8 @@ export function lineChart(o: ChartOptions): string {
   }
   // legend
   o.series.forEach((s, i) => {
-    const lx = M.left + 8 + i * 110;
-    body.push(`<rect x="${lx}" y="${M.top + 6}" width="12" height="12" fill="${s.color}"/><text x="${lx + 16}" y="${M.top + 16}">${esc(s.name)}</text>`);
+    const lx = M.left + i * 110;
+    body.push(`<rect x="${lx}" y="${M.top - 18}" width="12" height="12" fill="${s.color}"/><text x="${lx + 16}" y="${M.top - 8}">${esc(s.name)}</text>`);
   });
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${esc(o.title)}">${body.join('')}</svg>`;
 }
@@ -339,8 +339,8 @@ export function barChart(o: { title: string; xLabel: string; yLabel: string; cat
   body.push(`<text x="${M.left + pw / 2}" y="${height - 6}" text-anchor="middle">${esc(o.xLabel)}</text>`);
   body.push(`<text transform="translate(14 ${M.top + ph / 2}) rotate(-90)" text-anchor="middle">${esc(o.yLabel)}</text>`);
   o.series.forEach((s, i) => {
-    const lx = M.left + 8 + i * 150;
-    body.push(`<rect x="${lx}" y="${M.top + 6}" width="12" height="12" fill="${s.color}"/><text x="${lx + 16}" y="${M.top + 16}">${esc(s.name)}</text>`);
+    const lx = M.left + i * 150;
+    body.push(`<rect x="${lx}" y="${M.top - 18}" width="12" height="12" fill="${s.color}"/><text x="${lx + 16}" y="${M.top - 8}">${esc(s.name)}</text>`);
   });
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${esc(o.title)}">${body.join('')}</svg>`;
 }
@@ -405,7 +405,7 @@ export function diskChart(disk: DiskResult, targets: readonly TargetName[]): str
 
 const CSS = `body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1200px;color:#222;padding:0 16px}
 h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
-table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td code{white-space:pre-wrap;text-align:left;display:block}td:first-child,th:first-child{text-align:left}
 th{background:#f4f4f4}.charts{display:flex;flex-wrap:wrap;gap:12px}svg{background:#fff;border:1px solid #eee}
 svg text{font:11px system-ui,sans-serif;fill:#333}svg text.t{font-weight:600;font-size:12px}svg .g{stroke:#eee}svg .frame{fill:none;stroke:#999}
 .note{color:#555;font-size:13px}.bad{color:#b00;font-weight:600}.ok{color:#070}code{background:#f4f4f4;padding:0 3px}`;
@@ -415,7 +415,7 @@ function htmlTable(header: string[], rows: string[][]): string {
 }
 
 export function renderHtml(r: BenchResults): string {
-  const targets = [...new Set(r.results.map((x) => x.target))] as TargetName[];
+  const targets = (['capstan', 'etcd'] as TargetName[]).filter((t) => r.results.some((x) => x.target === t));
   const parts: string[] = [];
   const s = r.settings;
   parts.push(`<h1>Capstan bench: ${esc(targets.join(' vs '))}</h1>`);
@@ -424,7 +424,9 @@ export function renderHtml(r: BenchResults): string {
       `Command: <code>${esc(r.command.join(' '))}</code></p>`,
   );
   if (r.host.loadavgStart[0]! > r.host.cpus) parts.push(`<p class="bad">The machine was busy (load average above its CPU count): these figures are noisy.</p>`);
-  parts.push(`<p class="note">Settings: <code>${esc(JSON.stringify(s))}</code></p>`);
+  parts.push('<details><summary>Settings</summary>');
+  parts.push(htmlTable(['setting', 'value'], Object.entries(s).map(([k, v]) => [esc(k), `<code>${esc(typeof v === 'string' ? v : JSON.stringify(v))}</code>`])));
+  parts.push('</details>');
   parts.push(
     `<p class="note">How to read: each workload ran on each system in turn (never both at once), with a warm-up before the measured window. ` +
       `Latency is the time from sending a request to its answer, on the client (the bench process). The left chart is the latency distribution by percentile (log scale on both axes: the right end is the slowest request); lower is better. ` +
@@ -436,7 +438,7 @@ export function renderHtml(r: BenchResults): string {
   }
   const names = [...new Set(r.results.map((x) => x.workload))];
   for (const w of names) {
-    const rs = r.results.filter((x) => x.workload === w);
+    const rs = r.results.filter((x) => x.workload === w).sort((a, b) => targets.indexOf(a.target) - targets.indexOf(b.target));
     const first = rs[0]!;
     const isWatch = w === 'watch';
     parts.push(`<h2 id="${esc(w)}">${esc(w)}</h2><p class="note">${esc(first.description)}</p>`);
