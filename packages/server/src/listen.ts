@@ -78,10 +78,13 @@ export async function listenMux(urls: readonly string[], server: grpc.Server, ht
   }
   return {
     close: async () => {
-      await Promise.all(listeners.map((s) => new Promise((r) => s.close(r))));
+      // A listener's close callback waits for its connections to end: end them first, or an
+      // open client connection (any etcd client's) holds the graceful stop forever.
+      const closed = Promise.all(listeners.map((s) => new Promise((r) => s.close(r))));
       injector.drain(1000);
       for (const s of sockets) s.destroy();
       injector.destroy();
+      await closed;
     },
   };
 }
