@@ -181,7 +181,7 @@ async function main(argv: readonly string[]): Promise<number> {
       }
     }
   } finally {
-    progress.note('stopping the members');
+    progress.note(args.endpoints ? 'closing the channels' : 'stopping the members');
     await stopAll();
     // Members' data directories are gone unless kept; the folder that held them goes too if empty.
     if (!args.keepData) {

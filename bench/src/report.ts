@@ -170,7 +170,7 @@ export function diskTable(disk: DiskResult, targets: readonly TargetName[]): str
   }
   const c = disk.walFsync.capstan;
   const e = disk.walFsync.etcd;
-  if (c && e) rows.push(['capstan/etcd (lower better)', fmtRatio(ratio(c.fsyncs, e.fsyncs)), fmtRatio(ratio(c.p50, e.p50)), fmtRatio(ratio(c.p90, e.p90)), fmtRatio(ratio(c.p99, e.p99)), fmtRatio(ratio(c.mean, e.mean))]);
+  if (c && e) rows.push(['capstan/etcd (latencies: lower better)', fmtRatio(ratio(c.fsyncs, e.fsyncs)), fmtRatio(ratio(c.p50, e.p50)), fmtRatio(ratio(c.p90, e.p90)), fmtRatio(ratio(c.p99, e.p99)), fmtRatio(ratio(c.mean, e.mean))]);
   return `### disk: raw fdatasync vs the members' WAL fsync\n\n${mdTable(header, rows, ['l', 'r', 'r', 'r', 'r', 'r'])}\n\n(WAL figures from etcd_disk_wal_fsync_duration_seconds on /metrics: bucketed, so percentiles are interpolated within etcd's power-of-two buckets from 1 ms)`;
 }
 
@@ -425,7 +425,7 @@ export function renderHtml(r: BenchResults): string {
   );
   if (r.host.loadavgStart[0]! > r.host.cpus) parts.push(`<p class="bad">The machine was busy (load average above its CPU count): these figures are noisy.</p>`);
   parts.push('<details><summary>Settings</summary>');
-  parts.push(htmlTable(['setting', 'value'], Object.entries(s).map(([k, v]) => [esc(k), `<code>${esc(typeof v === 'string' ? v : JSON.stringify(v))}</code>`])));
+  parts.push(htmlTable(['setting', 'value'], Object.entries(s).filter(([, v]) => v !== undefined).map(([k, v]) => [esc(k), `<code>${esc(typeof v === 'string' ? v : JSON.stringify(v))}</code>`])));
   parts.push('</details>');
   parts.push(
     `<p class="note">How to read: each workload ran on each system in turn (never both at once), with a warm-up before the measured window. ` +
