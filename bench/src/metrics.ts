@@ -5,7 +5,7 @@
  */
 
 export const WAL_FSYNC = 'etcd_disk_wal_fsync_duration_seconds';
-const SCRAPE_TIMEOUT_MS = 3000;
+const SCRAPE_TIMEOUT_MS = 10_000;
 
 /** A Prometheus histogram: cumulative counts per upper bound (seconds, +Inf last), count and sum. */
 export interface PromHistogram {

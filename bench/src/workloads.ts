@@ -21,6 +21,8 @@ export const LEASE_TTL_S = 600;
 const SETUP_CONCURRENCY = 64;
 /** How long the watch workload waits after the last put for every watcher to get every event. */
 export const WATCH_DRAIN_MS = 10_000;
+/** Every watcher must be created within this long. */
+const WATCH_CREATE_MS = 30_000;
 /** A closed-loop slot whose request failed waits this long before the next. */
 const ERROR_BACKOFF_MS = 10;
 /** Error messages kept per workload, as examples. */
@@ -132,6 +134,7 @@ export const SPECS: Record<Exclude<WorkloadName, 'disk'>, WorkloadSpec> = {
 const putReq = msg<PutRequest>('PutRequest');
 const putRes = msg<PutResponse>('PutResponse');
 const rangeReq = msg<RangeRequest>('RangeRequest');
+const rangeRes = msg<{ count: number; kvs: unknown[] }>('RangeResponse');
 const txnReq = msg<TxnRequest>('TxnRequest');
 const txnRes = msg<TxnResponse>('TxnResponse');
 const grantReq = msg<{ TTL: number; ID: bigint }>('LeaseGrantRequest');
@@ -341,7 +344,6 @@ async function rangePrefix(ctx: RunContext): Promise<WorkloadResult> {
   });
   return result(ctx, 'range-prefix', m, { keysPerRange: RANGE_KEYS });
 }
-const rangeRes = msg<{ count: number; kvs: unknown[] }>('RangeResponse');
 
 async function txnCas(ctx: RunContext): Promise<WorkloadResult> {
   const { channels, inflight } = SPECS['txn-cas'].shape(ctx.args);
@@ -517,7 +519,15 @@ async function watch(ctx: RunContext): Promise<WorkloadResult> {
     }
   };
   try {
-    await Promise.race([Promise.all(created), sleep(30_000).then(() => Promise.reject(new Error('watchers not created within 30 s')))]);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        Promise.all(created),
+        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`watchers not created within ${WATCH_CREATE_MS / 1000} s`)), WATCH_CREATE_MS))),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
 
     // The writer: channel 0 (the leader when this tool started the cluster), puts on schedule.
     const t0 = performance.now();
