@@ -14,10 +14,17 @@ import { Histogram } from './hist.js';
 import { addHistograms, EMPTY_HISTOGRAM, fsyncStats, scrapeWalFsync, subtractHistogram, type PromHistogram } from './metrics.js';
 import { Progress } from './progress.js';
 import { checksTable, checkTargets, compare, diskTable, renderHtml, workloadTable, type BenchResults, type DiskResult } from './report.js';
-import { CLUSTER_SETTINGS, givenEndpoints, REPO_ROOT, startCluster, type Target } from './targets.js';
+import { CLUSTER_SETTINGS, cpuSeconds, givenEndpoints, REPO_ROOT, startCluster, type Target } from './targets.js';
 import { runWorkload, SPECS, type RunContext, type WorkloadResult } from './workloads.js';
 
 type Runnable = Exclude<WorkloadName, 'disk'>;
+
+interface CpuMark {
+  at: number;
+  /** CPU seconds so far. */
+  client: number;
+  members: number | undefined;
+}
 
 interface Live {
   target: Target;
@@ -44,6 +51,13 @@ async function runOne(live: Live, name: Runnable, args: BenchArgs, progress: Pro
   progress.begin(step, label);
   const t0 = performance.now();
   const scrapes: { start?: Promise<PromHistogram | undefined>; end?: Promise<PromHistogram | undefined> } = {};
+  // CPU used in the measured window: by this process (the load generator) and by the members.
+  const cpu: { start?: CpuMark; end?: CpuMark } = {};
+  const mark = (): CpuMark => {
+    const u = process.cpuUsage();
+    const members = live.target.pids().map(cpuSeconds);
+    return { at: performance.now(), client: (u.user + u.system) / 1e6, members: members.every((m) => m !== undefined) && members.length > 0 ? members.reduce((a, b) => a! + b!, 0)! : undefined };
+  };
   const scrape = async (): Promise<PromHistogram | undefined> => {
     if (live.target.metricsEndpoints.length === 0) return undefined;
     const r = await scrapeWalFsync(live.target.metricsEndpoints);
@@ -57,9 +71,17 @@ async function runOne(live: Live, name: Runnable, args: BenchArgs, progress: Pro
     progress: (fraction, ops) => progress.update(step, label, fraction, ops, Math.max(0, performance.now() - t0 - args.warmupMs)),
     window: (edge) => {
       if (scrapes[edge] === undefined) scrapes[edge] = scrape();
+      cpu[edge] ??= mark();
     },
   };
   const r: WorkloadResult & { walFsync?: ReturnType<typeof fsyncStats> } = await runWorkload(name, ctx);
+  if (cpu.start && cpu.end && cpu.end.at > cpu.start.at) {
+    const secs = (cpu.end.at - cpu.start.at) / 1000;
+    r.cpu = {
+      clientPercent: (100 * (cpu.end.client - cpu.start.client)) / secs,
+      membersPercent: cpu.start.members !== undefined && cpu.end.members !== undefined ? (100 * (cpu.end.members - cpu.start.members)) / secs : undefined,
+    };
+  }
   const [before, after] = await Promise.all([scrapes.start, scrapes.end]);
   if (before !== undefined && after !== undefined) {
     const delta = subtractHistogram(after, before);

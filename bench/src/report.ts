@@ -138,10 +138,12 @@ export function workloadTable(results: readonly WorkloadResult[], comparison: Co
   const header = ['target', isWatch ? 'events/s' : 'ops/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', isWatch ? 'events' : 'ops', 'errors'];
   if (isWatch) header.push('all received');
   if (first.workload === 'txn-cas') header.push('failed compares');
+  header.push('CPU % members/bench');
   const rows = results.map((r) => {
     const row = [r.target, fmtNum(r.opsPerSec, 0), fmtNum(r.latency.p50), fmtNum(r.latency.p90), fmtNum(r.latency.p99), fmtNum(r.latency.max), String(r.ops), String(r.errors)];
     if (isWatch) row.push(r.extra.allReceived ? 'yes' : `NO (${String(r.extra.missingEvents)} missing)`);
     if (first.workload === 'txn-cas') row.push(String(r.extra.failedCompares));
+    row.push(r.cpu ? `${r.cpu.membersPercent === undefined ? '-' : Math.round(r.cpu.membersPercent)}/${Math.round(r.cpu.clientPercent)}` : '-');
     return row;
   });
   if (comparison) {
@@ -430,7 +432,7 @@ export function renderHtml(r: BenchResults): string {
   parts.push(
     `<p class="note">How to read: each workload ran on each system in turn (never both at once), with a warm-up before the measured window. ` +
       `Latency is the time from sending a request to its answer, on the client (the bench process). The left chart is the latency distribution by percentile (log scale on both axes: the right end is the slowest request); lower is better. ` +
-      `The right chart is completed operations per second during the measured window. In the ratio rows, capstan/etcd above 1 is better for Capstan for ops/s, below 1 is better for Capstan for latencies.</p>`,
+      `The right chart is completed operations per second during the measured window. CPU % is CPU time used during the measured window in percent of one core (${r.host.cpus} here), by all members together and by the load generator: with both near the machine's total, the client or the machine limits the figures, not the system measured. In the ratio rows, capstan/etcd above 1 is better for Capstan for ops/s, below 1 is better for Capstan for latencies.</p>`,
   );
   if (r.checks.length > 0) {
     parts.push('<h2>Targets (issue 8)</h2>');
@@ -442,7 +444,7 @@ export function renderHtml(r: BenchResults): string {
     const first = rs[0]!;
     const isWatch = w === 'watch';
     parts.push(`<h2 id="${esc(w)}">${esc(w)}</h2><p class="note">${esc(first.description)}</p>`);
-    const header = ['target', isWatch ? 'events/s' : 'ops/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', isWatch ? 'events' : 'ops', 'errors', 'WAL fsyncs (p99 ms)'];
+    const header = ['target', isWatch ? 'events/s' : 'ops/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', isWatch ? 'events' : 'ops', 'errors', 'WAL fsyncs (p99 ms)', 'CPU % members / bench'];
     const rows = rs.map((x) => [
       `<span style="color:${COLORS[x.target]}">■</span> ${esc(x.target)}`,
       fmtNum(x.opsPerSec, 0),
@@ -454,9 +456,10 @@ export function renderHtml(r: BenchResults): string {
       String(x.ops),
       x.errors > 0 ? `<span class="bad" title="${esc(x.errorSamples.join('\n'))}">${x.errors}</span>` : '0',
       x.walFsync ? `${x.walFsync.fsyncs} (${fmtNum(x.walFsync.p99, 3)})` : '-',
+      x.cpu ? `${x.cpu.membersPercent === undefined ? '-' : Math.round(x.cpu.membersPercent)} / ${Math.round(x.cpu.clientPercent)}` : '-',
     ]);
     const c = r.comparisons.find((x) => x.workload === w);
-    if (c) rows.push(['capstan/etcd', `${fmtRatio(c.opsPerSec)} ↑`, `${fmtRatio(c.p50)} ↓`, `${fmtRatio(c.p90)} ↓`, `${fmtRatio(c.p99)} ↓`, '', `${fmtRatio(c.max)} ↓`, '', '', '']);
+    if (c) rows.push(['capstan/etcd', `${fmtRatio(c.opsPerSec)} ↑`, `${fmtRatio(c.p50)} ↓`, `${fmtRatio(c.p90)} ↓`, `${fmtRatio(c.p99)} ↓`, '', `${fmtRatio(c.max)} ↓`, '', '', '', '']);
     parts.push(htmlTable(header, rows));
     if (isWatch)
       parts.push(

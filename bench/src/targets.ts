@@ -4,7 +4,7 @@
  * Both kinds of cluster get the same settings, recorded in results.json.
  */
 import { execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ChaosCluster } from '@capstan/chaos/cluster';
 import { etcdBinaries, REPO_ROOT } from '@capstan/chaos/etcd-binaries';
@@ -32,6 +32,8 @@ export interface Target {
   readonly leader: number | undefined;
   readonly version: string;
   readonly started: boolean;
+  /** Pids of the member processes it started (none for --endpoints). */
+  pids(): number[];
   /** Stops members it started (gracefully: SIGTERM, so CPU profiles are written) and removes data unless kept. */
   stop(): Promise<void>;
 }
@@ -43,6 +45,21 @@ export interface StartOptions {
   cpuProf: boolean;
   keepData: boolean;
 }
+
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat; undefined if unreadable. */
+export function cpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Linux's USER_HZ, 100 on every architecture Node runs on. */
+const CLOCK_TICKS = 100;
 
 function rotate<T>(xs: readonly T[], first: number): T[] {
   return [...xs.slice(first), ...xs.slice(0, first)];
@@ -91,6 +108,7 @@ export async function startCluster(name: TargetName, opts: StartOptions): Promis
     leader: leader === undefined ? undefined : 0,
     version: name === 'capstan' ? capstanVersion() : etcdVersion(),
     started: true,
+    pids: () => Array.from({ length: cluster.size }, (_, i) => cluster.pid(i)).filter((p): p is number => p !== undefined),
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -111,6 +129,7 @@ export function givenEndpoints(name: TargetName, endpoints: string[], metricsEnd
     leader: undefined,
     version: `${name} at ${endpoints.join(',')}`,
     started: false,
+    pids: () => [],
     async stop() {},
   };
 }

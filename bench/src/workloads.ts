@@ -55,6 +55,11 @@ export interface WorkloadResult {
   throughput: number[];
   /** Workload-specific counts and checks. */
   extra: Record<string, unknown>;
+  /**
+   * CPU used during the measured window, in percent of one core: by the load generator (this
+   * process) and by all members together (undefined for --endpoints).
+   */
+  cpu?: { clientPercent: number; membersPercent: number | undefined };
 }
 
 /** What a workload gets to run against one target. */

@@ -70,6 +70,7 @@ t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
     );
     t.ok(x.throughput.length === 2 && x.throughput.every((n) => n >= 0), `${x.workload}: a count per second`);
     t.ok(x.walFsync !== undefined && x.walFsync.fsyncs > 0, `${x.workload}: the member's WAL synced during the window`);
+    t.ok(x.cpu !== undefined && x.cpu.clientPercent > 0 && x.cpu.membersPercent! > 0, `${x.workload}: CPU used by the bench and the member (${JSON.stringify(x.cpu)})`);
   }
   const put = r.results.find((x) => x.workload === 'put')!;
   t.equal(put.channels, 3);
