@@ -8,8 +8,8 @@ import * as path from 'node:path';
 import type { Entry } from '@capstan/raft';
 import { Wal } from '@capstan/wal';
 import { fmt, parseFlags, run, withScratchDir } from './common.js';
+import { RAW_WRITE_BYTES, RawFile } from './disk.js';
 
-const RAW_WRITE_BYTES = 4096;
 const ENTRY_BYTES = 256;
 const BATCH_SIZES: readonly number[] = [1, 16, 256];
 const DEFAULT_SAMPLES = 500;
@@ -53,53 +53,6 @@ function row(what: string, latenciesNs: number[], totalNs: number, entries: numb
     entriesPerSec: entries === undefined ? undefined : entries / secs,
     mbPerSec: bytes / secs / (1024 * 1024),
   };
-}
-
-/** A preallocated file of zeros, as the WAL's segments are: fdatasync then flushes data only. */
-class RawFile {
-  readonly fd: number;
-  private readonly buf = Buffer.alloc(RAW_WRITE_BYTES, 0xab);
-  private at = 0;
-
-  constructor(
-    readonly file: string,
-    writes: number,
-  ) {
-    const size = writes * RAW_WRITE_BYTES;
-    this.fd = fs.openSync(file, 'w+');
-    fs.writeSync(this.fd, Buffer.alloc(size), 0, size, 0);
-    fs.fsyncSync(this.fd);
-  }
-
-  /** The floor: write(2) + fdatasync(2) back to back, no event loop in between. */
-  syncSample(): number {
-    const t0 = process.hrtime.bigint();
-    fs.writeSync(this.fd, this.buf, 0, RAW_WRITE_BYTES, this.next());
-    fs.fdatasyncSync(this.fd);
-    return Number(process.hrtime.bigint() - t0);
-  }
-
-  /** The same through Node's asynchronous fs (libuv's thread pool), as any server code must. */
-  async asyncSample(): Promise<number> {
-    const t0 = process.hrtime.bigint();
-    const pos = this.next();
-    await new Promise<void>((res, rej) =>
-      fs.write(this.fd, this.buf, 0, RAW_WRITE_BYTES, pos, (e) => (e ? rej(e) : res())),
-    );
-    await new Promise<void>((res, rej) => fs.fdatasync(this.fd, (e) => (e ? rej(e) : res())));
-    return Number(process.hrtime.bigint() - t0);
-  }
-
-  close(): void {
-    fs.closeSync(this.fd);
-    fs.rmSync(this.file, { force: true });
-  }
-
-  private next(): number {
-    const p = this.at;
-    this.at += RAW_WRITE_BYTES;
-    return p;
-  }
 }
 
 class WalLoad {

@@ -83,13 +83,20 @@ export interface ChaosClusterOptions {
   readonly extraArgs?: readonly string[];
   /** Wait for a leader before start() resolves (default true). */
   readonly waitForLeader?: boolean;
+  /**
+   * Route peer traffic through the front proxies (default true). Without them (bench/) members
+   * dial each other directly and the network methods (cutLink, partition, delay...) throw.
+   */
+  readonly peerProxies?: boolean;
+  /** Node.js flags before the capstan script (e.g. --cpu-prof); Capstan members only. */
+  readonly nodeArgs?: readonly string[];
 }
 
 interface Member {
   readonly index: number;
   readonly name: string;
   readonly clientPort: number;
-  /** Where the member listens for peers (only its proxy connects there). */
+  /** Where the member listens for peers (only its proxy connects there, unless there are no proxies). */
   readonly hiddenPeerPort: number;
   readonly metricsPort: number;
   readonly dataDir: string;
@@ -255,6 +262,7 @@ export class ChaosCluster {
         id: undefined,
       };
       this.members.push(m);
+      if (opts.peerProxies === false) continue;
       // The proxy takes any free port: that port is the member's advertised peer URL.
       this.proxies.push(
         await LinkProxy.listen({
@@ -311,7 +319,8 @@ export class ChaosCluster {
     // Set (empty: nothing armed) so that failpoints can be armed while the member runs.
     if (this.opts.target === 'capstan') env[FAILPOINTS_ENV] = '';
     Object.assign(env, this.opts.env ?? {}, extraEnv ?? {});
-    const [cmd, args] = this.opts.target === 'capstan' ? [process.execPath, [CAPSTAN_MAIN, 'member', ...m.args]] : [etcdBinaries().etcd, m.args];
+    const [cmd, args] =
+      this.opts.target === 'capstan' ? [process.execPath, [...(this.opts.nodeArgs ?? []), CAPSTAN_MAIN, 'member', ...m.args]] : [etcdBinaries().etcd, m.args];
     appendFileSync(m.logPath, `=== ${new Date().toISOString()} chaos: starting ${m.name}: ${cmd} ${args.join(' ')}${extraEnv ? ` (env ${JSON.stringify(extraEnv)})` : ''}\n`);
     const fd = openSync(m.logPath, 'a');
     let proc: ChildProcess;
@@ -527,6 +536,13 @@ export class ChaosCluster {
   }
 
   private applyLinks(): void {
+    if (this.opts.peerProxies === false) {
+      if (this.blocked.some((row) => row.some((b) => b)) || this.delays.some((row) => row.some((d) => d !== 0))) {
+        this.heal();
+        throw new Error('this cluster was started without peer proxies: its links cannot be cut or delayed');
+      }
+      return;
+    }
     for (let j = 0; j < this.proxies.length; j++) {
       const proxy = this.proxies[j]!;
       let touched = false;
@@ -567,9 +583,11 @@ export class ChaosCluster {
     return this.members.map((m) => `http://127.0.0.1:${m.clientPort}`);
   }
 
-  /** The advertised peer URL of member i: its front proxy. */
+  /** The advertised peer URL of member i: its front proxy (or the member itself without proxies). */
   peerURL(i: number): string {
-    return `http://127.0.0.1:${this.proxies[this.check(i).index]!.port}`;
+    const m = this.check(i);
+    if (this.opts.peerProxies === false) return `http://127.0.0.1:${m.hiddenPeerPort}`;
+    return `http://127.0.0.1:${this.proxies[m.index]!.port}`;
   }
 
   metricsEndpoints(): string[] {

@@ -4,6 +4,7 @@
 // process dialed it.
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { noop } from 'cockatiel';
 import { Etcd3 } from 'etcd3';
@@ -184,4 +185,19 @@ t.test('dialerOf: the process that dialed a connection, from /proc', async (t) =
   t.equal(accepted.length, 1, 'the child connected');
   t.equal(await dialerOf(accepted[0]!, new Map([['self', process.pid], ['child', child.pid!]])), 'child');
   t.equal(await dialerOf(accepted[0]!, new Map([['self', process.pid]])), undefined, 'not found among other processes');
+});
+
+t.test('without peer proxies (bench/): members dial each other directly and links cannot be cut', async (t) => {
+  const c = await ChaosCluster.start({ target: 'capstan', members: 3, resultsDir: t.testdir(), peerProxies: false });
+  t.teardown(() => c.close());
+  const all = client(c.clientEndpoints());
+  t.teardown(() => all.close());
+  t.ok((await put(all, 'k', 'direct')).ok, 'a write replicated over direct peer links');
+  const log = readFileSync(c.logPath(0), 'utf8');
+  for (let i = 0; i < 3; i++) t.match(log, new RegExp(`m${i}=${c.peerURL(i).replace(/[.]/g, '\\.')}`), `m${i}'s advertised peer URL is its own listener`);
+  t.same(c.proxyStats(), [], 'no proxies');
+  t.throws(() => c.cutLink(0, 1), /without peer proxies/);
+  t.throws(() => c.delay(50), /without peer proxies/);
+  t.notOk(c.isCut(0, 1), 'the refused cut left nothing behind');
+  t.ok((await put(all, 'k', 'still')).ok, 'the cluster still takes writes');
 });

@@ -1,0 +1,293 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench -- [--against etcd] [--quick] ...`: every workload on Capstan (and etcd), one
+ * system loaded at a time, a table per workload on stdout, a progress bar on stderr, and
+ * report.html + results.json in the results folder. See bench/README.md.
+ */
+import { mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import { join, resolve } from 'node:path';
+import { connectionsTo, hostPort, RawClient } from './client.js';
+import { rawFdatasync } from './disk.js';
+import { FlagError, parseArgs, USAGE, WORKLOAD_NAMES, type BenchArgs, type WorkloadName } from './flags.js';
+import { Histogram } from './hist.js';
+import { addHistograms, EMPTY_HISTOGRAM, fsyncStats, scrapeWalFsync, subtractHistogram, type PromHistogram } from './metrics.js';
+import { Progress } from './progress.js';
+import { checksTable, checkTargets, compare, diskTable, renderHtml, workloadTable, type BenchResults, type DiskResult } from './report.js';
+import { CLUSTER_SETTINGS, cpuSeconds, givenEndpoints, REPO_ROOT, startCluster, type Target } from './targets.js';
+import { runWorkload, SPECS, type RunContext, type WorkloadResult } from './workloads.js';
+
+type Runnable = Exclude<WorkloadName, 'disk'>;
+
+interface CpuMark {
+  at: number;
+  /** CPU seconds so far. */
+  client: number;
+  members: number | undefined;
+}
+
+interface Live {
+  target: Target;
+  client: RawClient;
+  prefix: string;
+  /** WAL fsyncs over every measured window so far. */
+  fsync: PromHistogram;
+  connections: number | undefined;
+}
+
+function out(line = ''): void {
+  process.stdout.write(`${line}\n`);
+}
+
+function helpText(): string {
+  const lines = [USAGE, '', 'workloads:'];
+  for (const w of WORKLOAD_NAMES) lines.push(`  ${w.padEnd(20)}${w === 'disk' ? "raw fdatasync vs the members' WAL fsync histograms" : SPECS[w].title}`);
+  lines.push('', 'See bench/README.md.');
+  return lines.join('\n');
+}
+
+async function runOne(live: Live, name: Runnable, args: BenchArgs, progress: Progress, step: number): Promise<WorkloadResult & { walFsync?: ReturnType<typeof fsyncStats> }> {
+  const label = `${live.target.name} ${name}`;
+  progress.begin(step, label);
+  const t0 = performance.now();
+  const scrapes: { start?: Promise<PromHistogram | undefined>; end?: Promise<PromHistogram | undefined> } = {};
+  // CPU used in the measured window: by this process (the load generator) and by the members.
+  const cpu: { start?: CpuMark; end?: CpuMark } = {};
+  const mark = (): CpuMark => {
+    const u = process.cpuUsage();
+    const members = live.target.pids().map(cpuSeconds);
+    return { at: performance.now(), client: (u.user + u.system) / 1e6, members: members.every((m) => m !== undefined) && members.length > 0 ? members.reduce((a, b) => a! + b!, 0)! : undefined };
+  };
+  const scrape = async (): Promise<PromHistogram | undefined> => {
+    if (live.target.metricsEndpoints.length === 0) return undefined;
+    const r = await scrapeWalFsync(live.target.metricsEndpoints);
+    return r.answered === live.target.metricsEndpoints.length ? r.hist : undefined;
+  };
+  const ctx: RunContext = {
+    client: live.client,
+    args,
+    target: live.target.name,
+    prefix: live.prefix,
+    progress: (fraction, ops) => progress.update(step, label, fraction, ops, Math.max(0, performance.now() - t0 - args.warmupMs)),
+    window: (edge) => {
+      if (scrapes[edge] === undefined) scrapes[edge] = scrape();
+      cpu[edge] ??= mark();
+    },
+  };
+  const r: WorkloadResult & { walFsync?: ReturnType<typeof fsyncStats> } = await runWorkload(name, ctx);
+  if (cpu.start && cpu.end && cpu.end.at > cpu.start.at) {
+    const secs = (cpu.end.at - cpu.start.at) / 1000;
+    r.cpu = {
+      clientPercent: (100 * (cpu.end.client - cpu.start.client)) / secs,
+      membersPercent: cpu.start.members !== undefined && cpu.end.members !== undefined ? (100 * (cpu.end.members - cpu.start.members)) / secs : undefined,
+    };
+  }
+  const [before, after] = await Promise.all([scrapes.start, scrapes.end]);
+  if (before !== undefined && after !== undefined) {
+    const delta = subtractHistogram(after, before);
+    live.fsync = addHistograms([live.fsync, delta]);
+    r.walFsync = fsyncStats(delta);
+  }
+  const unit = name === 'watch' ? 'events' : 'ops';
+  progress.end(
+    step,
+    `${label}: ${r.ops} ${unit}, ${Math.round(r.opsPerSec)} ${unit}/s, p50 ${r.latency.p50.toFixed(2)} ms, p99 ${r.latency.p99.toFixed(2)} ms${r.errors > 0 ? `, ${r.errors} errors (${r.errorSamples[0] ?? ''})` : ''}`,
+  );
+  return r;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  let args: BenchArgs;
+  try {
+    args = parseArgs(argv, REPO_ROOT);
+  } catch (err) {
+    if (err instanceof FlagError) {
+      process.stderr.write(`bench: ${err.message}\n${USAGE}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (args.help) {
+    out(helpText());
+    return 0;
+  }
+  const startedAt = new Date();
+  const loadavgStart = os.loadavg();
+  const dir = resolve(args.results);
+  mkdirSync(dir, { recursive: true });
+  const runnable = args.workloads.filter((w): w is Runnable => w !== 'disk');
+  const withDisk = args.workloads.includes('disk');
+  const totalSteps = (withDisk ? 1 : 0) + 1 + runnable.length * args.targets.length;
+  const progress = new Progress(process.stderr, totalSteps);
+  let step = 0;
+
+  out(`# Capstan bench: ${args.targets.join(' vs ')}`);
+  out();
+  out(
+    `${args.endpoints ? `endpoints ${args.endpoints.join(',')}` : `${args.members} members each, started here`}; ${args.durationMs / 1000} s per workload after ${args.warmupMs / 1000} s of warm-up; ` +
+      `${args.channels} channels x ${args.inflight} in flight; results in ${dir}`,
+  );
+  out(`load average ${loadavgStart.map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} CPUs${loadavgStart[0]! > os.cpus().length ? ' (busy machine: numbers are noisy)' : ''}`);
+  out();
+
+  // The disk first, before any member runs.
+  let raw: DiskResult['raw'];
+  if (withDisk) {
+    const rawDir = join(dir, 'data');
+    progress.begin(++step, `raw fdatasync x ${args.fsyncSamples}`);
+    const h = new Histogram();
+    for (const ns of rawFdatasync(rawDir, args.fsyncSamples)) h.record(ns / 1000);
+    raw = { dir: rawDir, samples: args.fsyncSamples, latency: h.summary(), histogram: h.buckets() };
+    progress.end(step, `raw fdatasync: p50 ${raw.latency.p50.toFixed(3)} ms, p99 ${raw.latency.p99.toFixed(3)} ms`);
+  }
+
+  const lives: Live[] = [];
+  const runId = Date.now().toString(36);
+  const stopAll = async (): Promise<void> => {
+    for (const l of lives) l.client.close();
+    await Promise.allSettled(lives.map((l) => l.target.stop()));
+  };
+  let failures = 0;
+  const results: (WorkloadResult & { walFsync?: ReturnType<typeof fsyncStats> })[] = [];
+  try {
+    progress.begin(++step, args.endpoints ? 'connecting' : `starting ${args.targets.join(' and ')} (${args.members} members each)`);
+    const started: Target[] = [];
+    try {
+      const targets = await Promise.all(
+        args.targets.map(async (t) => {
+          const target = args.endpoints
+            ? givenEndpoints(t, args.endpoints, args.metricsEndpoints)
+            : await startCluster(t, { members: args.members, resultsDir: dir, cpuProf: args.cpuProf, keepData: args.keepData });
+          started.push(target);
+          return target;
+        }),
+      );
+      for (const target of targets) {
+        // Connections of the load generator alone (the cluster keeps a status client of its own).
+        const ports = target.endpoints.map((e) => Number(hostPort(e).split(':').pop()));
+        const before = connectionsTo(ports);
+        const client = await RawClient.open(target.endpoints, args.channels);
+        const after = connectionsTo(ports);
+        const connections = before === undefined || after === undefined ? undefined : after - before;
+        lives.push({ target, client, prefix: `/bench/${runId}/${target.name}/`, fsync: EMPTY_HISTOGRAM, connections });
+      }
+    } catch (err) {
+      await Promise.allSettled(started.filter((t) => !lives.some((l) => l.target === t)).map((t) => t.stop()));
+      throw err;
+    }
+    progress.end(
+      step,
+      lives
+        .map((l) => `${l.target.version}: ${l.target.endpoints.join(',')}${l.target.leader === 0 ? ' (leader first)' : ''}; ${args.channels} channels on ${l.connections ?? '?'} TCP connections`)
+        .join('; '),
+    );
+
+    for (const [wi, name] of runnable.entries()) {
+      // Alternate which system goes first, so neither always runs on a disk the other just filled.
+      const order = wi % 2 === 0 ? lives : [...lives].reverse();
+      const these: WorkloadResult[] = [];
+      for (const live of order) {
+        try {
+          const r = await runOne(live, name, args, progress, ++step);
+          results.push(r);
+          these.push(r);
+        } catch (err) {
+          failures++;
+          progress.note(`bench: ${live.target.name} ${name} failed: ${(err as Error).message}`);
+        }
+      }
+      if (these.length > 0) {
+        these.sort((a, b) => args.targets.indexOf(a.target) - args.targets.indexOf(b.target));
+        out(workloadTable(these, compare(these)[0]));
+        out();
+      }
+    }
+  } finally {
+    progress.note(args.endpoints ? 'closing the channels' : 'stopping the members');
+    await stopAll();
+    // Members' data directories are gone unless kept; the folder that held them goes too if empty.
+    if (!args.keepData) {
+      try {
+        rmdirSync(join(dir, 'data'));
+      } catch {
+        // kept data, or never made
+      }
+    }
+  }
+
+  const comparisons = compare(results);
+  const checks = args.endpoints ? [] : checkTargets(results, comparisons, args.members);
+  let disk: DiskResult | undefined;
+  if (withDisk) {
+    disk = { raw, walFsync: {} };
+    for (const l of lives) if (l.fsync.count > 0 || l.target.metricsEndpoints.length > 0) disk.walFsync[l.target.name] = fsyncStats(l.fsync);
+    out(diskTable(disk, args.targets));
+    out();
+  }
+  if (checks.length > 0) {
+    out(checksTable(checks));
+    out();
+    if (loadavgStart[0]! > os.cpus().length) out('(the machine was busy during this run: these verdicts are not meaningful)\n');
+  }
+  for (const r of results) {
+    if (r.workload === 'watch' && r.extra.allReceived !== true) out(`WARNING: ${r.target} watch: ${String(r.extra.missingEvents)} events of acknowledged puts never reached their watcher`);
+    if (r.workload === 'txn-cas' && r.extra.failedCompares !== 0) out(`WARNING: ${r.target} txn-cas: ${String(r.extra.failedCompares)} compares failed on keys with a single writer`);
+  }
+
+  const cpu = os.cpus()[0];
+  const report: BenchResults = {
+    tool: 'capstan-bench',
+    schema: 1,
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    command: ['npm', 'run', 'bench', '--', ...argv],
+    host: {
+      cpus: os.cpus().length,
+      cpuModel: cpu?.model ?? 'unknown',
+      memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+      node: process.version,
+      platform: `${os.platform()} ${os.release()}`,
+      loadavgStart,
+      loadavgEnd: os.loadavg(),
+    },
+    settings: {
+      targets: args.targets,
+      versions: Object.fromEntries(lives.map((l) => [l.target.name, l.target.version])),
+      members: args.endpoints ? undefined : args.members,
+      endpoints: Object.fromEntries(lives.map((l) => [l.target.name, l.target.endpoints])),
+      cluster: args.endpoints ? 'given endpoints' : CLUSTER_SETTINGS,
+      durationMs: args.durationMs,
+      warmupMs: args.warmupMs,
+      channels: args.channels,
+      inflight: args.inflight,
+      tcpConnections: Object.fromEntries(lives.map((l) => [l.target.name, l.connections ?? null])),
+      watchers: args.watchers,
+      watchRate: args.watchRate,
+      valueSize: args.valueSize,
+      quick: args.quick,
+      cpuProf: args.cpuProf ? join(dir, 'prof') : false,
+      workloads: args.workloads,
+    },
+    results,
+    disk,
+    comparisons,
+    checks,
+  };
+  writeFileSync(join(dir, 'results.json'), `${JSON.stringify(report, null, 1)}\n`);
+  writeFileSync(join(dir, 'report.html'), renderHtml(report));
+  out(`report: ${join(dir, 'report.html')}`);
+  out(`raw numbers: ${join(dir, 'results.json')}`);
+  if (args.cpuProf) out(`CPU profiles of the Capstan members: ${join(dir, 'prof')}`);
+  return failures > 0 ? 1 : 0;
+}
+
+// Interrupted: exit through process.exit so the clusters' exit handlers kill the members.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,135 @@
+/**
+ * The systems under test: a cluster this tool starts (Capstan members, or Debian's etcd 3.4, the
+ * way chaos/ starts them, but with peers talking directly, no proxies), or endpoints given.
+ * Both kinds of cluster get the same settings, recorded in results.json.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { ChaosCluster } from '@capstan/chaos/cluster';
+import { etcdBinaries, REPO_ROOT } from '@capstan/chaos/etcd-binaries';
+import type { TargetName } from './flags.js';
+
+/** The same for both systems (etcd's own defaults for heartbeat and election). */
+export const CLUSTER_SETTINGS = {
+  heartbeatMs: 100,
+  electionMs: 1000,
+  /** etcd's largest recommended quota: long runs must not hit NOSPACE. */
+  quotaBackendBytes: 8 * 1024 * 1024 * 1024,
+  snapshotCount: 'default (100000 on both)',
+  peers: 'direct on loopback (no proxies)',
+  clientUrls: 'http on loopback',
+} as const;
+
+export { REPO_ROOT };
+
+export interface Target {
+  readonly name: TargetName;
+  /** Client endpoints, the leader first when known (so one-channel workloads talk to the leader). */
+  readonly endpoints: string[];
+  readonly metricsEndpoints: string[];
+  /** Index in endpoints of the leader at start, when known. */
+  readonly leader: number | undefined;
+  readonly version: string;
+  readonly started: boolean;
+  /** Pids of the member processes it started (none for --endpoints). */
+  pids(): number[];
+  /** Stops members it started (gracefully: SIGTERM, so CPU profiles are written) and removes data unless kept. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  members: number;
+  /** Logs go to <resultsDir>/<name>/, data to <resultsDir>/data/<name>/. */
+  resultsDir: string;
+  cpuProf: boolean;
+  keepData: boolean;
+}
+
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat; undefined if unreadable. */
+export function cpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Linux's USER_HZ, 100 on every architecture Node runs on. */
+const CLOCK_TICKS = 100;
+
+function rotate<T>(xs: readonly T[], first: number): T[] {
+  return [...xs.slice(first), ...xs.slice(0, first)];
+}
+
+function capstanVersion(): string {
+  try {
+    const commit = execFileSync('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['-C', REPO_ROOT, 'status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return `capstan ${commit}${dirty ? ' (uncommitted changes)' : ''}`;
+  } catch {
+    return 'capstan (unknown commit)';
+  }
+}
+
+function etcdVersion(): string {
+  try {
+    const out = execFileSync(etcdBinaries().etcd, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const v = /etcd Version: (\S+)/.exec(out)?.[1];
+    return v !== undefined ? `etcd ${v}` : out.split('\n')[0]!;
+  } catch {
+    return 'etcd (unknown version)';
+  }
+}
+
+export async function startCluster(name: TargetName, opts: StartOptions): Promise<Target> {
+  const dataDir = join(opts.resultsDir, 'data', name);
+  const cluster = await ChaosCluster.start({
+    target: name,
+    members: opts.members,
+    resultsDir: join(opts.resultsDir, name),
+    dataDir,
+    heartbeatMs: CLUSTER_SETTINGS.heartbeatMs,
+    electionMs: CLUSTER_SETTINGS.electionMs,
+    extraArgs: [`--quota-backend-bytes=${CLUSTER_SETTINGS.quotaBackendBytes}`],
+    peerProxies: false,
+    ...(opts.cpuProf && name === 'capstan' ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${join(opts.resultsDir, 'prof')}`] } : {}),
+  });
+  const leader = await cluster.leader();
+  const first = leader ?? 0;
+  let stopped = false;
+  return {
+    name,
+    endpoints: rotate(cluster.clientEndpoints(), first),
+    metricsEndpoints: cluster.metricsEndpoints(),
+    leader: leader === undefined ? undefined : 0,
+    version: name === 'capstan' ? capstanVersion() : etcdVersion(),
+    started: true,
+    pids: () => Array.from({ length: cluster.size }, (_, i) => cluster.pid(i)).filter((p): p is number => p !== undefined),
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      // SIGTERM first: a Capstan member run with --cpu-prof writes its profile as it exits.
+      await Promise.all(Array.from({ length: cluster.size }, (_, i) => cluster.kill(i, 'SIGTERM')));
+      await cluster.close();
+      if (!opts.keepData) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Endpoints given with --endpoints: nothing to start or stop. */
+export function givenEndpoints(name: TargetName, endpoints: string[], metricsEndpoints: string[] | undefined): Target {
+  return {
+    name,
+    endpoints,
+    metricsEndpoints: metricsEndpoints ?? [],
+    leader: undefined,
+    version: `${name} at ${endpoints.join(',')}`,
+    started: false,
+    pids: () => [],
+    async stop() {},
+  };
+}

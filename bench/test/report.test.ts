@@ -1,0 +1,116 @@
+// The tables and the HTML report from hand-made results: both systems in every chart, the ratio
+// row, the targets' verdicts, and nothing fetched from elsewhere.
+import t from 'tap';
+import { Histogram } from '../src/hist.js';
+import type { TargetName, WorkloadName } from '../src/flags.js';
+import { fsyncStats } from '../src/metrics.js';
+import { checkTargets, compare, diskTable, renderHtml, workloadTable, type BenchResults } from '../src/report.js';
+import type { WorkloadResult } from '../src/workloads.js';
+
+function fake(workload: WorkloadName, target: TargetName, scale: number, extra: Record<string, unknown> = {}): WorkloadResult {
+  const h = new Histogram();
+  for (let i = 1; i <= 1000; i++) h.record(i * 10 * scale);
+  return {
+    workload,
+    target,
+    description: `${workload} described`,
+    channels: 2,
+    inflight: 2,
+    durationMs: 3000,
+    ops: 1000,
+    errors: 0,
+    errorSamples: [],
+    opsPerSec: 1000 / 3 / scale,
+    latency: h.summary(),
+    histogram: h.buckets(),
+    throughput: [300 / scale, 350 / scale, 350 / scale],
+    extra,
+  };
+}
+
+const WATCH_EXTRA = { watchers: 100, allReceived: true, missingEvents: 0, receivedEvents: 300, expectedEvents: 300, watchersComplete: 100, putLatency: new Histogram().summary() };
+
+function results(): WorkloadResult[] {
+  return [
+    fake('put', 'capstan', 1),
+    fake('put', 'etcd', 2),
+    fake('put-seq', 'capstan', 1),
+    fake('put-seq', 'etcd', 0.5),
+    fake('range', 'capstan', 1),
+    fake('range', 'etcd', 1),
+    fake('watch', 'capstan', 1, WATCH_EXTRA),
+    fake('watch', 'etcd', 1, WATCH_EXTRA),
+  ];
+}
+
+t.test('ratios are capstan / etcd, and the targets are judged from them', async (t) => {
+  const rs = results();
+  const cmp = compare(rs);
+  t.same(
+    cmp.map((c) => c.workload),
+    ['put', 'put-seq', 'range', 'watch'],
+  );
+  const put = cmp[0]!;
+  t.ok(Math.abs(put.opsPerSec - 2) < 1e-9, 'twice the throughput');
+  t.ok(put.p50 < 0.51 && put.p50 > 0.49, 'half the latency');
+  const checks = checkTargets(rs, cmp, 3);
+  t.same(
+    checks.map((c) => c.met),
+    [true, true, false, true, true],
+    'put throughput, put p99, put-seq p50 (missed), range throughput, watch p99',
+  );
+  t.same(checkTargets(rs, cmp, 5), [], 'the targets are for 3 members');
+  const md = workloadTable(rs.slice(0, 2), put);
+  t.match(md, /^### put: put described/);
+  t.match(md, /\| capstan \| 333 \|/);
+  t.match(md, /\| etcd \| 167 \|/);
+  t.match(md, /\| capstan\/etcd \| 2\.00x \(higher better\) \| 0\.50x \|/);
+  t.match(md, /latencies below 1\.00x = Capstan faster/);
+  t.notMatch(workloadTable(rs.slice(0, 1), undefined), /capstan\/etcd/, 'no ratio row for one system');
+});
+
+t.test('report.html: every workload has a latency and a throughput chart with both systems', async (t) => {
+  const rs = results();
+  const cmp = compare(rs);
+  const fs = fsyncStats({ buckets: [[0.001, 5], [0.002, 9], [Infinity, 10]], count: 10, sum: 0.012 });
+  const raw = new Histogram();
+  for (let i = 0; i < 50; i++) raw.record(500 + i * 20);
+  const report: BenchResults = {
+    tool: 'capstan-bench',
+    schema: 1,
+    startedAt: '2026-01-01T00:00:00.000Z',
+    finishedAt: '2026-01-01T00:01:00.000Z',
+    command: ['npm', 'run', 'bench', '--', '--against', 'etcd', '<script>'],
+    host: { cpus: 2, cpuModel: 'test', memoryGiB: 1, node: 'v20', platform: 'linux', loadavgStart: [9, 9, 9], loadavgEnd: [1, 1, 1] },
+    settings: { members: 3, endpoints: undefined },
+    results: rs,
+    disk: { raw: { dir: '/tmp/x', samples: 50, latency: raw.summary(), histogram: raw.buckets() }, walFsync: { capstan: fs, etcd: fs } },
+    comparisons: cmp,
+    checks: checkTargets(rs, cmp, 3),
+  };
+  const html = renderHtml(report);
+  t.match(html, /^<!doctype html>/);
+  t.notMatch(html, /<script/i, 'no script, and the command is escaped');
+  t.notMatch(html, /https?:\/\/(?!www\.w3\.org\/2000\/svg)/, 'nothing loaded from elsewhere');
+  for (const w of ['put', 'put-seq', 'range', 'watch']) {
+    const section = html.slice(html.indexOf(`<h2 id="${w}">`), html.indexOf('<h2', html.indexOf(`<h2 id="${w}">`) + 1));
+    const svgs = section.match(/<svg[\s\S]*?<\/svg>/g) ?? [];
+    t.equal(svgs.length, 2, `${w}: two charts`);
+    for (const svg of svgs) {
+      t.match(svg, /data-series="capstan"/, `${w}: capstan series`);
+      t.match(svg, /data-series="etcd"/, `${w}: etcd series`);
+      const points = [...svg.matchAll(/<polyline points="([^"]+)"/g)].map((m) => m[1]!.split(' ').length);
+      t.ok(points.every((n) => n >= 3), `${w}: every series has points`);
+      t.notMatch(svg, /NaN|Infinity/, `${w}: finite coordinates`);
+    }
+  }
+  t.match(html, /<h2 id="disk">/);
+  t.match(html, /raw fdatasync/);
+  t.match(html, /capstan WAL fsync/);
+  t.match(html, /The machine was busy/);
+  t.match(html, /Targets \(issue 8\)/);
+  const md = diskTable(report.disk!, ['capstan', 'etcd']);
+  t.match(md, /\| raw 4 KiB write \+ fdatasync \(no server\) \| 50 \|/);
+  t.match(md, /\| capstan WAL fsync .* \| 10 \| 1\.000 \|/);
+  t.match(md, /capstan\/etcd \(latencies: lower better\) \| 1\.00x/);
+});

@@ -1,0 +1,108 @@
+// One short run of the command on a 1-member Capstan cluster it starts: concurrent puts, the watch
+// and the disk row. The JSON must hold sane numbers and the channels must be distinct TCP
+// connections; nothing is asserted about speed (test machines are noisy).
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { BenchResults } from '../src/report.js';
+
+const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
+const RUN_TIMEOUT_MS = 120_000;
+
+t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
+  const dir = t.testdir();
+  const args = [
+    MAIN,
+    '--members=1',
+    '--workloads=put,watch,disk',
+    '--duration=2s',
+    '--warmup=500ms',
+    '--channels=3',
+    '--inflight=4',
+    '--watchers=6',
+    '--watch-rate=40',
+    '--fsync-samples=20',
+    `--results=${dir}`,
+  ];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+  // The bench stops its members as it exits (SIGTERM included); SIGKILL only if that hangs.
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+  });
+  const code = await new Promise<number | null>((resolve) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
+    }, RUN_TIMEOUT_MS);
+    child.once('exit', (c) => {
+      clearTimeout(timer);
+      resolve(c);
+    });
+  });
+  t.equal(code, 0, `exit 0\n${stderr}`);
+
+  const r = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as BenchResults;
+  t.equal(r.tool, 'capstan-bench');
+  t.same(r.settings.targets, ['capstan']);
+  t.same(r.settings.tcpConnections, { capstan: 3 }, 'three channels are three TCP connections');
+  t.match(r.settings.cluster, { heartbeatMs: 100, electionMs: 1000 });
+  t.same(
+    r.results.map((x) => x.workload),
+    ['put', 'watch'],
+  );
+  for (const x of r.results) {
+    t.ok(x.ops > 0, `${x.workload}: ops ${x.ops} > 0`);
+    t.ok(x.opsPerSec > 0, `${x.workload}: ops/s > 0`);
+    t.equal(x.errors, 0, `${x.workload}: no errors ${x.errorSamples.join('; ')}`);
+    const l = x.latency;
+    t.ok(l.min > 0 && l.min <= l.p50 && l.p50 <= l.p90 && l.p90 <= l.p99 && l.p99 <= l.max, `${x.workload}: 0 < min <= p50 <= p90 <= p99 <= max (${JSON.stringify(l)})`);
+    t.equal(l.count, x.ops, `${x.workload}: every op in the histogram`);
+    t.equal(
+      x.histogram.reduce((n, [, , c]) => n + c, 0),
+      x.ops,
+      `${x.workload}: the buckets add up`,
+    );
+    t.ok(x.throughput.length === 2 && x.throughput.every((n) => n >= 0), `${x.workload}: a count per second`);
+    t.ok(x.walFsync !== undefined && x.walFsync.fsyncs > 0, `${x.workload}: the member's WAL synced during the window`);
+    t.ok(x.cpu !== undefined && x.cpu.clientPercent > 0 && x.cpu.membersPercent! > 0, `${x.workload}: CPU used by the bench and the member (${JSON.stringify(x.cpu)})`);
+  }
+  const put = r.results.find((x) => x.workload === 'put')!;
+  t.equal(put.channels, 3);
+  t.equal(put.inflight, 4);
+  const watch = r.results.find((x) => x.workload === 'watch')!;
+  const e = watch.extra as Record<string, number | boolean>;
+  t.equal(e.watchers, 6);
+  t.ok((e.putsAcknowledged as number) > 0, 'puts acknowledged');
+  t.equal(e.expectedEvents, (e.putsAcknowledged as number) * 6);
+  t.equal(e.receivedEvents, e.expectedEvents, 'every watcher saw every acknowledged put');
+  t.equal(e.missingEvents, 0);
+  t.equal(e.duplicateEvents, 0);
+  t.equal(e.watchersComplete, 6);
+  t.equal(e.allReceived, true);
+  t.equal(watch.ops, e.expectedEvents, 'one latency per watcher-event');
+
+  t.ok(r.disk?.raw !== undefined && r.disk.raw.samples === 20, 'raw fdatasync measured');
+  t.ok(r.disk!.raw!.latency.p50 > 0 && r.disk!.raw!.latency.p50 <= r.disk!.raw!.latency.p99);
+  const wal = r.disk!.walFsync.capstan!;
+  t.ok(wal.fsyncs > 0 && wal.p50 > 0 && wal.p50 <= wal.p99, `WAL fsyncs from /metrics: ${JSON.stringify({ n: wal.fsyncs, p50: wal.p50, p99: wal.p99 })}`);
+
+  const html = readFileSync(join(dir, 'report.html'), 'utf8');
+  t.match(html, /<h2 id="put">/);
+  t.match(html, /<h2 id="watch">/);
+  t.match(html, /data-series="capstan"/);
+  t.match(stdout, /### put: /);
+  t.match(stdout, /\| capstan \| /);
+  t.match(stdout, /report: .*report\.html/);
+
+  // The member was started, logged, and stopped by the bench; its data is gone.
+  const log = readFileSync(join(dir, 'capstan', 'm0.log'), 'utf8');
+  t.match(log, /chaos: m0 \(pid \d+\) exited/, 'the member was stopped');
+  t.notOk(existsSync(join(dir, 'data')), 'data removed');
+  t.same(readdirSync(dir).sort(), ['capstan', 'report.html', 'results.json']);
+});
