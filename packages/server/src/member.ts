@@ -107,10 +107,20 @@ interface SnapshotData {
   alarms?: AlarmMember[];
 }
 
-/** What a proposed entry carries: who proposed it (to find the waiter) and the request. */
-interface Proposal {
+/**
+ * Who proposed an entry and which of its waiters to wake: the member, its incarnation (a restarted
+ * member numbers its requests from 1 again, while entries its previous life proposed may still be
+ * committed and applied after the restart: without it they woke the new waiter of the same number
+ * and answered it with their result), and the request number.
+ */
+interface ProposerRef {
   o: NodeId;
+  g: number;
   i: number;
+}
+
+/** What a proposed entry carries: who proposed it (to find the waiter) and the request. */
+interface Proposal extends ProposerRef {
   /** A request for the state machine... */
   r?: ApplyRequest;
   /** ...or a member publishing its name and client URLs (etcd's attribute publish)... */
@@ -122,9 +132,7 @@ interface Proposal {
 }
 
 /** What a ConfChange entry's context carries: the member being added, and who waits for it. */
-interface ConfContext {
-  o: NodeId;
-  i: number;
+interface ConfContext extends ProposerRef {
   member?: { id: bigint; name: string; peerURLs: string[] };
 }
 
@@ -152,6 +160,8 @@ export class RaftMember implements Member {
   private readonly infos = new Map<NodeId, MemberInfo>();
   private readonly waiters = new Map<number, Waiter>();
   private nextReq = 1;
+  /** This process's incarnation, drawn at start (see ProposerRef). */
+  private readonly incarnation = randomBytes(4).readUInt32BE(0);
   private readonly reads = new Map<string, { resolve(): void; reject(e: Error): void; index: number; timer: NodeJS.Timeout }>();
   private nextRead = 1;
   private applied = 0;
@@ -323,7 +333,7 @@ export class RaftMember implements Member {
   private async proposeRaw(body: Pick<Proposal, 'r' | 'a' | 'u' | 'al'>): Promise<ApplyResponse> {
     if (this.stopped) throw errStopped();
     const i = this.nextReq++;
-    const data = packr.pack({ o: this.id, i, ...body } satisfies Proposal);
+    const data = packr.pack({ o: this.id, g: this.incarnation, i, ...body } satisfies Proposal);
     if (data.length > this.cfg.maxRequestBytes) throw errRequestTooLarge();
     await this.waitForLeader();
     if (this.committed - this.applied > MAX_GAP_APPLY_COMMIT) return Promise.reject(errTooManyRequests());
@@ -458,7 +468,7 @@ export class RaftMember implements Member {
     if (this.stopped) throw errStopped();
     await this.waitForLeader();
     const i = this.nextReq++;
-    const context = packr.pack({ o: this.id, i, member } satisfies ConfContext);
+    const context = packr.pack({ o: this.id, g: this.incarnation, i, member } satisfies ConfContext);
     return new Promise<MemberInfo[]>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters.delete(i);
@@ -748,7 +758,7 @@ export class RaftMember implements Member {
     } else {
       const p = packr.unpack(e.data) as Proposal;
       const result = this.applyProposal(e.index, p);
-      const w = p.o === this.id ? this.waiters.get(p.i) : undefined;
+      const w = this.proposedHere(p) ? this.waiters.get(p.i) : undefined;
       if (w !== undefined) {
         this.waiters.delete(p.i);
         clearTimeout(w.timer);
@@ -760,6 +770,11 @@ export class RaftMember implements Member {
       }
     }
     this.applied = e.index;
+  }
+
+  /** Proposed by this process (not by another member, nor by this member before a restart). */
+  private proposedHere(ref: ProposerRef): boolean {
+    return ref.o === this.id && ref.g === this.incarnation;
   }
 
   private applyProposal(index: number, p: Proposal): ApplyResult {
@@ -814,7 +829,7 @@ export class RaftMember implements Member {
         } else this.transport.removePeer(cc.nodeId);
         break;
     }
-    if (ctx !== undefined && ctx.o === this.id) {
+    if (ctx !== undefined && this.proposedHere(ctx)) {
       const w = this.waiters.get(ctx.i);
       if (w !== undefined) {
         this.waiters.delete(ctx.i);
