@@ -32,10 +32,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { readdir, readFile, readlink } from 'node:fs/promises';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { noop } from 'cockatiel';
 import { Etcd3, type IStatusResponse } from 'etcd3';
+import { anyPort } from '@capstan/cli/ports';
 import { etcdBinaries, REPO_ROOT } from './etcd-binaries.js';
 import { HEALTHY, LinkProxy, UNKNOWN_SOURCE, type LinkProxyStats } from './proxy.js';
 
@@ -111,16 +112,6 @@ interface Member {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function anyPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
