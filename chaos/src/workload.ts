@@ -304,7 +304,9 @@ export class Workload {
     const lastSeen = (): number => this.recorded.watchEvents.reduce((m, e) => Math.max(m, e.modRevision), 0);
     const deadline = now() + WATCH_DRAIN_MS;
     while (lastSeen() < lastAcked() && now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    await w.cancel().catch(() => {});
+    // etcd3's cancel waits for the create response of a watch being re-created, which a broken
+    // cluster never sends: bounded, or the run never ends to report what broke it.
+    await timeout(w.cancel(), OP_TIMEOUT_MS).catch(() => {});
   }
 
   /**
