@@ -3,20 +3,7 @@ import type { Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { target } from './peer.js';
 import { checkPeerSAN, tlsServerOptions, type TLSConfig } from './tls.js';
-
-export async function listen(server: grpc.Server, urls: readonly string[]): Promise<number[]> {
-  const ports: number[] = [];
-  for (const url of urls) {
-    ports.push(
-      await new Promise<number>((resolve, reject) =>
-        server.bindAsync(target(url), grpc.ServerCredentials.createInsecure(), (err, port) => (err === null ? resolve(port) : reject(err))),
-      ),
-    );
-  }
-  return ports;
-}
 
 export function shutdown(server: grpc.Server): Promise<void> {
   return new Promise((resolve) => {

@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
-import { listen, shutdown } from '../src/listen.js';
+import { listenMux, shutdown, type Mux } from '../src/listen.js';
 import { RaftMember, type MemberConfig } from '../src/member.js';
 import { freePorts } from './helpers/ports.js';
 
@@ -13,18 +13,21 @@ const b = (s: string): Buffer => Buffer.from(s);
 interface Running {
   member: RaftMember;
   server: grpc.Server;
+  mux: Mux;
 }
 
 async function startMember(cfg: MemberConfig): Promise<Running> {
   const member = await RaftMember.start(cfg);
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
   member.transport.register(server);
-  await listen(server, cfg.peerURLs);
-  return { member, server };
+  // The peer listener as a member process has it (node.ts): the same mux, gRPC only.
+  const mux = await listenMux(cfg.peerURLs, { grpc: server });
+  return { member, server, mux };
 }
 
 async function stop(r: Running): Promise<void> {
   await r.member.stop();
+  await r.mux.close();
   await shutdown(r.server);
 }
 
