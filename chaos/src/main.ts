@@ -5,6 +5,7 @@
  * Last line: `chaos: <target> <ops> ops, <faults> faults, <V> violations`; exit 1 on violations.
  */
 import { join } from 'node:path';
+import { KNOWN_DEFECTS } from './check.js';
 import { ChaosCluster, type Target } from './cluster.js';
 import { FAULT_KINDS, runChaos, type FaultKind } from './run.js';
 
@@ -62,6 +63,11 @@ async function main(): Promise<number> {
   try {
     const r = await runChaos(cluster, { ...args, resultsDir: args.results, log });
     for (const v of r.violations) log(`VIOLATION ${v.check}: ${v.detail}`);
+    for (const d of new Set(r.known.map((v) => v.known!))) {
+      const seen = r.known.filter((v) => v.known === d);
+      log(`known defect of ${args.target}, not counted (${seen.length} seen): ${KNOWN_DEFECTS[d]}`);
+      for (const v of seen) log(`  ${v.check}: ${v.detail}`);
+    }
     if (r.violations.length > 0) {
       log(`replay the fault schedule: npm run chaos -- --target ${args.target} --members ${args.members} --duration ${args.durationMs / 1000}s --seed ${args.seed}${args.faults ? ` --faults ${args.faults.join(',')}` : ''}`);
     }

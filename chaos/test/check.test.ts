@@ -1,6 +1,6 @@
 // The checkers on hand-made histories: each must pass a correct one and catch the broken one.
 import t from 'tap';
-import { checkAll, checkLeases, checkLinearizable, checkResumedWatches, checkRevisionsMonotonic, checkWatch } from '../src/check.js';
+import { checkAll, checkLeases, checkLinearizable, checkResumedWatches, checkRevisionsMonotonic, checkWatch, settleUnknownWrites } from '../src/check.js';
 import type { KvOperation } from '../src/model.js';
 import type { Recorded } from '../src/workload.js';
 
@@ -43,10 +43,10 @@ t.test('revisions never go back for a client', async (t) => {
 t.test('watch', async (t) => {
   const good = recorded({
     watchEvents: [
-      { type: 'put', key: 'a', value: '1', modRevision: 2, prevValue: null },
-      { type: 'put', key: 'b', value: '2', modRevision: 3, prevValue: null },
-      { type: 'put', key: 'a', value: '3', modRevision: 3, prevValue: '1' },
-      { type: 'delete', key: 'a', value: '', modRevision: 4, prevValue: '3' },
+      { type: 'put', key: 'a', value: '1', modRevision: 2, prevValue: null, at: 0, fresh: false },
+      { type: 'put', key: 'b', value: '2', modRevision: 3, prevValue: null, at: 0, fresh: false },
+      { type: 'put', key: 'a', value: '3', modRevision: 3, prevValue: '1', at: 0, fresh: false },
+      { type: 'delete', key: 'a', value: '', modRevision: 4, prevValue: '3', at: 0, fresh: false },
     ],
     ackedWrites: [
       { key: 'a', value: '1', revision: 2 },
@@ -56,9 +56,9 @@ t.test('watch', async (t) => {
   t.same(checkWatch(good), []);
   const bad = recorded({
     watchEvents: [
-      { type: 'put', key: 'a', value: '1', modRevision: 3, prevValue: null },
-      { type: 'put', key: 'a', value: '1', modRevision: 3, prevValue: '1' },
-      { type: 'put', key: 'b', value: '2', modRevision: 2, prevValue: 'zzz' },
+      { type: 'put', key: 'a', value: '1', modRevision: 3, prevValue: null, at: 0, fresh: false },
+      { type: 'put', key: 'a', value: '1', modRevision: 3, prevValue: '1', at: 0, fresh: false },
+      { type: 'put', key: 'b', value: '2', modRevision: 2, prevValue: 'zzz', at: 0, fresh: false },
     ],
     ackedWrites: [{ key: 'c', value: '9', revision: 4 }],
   });
@@ -88,7 +88,7 @@ t.test('a revoked lease takes its key with it', async (t) => {
 });
 
 t.test('watches from chosen revisions match the watch from 1', async (t) => {
-  const ev = (key: string, value: string, modRevision: number, prevValue: string | null) => ({ type: 'put' as const, key, value, modRevision, prevValue });
+  const ev = (key: string, value: string, modRevision: number, prevValue: string | null) => ({ type: 'put' as const, key, value, modRevision, prevValue, at: 0, fresh: false });
   const main = [ev('a', '1', 2, null), ev('b', '2', 3, null), ev('a', '3', 4, '1'), ev('a', '4', 5, '3')];
   t.same(checkResumedWatches(recorded({ watchEvents: main, resumedWatches: [{ from: 3, events: main.slice(1, 3) }, { from: 1, events: [] }] })), []);
   const gap = checkResumedWatches(recorded({ watchEvents: main, resumedWatches: [{ from: 3, events: [main[1]!, main[3]!] }] }));
@@ -100,10 +100,56 @@ t.test('watches from chosen revisions match the watch from 1', async (t) => {
 });
 
 t.test("a revision's events come in one response", async (t) => {
-  const ev = (key: string, modRevision: number, response: number) => ({ type: 'put' as const, key, value: `${key}${modRevision}`, modRevision, prevValue: null, response });
+  const ev = (key: string, modRevision: number, response: number) => ({ type: 'put' as const, key, value: `${key}${modRevision}`, modRevision, prevValue: null, response, at: 0, fresh: false });
   t.same(checkWatch(recorded({ watchEvents: [ev('a', 2, 0), ev('b', 2, 0), ev('a', 3, 1)].map((e, i) => (i === 2 ? { ...e, prevValue: 'a2' } : e)) })), []);
   const split = checkWatch(recorded({ watchEvents: [ev('a', 2, 0), ev('b', 2, 1)] }));
   t.match(split[0]?.detail, /the watch from 1: revision 2 \(a in response 0, b in 1\)/);
   const resumed = checkResumedWatches(recorded({ watchEvents: [ev('a', 2, 0), ev('b', 2, 0)], resumedWatches: [{ from: 2, events: [ev('a', 2, 4), ev('b', 2, 5)] }] }));
   t.equal(resumed[0]?.check, 'watch: a revision split across responses');
+});
+
+t.test('the watch settles writes whose outcome is unknown', async (t) => {
+  const seen = (key: string, value: string, modRevision: number, at: number) => ({ type: 'put' as const, key, value, modRevision, prevValue: null, at, fresh: false });
+  const del = (key: string, modRevision: number, at: number) => ({ type: 'delete' as const, key, value: '', modRevision, prevValue: 'x', at, fresh: false });
+  const cas = (value: string, call: number): KvOperation => ({ client: 2, input: { kind: 'cas', key: 'a', expect: null, value }, call });
+  const deleteOp = (call: number): KvOperation => ({ client: 3, input: { kind: 'delete', key: 'a' }, call });
+  const rec = recorded({
+    ops: [put(0, 'a', 'x', 0), put(1, 'a', 'lost', 1), cas('y', 2), cas('never', 3), deleteOp(4), deleteOp(40), get(4, 'a', null, 50, 51)],
+    watchEvents: [seen('a', 'x', 2, 5), seen('a', 'y', 3, 8), del('a', 4, 30)],
+  });
+  t.same(
+    settleUnknownWrites(rec).map((op) => [op.input.kind, op.call, op.ret, op.output]),
+    [
+      ['put', 0, 5, { kind: 'put' }],
+      ['cas', 2, 8, { kind: 'cas', ok: true }],
+      ['delete', 4, undefined, undefined],
+      ['get', 50, 51, { kind: 'get', value: null }],
+    ],
+    'seen: done by the time it was received; not seen: dropped; a delete with no delete event after its call: dropped',
+  );
+  t.same(settleUnknownWrites({ ...rec, watchErrors: ['cut'] }), rec.ops, 'a watch that failed settles nothing');
+  // Teeth: left unknown, the put could be placed after the read; settled, it cannot.
+  const stale = recorded({ ops: [put(0, 'a', 'x', 0), get(1, 'a', null, 10, 11)], watchEvents: [seen('a', 'x', 2, 5)] });
+  t.equal(checkLinearizable(stale)[0]?.check, 'linearizability', 'a read that began after the watch saw the write must see it');
+  t.same(checkLinearizable({ ...stale, watchEvents: [seen('a', 'x', 2, 12)] }), [], 'one the watch saw later may not');
+});
+
+t.test("etcd's prev_kv race is reported apart, for etcd only, and only where it can happen", async (t) => {
+  const ev = (value: string, modRevision: number, prevValue: string | null, fresh: boolean) => ({ type: 'put' as const, key: 'a', value, modRevision, prevValue, at: 0, fresh });
+  const main = [ev('1', 2, null, true), ev('2', 3, '1', false), ev('3', 4, '2', false), ev('4', 5, '3', false)];
+  const etcd = new Set(['etcd-prev-kv-race'] as const);
+  const racy = recorded({ watchEvents: main, resumedWatches: [{ from: 3, events: [ev('2', 3, null, true), ev('3', 4, null, true), ev('4', 5, '3', false)] }] });
+  const known = checkResumedWatches(racy, etcd);
+  t.equal(known.length, 1, 'once per watch');
+  t.equal(known[0]?.known, 'etcd-prev-kv-race');
+  t.equal(checkResumedWatches(racy)[0]?.known, undefined, 'a violation for a target without the defect');
+  const later = recorded({ watchEvents: main, resumedWatches: [{ from: 3, events: [ev('2', 3, '1', true), ev('3', 4, null, false)] }] });
+  t.equal(checkResumedWatches(later, etcd)[0]?.known, undefined, 'a missing prev_kv past the first response is a violation');
+  const worse = recorded({ watchEvents: main, resumedWatches: [{ from: 3, events: [ev('2', 3, null, true), ev('4', 5, '3', false)] }] });
+  const found = checkResumedWatches(worse, etcd);
+  t.same(found.map((v) => v.known), [undefined, 'etcd-prev-kv-race'], 'a real gap after it is still found (violations listed first)');
+  const mainRacy = recorded({ watchEvents: [main[0]!, ev('2', 3, null, true)] });
+  t.equal(checkWatch(mainRacy, etcd)[0]?.known, 'etcd-prev-kv-race', 'the watch from 1, re-created');
+  t.equal(checkWatch(mainRacy)[0]?.check, 'watch: prev_kv');
+  t.equal(checkWatch(mainRacy)[0]?.known, undefined);
 });

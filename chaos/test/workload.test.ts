@@ -85,3 +85,29 @@ t.test('openWatch cancels a watcher whose created response does not come in time
   await t.rejects(openWatch({ watcher: () => w as unknown as Watcher }, [], { timeoutMs: 20 }), /timed out/);
   t.equal(cancelled, 1);
 });
+
+t.test("events of the first response after each (re)creation are marked fresh, and every event has its receive time", async (t) => {
+  const w = fakeWatcher(1);
+  const events: WatchEvent[] = [];
+  const opened = openWatch({ watcher: () => w as unknown as Watcher }, events);
+  w.emit('connected', { header: { revision: '10' }, events: [] });
+  await opened;
+  const before = performance.now();
+  w.emit('data', { header: { revision: '10' }, events: [ev(1), ev(2)] });
+  w.emit('data', { header: { revision: '10' }, events: [ev(3)] });
+  w.emit('data', { header: { revision: '11' }, events: [] });
+  w.emit('connected', { header: { revision: '12' }, events: [] });
+  w.emit('data', { header: { revision: '12' }, events: [ev(4)] });
+  w.emit('data', { header: { revision: '13' }, events: [ev(5)] });
+  t.same(
+    events.map((e) => [e.modRevision, e.fresh]),
+    [
+      [1, true],
+      [2, true],
+      [3, false],
+      [4, true],
+      [5, false],
+    ],
+  );
+  t.ok(events.every((e) => e.at >= before && e.at <= performance.now()), 'received after the test sent them');
+});
