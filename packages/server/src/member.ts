@@ -632,13 +632,24 @@ export class RaftMember implements Member {
   }
 
   private async handle(rd: Ready): Promise<void> {
+    // Raft thesis 10.2.1: a leader may replicate entries while it writes them itself, for it counts
+    // itself only once advance() reports them durable (Raft.onPersisted). Not in a Ready that
+    // changes role, term or vote: those must be durable before any peer hears of them.
+    const hs = this.storage.initialState().hardState;
+    const early =
+      this.role === Role.Leader &&
+      rd.softState === undefined &&
+      rd.snapshot === undefined &&
+      (rd.hardState === undefined || (rd.hardState.term === hs.term && rd.hardState.vote === hs.vote));
+    if (early) this.sendMessages(rd.messages);
     if (rd.softState !== undefined) this.onSoftState(rd.softState.role, rd.softState.lead);
     if (rd.snapshot !== undefined || rd.entries.length > 0 || rd.hardState !== undefined) {
       const t0 = performance.now();
       const before = failpoints.pass('raftBeforeSave');
       if (before !== undefined) await fire('raftBeforeSave', before);
       await this.wal.save({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot });
-      this.cfg.observeFsync?.((performance.now() - t0) / 1000);
+      // A commit-only hard state is written without an fsync (the WAL's MustSync): not one to time.
+      if (rd.mustSync || rd.snapshot !== undefined) this.cfg.observeFsync?.((performance.now() - t0) / 1000);
       const after = failpoints.pass('raftAfterSave');
       if (after !== undefined) await fire('raftAfterSave', after);
       if (rd.snapshot !== undefined) this.storage.applySnapshot(rd.snapshot);
@@ -647,9 +658,7 @@ export class RaftMember implements Member {
     }
     if (rd.hardState !== undefined) this.committed = rd.hardState.commit;
     if (this.stopped) return;
-    const snaps = rd.messages.filter((m) => m.type === MessageType.Snap);
-    this.transport.send(snaps.length === 0 ? rd.messages : rd.messages.filter((m) => m.type !== MessageType.Snap));
-    for (const m of snaps) this.sendSnapshot(m);
+    if (!early) this.sendMessages(rd.messages);
     await this.withApplyLock(async () => {
       if (rd.snapshot !== undefined) {
         // The store itself was installed from the stream before Raft saw the MsgSnap.
@@ -668,6 +677,12 @@ export class RaftMember implements Member {
       if (r !== undefined) r.index = rs.index;
     }
     this.serveReads();
+  }
+
+  private sendMessages(msgs: readonly Message[]): void {
+    const snaps = msgs.filter((m) => m.type === MessageType.Snap);
+    this.transport.send(snaps.length === 0 ? msgs : msgs.filter((m) => m.type !== MessageType.Snap));
+    for (const m of snaps) this.sendSnapshot(m);
   }
 
   private withApplyLock(fn: () => Promise<void>): Promise<void> {

@@ -290,7 +290,7 @@ export class Wal {
       // A crash between a rollover's rename and its first write left the segment empty: give it
       // the head records now, or it would not replay on its own once older segments are released.
       try {
-        await wal.append(wal.headRecords(), []);
+        await wal.append(wal.headRecords(), [], true);
       } catch (e) {
         await file.close().catch(() => {});
         throw e;
@@ -345,7 +345,8 @@ export class Wal {
   /**
    * Persists a batch: snapshot file first (if any), then one write of all records and one
    * fdatasync. Resolves with a Persisted token only after that fdatasync returned; rejects with a
-   * typed WalError otherwise. Calls are serialized: a save starts when the previous one settled.
+   * typed WalError otherwise. A batch that changes nothing but the hard state's commit index is
+   * written without the fdatasync (etcd's MustSync), so its commit may not survive a power cut. Calls are serialized: a save starts when the previous one settled.
    * After a failed write or fsync every later save rejects with WalPoisonedError.
    */
   save(batch: SaveBatch): Promise<Persisted> {
@@ -404,7 +405,12 @@ export class Wal {
       if (snap !== undefined) records.push({ type: RecordType.Snapshot, marker });
       for (const entry of entries) records.push({ type: RecordType.Entry, entry });
       if (batch.hardState !== undefined) records.push({ type: RecordType.HardState, hardState: batch.hardState });
-      await this.append(records, entries);
+      // etcd's MustSync: a batch that only moves the commit index is written without an fsync.
+      // Losing it to a power cut loses nothing: commit is learned again from the leader, and the
+      // state machine skips entries it has already applied (its consistent index).
+      const hs = batch.hardState;
+      const sync = snap !== undefined || entries.length > 0 || (hs !== undefined && (hs.term !== this.hardState.term || hs.vote !== this.hardState.vote));
+      await this.append(records, entries, sync);
     } catch (e) {
       const err = e instanceof WalError ? e : ioError('save', this.active.path, e);
       this.poisonedBy ??= err;
@@ -435,7 +441,7 @@ export class Wal {
     }
   }
 
-  private async append(records: WalRecord[], entries: readonly Entry[]): Promise<void> {
+  private async append(records: WalRecord[], entries: readonly Entry[], sync: boolean): Promise<void> {
     const enc = this.encoder;
     enc.reset(this.active.crc);
     for (let i = 0; i < records.length; i++) enc.add(records[i]!, i === records.length - 1);
@@ -450,6 +456,16 @@ export class Wal {
       throw ioError('write', seg.path, e);
     }
     this.metricSet.bytesWritten.inc(len);
+    if (sync) await this.datasync(seg, len);
+    seg.offset += len;
+    seg.crc = enc.crc;
+    // Started half way through a segment: early enough to be ready, late enough not to compete
+    // with the first writes after open for the disk.
+    if (this.prepared === undefined && seg.offset * 2 >= seg.capacity) this.prepareNext();
+  }
+
+  /** fdatasync of the batch just written (len bytes at seg.offset), through the failpoint before it. */
+  private async datasync(seg: ActiveSegment, len: number): Promise<void> {
     const t0 = process.hrtime.bigint();
     try {
       const act = failpoints.pass('walBeforeFsync');
@@ -460,11 +476,6 @@ export class Wal {
       throw ioError('fdatasync', seg.path, e);
     }
     this.metricSet.fsyncDuration.observe(Number(process.hrtime.bigint() - t0) / 1e9);
-    seg.offset += len;
-    seg.crc = enc.crc;
-    // Started half way through a segment: early enough to be ready, late enough not to compete
-    // with the first writes after open for the disk.
-    if (this.prepared === undefined && seg.offset * 2 >= seg.capacity) this.prepareNext();
   }
 
   /**

@@ -174,12 +174,12 @@ t.test('save resolves with a Persisted token that only the WAL can make', async 
   await wal.close();
 });
 
-t.test('concurrent saves are serialized: one fdatasync in flight, completions in call order', async (t) => {
-  const dir = tempDir(t);
+/** The node file system, counting the WAL's fdatasyncs and how many run at once. */
+function countingFs(): { fs: FileSystem; datasyncs: () => number; maxInFlight: () => number } {
   let inFlight = 0;
   let maxInFlight = 0;
   let datasyncs = 0;
-  const counting: FileSystem = {
+  const fs: FileSystem = {
     ...nodeFileSystem,
     async open(p, mode) {
       const h = await nodeFileSystem.open(p, mode);
@@ -198,16 +198,22 @@ t.test('concurrent saves are serialized: one fdatasync in flight, completions in
       return h;
     },
   };
-  const { wal } = await openWal(dir, { fs: counting });
-  const atOpen = datasyncs;
+  return { fs, datasyncs: () => datasyncs, maxInFlight: () => maxInFlight };
+}
+
+t.test('concurrent saves are serialized: one fdatasync in flight, completions in call order', async (t) => {
+  const dir = tempDir(t);
+  const counting = countingFs();
+  const { wal } = await openWal(dir, { fs: counting.fs });
+  const atOpen = counting.datasyncs();
   const done: number[] = [];
   const saves: Promise<Persisted>[] = [];
   for (let i = 1; i <= 40; i++) {
     saves.push(wal.save({ entries: [entry(i, 1)], hardState: hs(1, i) }).then((p) => (done.push(p.lastIndex), p)));
   }
   const tokens = await Promise.all(saves);
-  t.equal(maxInFlight, 1, 'never two fdatasyncs at once');
-  t.equal(datasyncs - atOpen, 40, 'one fdatasync per save');
+  t.equal(counting.maxInFlight(), 1, 'never two fdatasyncs at once');
+  t.equal(counting.datasyncs() - atOpen, 40, 'one fdatasync per save');
   t.same(done, tokens.map((p) => p.lastIndex), 'resolved in call order');
   t.same(
     tokens.map((p) => p.batch),
@@ -216,6 +222,27 @@ t.test('concurrent saves are serialized: one fdatasync in flight, completions in
   await wal.close();
   const { wal: w2, replay } = await openWal(dir);
   t.equal(replay.entries.length, 40);
+  await w2.close();
+});
+
+t.test('a batch that only moves the commit index is written without an fdatasync (MustSync)', async (t) => {
+  const dir = tempDir(t);
+  const counting = countingFs();
+  const { wal } = await openWal(dir, { fs: counting.fs });
+  await wal.save({ entries: entries(1, 3, 1), hardState: hs(1, 0) });
+  const before = counting.datasyncs();
+  await wal.save({ hardState: hs(1, 3) });
+  t.equal(counting.datasyncs(), before, 'commit only: no fdatasync');
+  await wal.save({ hardState: hs(2, 3) });
+  t.equal(counting.datasyncs(), before + 1, 'a new term: fdatasync');
+  await wal.save({ hardState: hs(2, 3, 7) });
+  t.equal(counting.datasyncs(), before + 2, 'a vote: fdatasync');
+  await wal.save({ entries: entries(4, 4, 2), hardState: hs(2, 3, 7) });
+  t.equal(counting.datasyncs(), before + 3, 'entries: fdatasync');
+  await wal.save({ hardState: hs(2, 4, 7) });
+  await wal.close();
+  const { wal: w2, replay } = await openWal(dir);
+  t.same(replay.hardState, hs(2, 4, 7), 'the unsynced commit was still written (a process crash keeps it)');
   await w2.close();
 });
 
