@@ -18,6 +18,8 @@ export class Backend {
   /** Replaced only by reopen(), with everything flushed and nothing staged. */
   db: ClassicLevel<Buffer, Buffer>;
   private staged: Op[] = [];
+  /** Keys of which only the last value staged matters (putLatest), written at the batch's end. */
+  private latest = new Map<string, Op>();
   /** Writes maybe not yet in LevelDB, by latin1 key; null marks a delete. */
   private readonly pending = new Map<string, Buffer | null>();
   private writing = false;
@@ -48,6 +50,19 @@ export class Backend {
     this.schedule();
   }
 
+  /**
+   * A put of which only the latest value before the batch is written matters (the consistent
+   * index, staged by every apply): one write per batch, not one per call. The batch still holds
+   * whole applies only, so the value written with it is exact.
+   */
+  putLatest(key: Buffer, value: Buffer): void {
+    this.check();
+    const k = key.toString('latin1');
+    this.latest.set(k, { type: 'put', key, value });
+    this.pending.set(k, value);
+    this.schedule();
+  }
+
   del(key: Buffer): void {
     this.check();
     this.staged.push({ type: 'del', key });
@@ -65,9 +80,9 @@ export class Backend {
   /** Resolves once everything staged before the call is in LevelDB. */
   flush(): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
-    if (this.staged.length === 0 && !this.writing) return Promise.resolve();
+    if (!this.hasStaged() && !this.writing) return Promise.resolve();
     return new Promise((resolve) => {
-      if (this.staged.length > 0) this.stagedWaiters.push(resolve);
+      if (this.hasStaged()) this.stagedWaiters.push(resolve);
       else this.writingWaiters.push(resolve);
       this.pump();
     });
@@ -119,9 +134,15 @@ export class Backend {
     });
   }
 
+  private hasStaged(): boolean {
+    return this.staged.length > 0 || this.latest.size > 0;
+  }
+
   private pump(): void {
-    if (this.writing || this.staged.length === 0) return;
+    if (this.writing || !this.hasStaged()) return;
     const ops = this.staged;
+    for (const op of this.latest.values()) ops.push(op);
+    this.latest.clear();
     const waiters = this.stagedWaiters;
     this.staged = [];
     this.stagedWaiters = [];

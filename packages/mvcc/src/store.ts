@@ -139,7 +139,7 @@ export class KvStore {
 
   setConsistentIndex(i: number): void {
     this.consistent = i;
-    this.backend.put(META_CONSISTENT_INDEX, u64(i));
+    this.backend.putLatest(META_CONSISTENT_INDEX, u64(i));
   }
 
   setLeaseHooks(hooks: LeaseHooks): void {

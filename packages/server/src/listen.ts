@@ -50,6 +50,8 @@ export async function listenMux(urls: readonly string[], opts: MuxOptions): Prom
   const listeners: NetServer[] = [];
   const sockets = new Set<Socket>();
   const track = (socket: Socket): void => {
+    // As Go's listeners (etcd's): small frames go out at once, not after the peer's delayed ACK.
+    socket.setNoDelay(true);
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     socket.on('error', () => socket.destroy());

@@ -632,16 +632,19 @@ export class RaftMember implements Member {
   }
 
   private async handle(rd: Ready): Promise<void> {
-    // Raft thesis 10.2.1: a leader may replicate entries while it writes them itself, for it counts
-    // itself only once advance() reports them durable (Raft.onPersisted). Not in a Ready that
-    // changes role, term or vote: those must be durable before any peer hears of them.
+    // Raft thesis 10.2.1: a leader may send its appends while it writes the entries itself, for it
+    // counts itself only once advance() reports them durable (Raft.onPersisted); the simulation's
+    // driver does the same. Every other message waits for the fsync, and so does everything in a
+    // Ready that changes role, term or vote: those must be durable before any peer hears of them.
     const hs = this.storage.initialState().hardState;
     const early =
       this.role === Role.Leader &&
       rd.softState === undefined &&
       rd.snapshot === undefined &&
-      (rd.hardState === undefined || (rd.hardState.term === hs.term && rd.hardState.vote === hs.vote));
-    if (early) this.sendMessages(rd.messages);
+      (rd.hardState === undefined || (rd.hardState.term === hs.term && rd.hardState.vote === hs.vote))
+        ? rd.messages.filter((m) => m.type === MessageType.App)
+        : [];
+    this.sendMessages(early);
     if (rd.softState !== undefined) this.onSoftState(rd.softState.role, rd.softState.lead);
     if (rd.snapshot !== undefined || rd.entries.length > 0 || rd.hardState !== undefined) {
       const t0 = performance.now();
@@ -658,7 +661,7 @@ export class RaftMember implements Member {
     }
     if (rd.hardState !== undefined) this.committed = rd.hardState.commit;
     if (this.stopped) return;
-    if (!early) this.sendMessages(rd.messages);
+    this.sendMessages(early.length === 0 ? rd.messages : rd.messages.filter((m) => m.type !== MessageType.App));
     await this.withApplyLock(async () => {
       if (rd.snapshot !== undefined) {
         // The store itself was installed from the stream before Raft saw the MsgSnap.
@@ -680,6 +683,7 @@ export class RaftMember implements Member {
   }
 
   private sendMessages(msgs: readonly Message[]): void {
+    if (msgs.length === 0) return;
     const snaps = msgs.filter((m) => m.type === MessageType.Snap);
     this.transport.send(snaps.length === 0 ? msgs : msgs.filter((m) => m.type !== MessageType.Snap));
     for (const m of snaps) this.sendSnapshot(m);

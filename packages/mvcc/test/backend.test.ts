@@ -1,0 +1,39 @@
+// The LevelDB side: staged writes, one batch per turn, and putLatest's one write per batch.
+import { join } from 'node:path';
+import t from 'tap';
+import { Backend } from '../src/index.js';
+
+const b = (s: string): Buffer => Buffer.from(s);
+
+t.test('putLatest writes only the last value staged before a batch, after the batch\'s other writes', async (t) => {
+  const be = await Backend.open(join(t.testdir(), 'db'));
+  t.teardown(() => be.close());
+  const batches: Array<Array<{ type: string; key: Buffer; value?: Buffer }>> = [];
+  const inner = be.db.batch.bind(be.db) as (ops: never, opts: never) => Promise<void>;
+  (be.db as unknown as { batch: unknown }).batch = (ops: never, opts: never) => {
+    batches.push([...(ops as Array<{ type: string; key: Buffer; value?: Buffer }>)]);
+    return inner(ops, opts);
+  };
+  be.put(b('a'), b('1'));
+  be.putLatest(b('ci'), b('1'));
+  be.put(b('b'), b('2'));
+  be.putLatest(b('ci'), b('2'));
+  t.same(be.getSync(b('ci')), b('2'), 'reads see the latest before it is written');
+  await be.flush();
+  t.equal(batches.length, 1, 'one batch');
+  t.same(
+    batches[0]!.map((op) => [op.key.toString(), op.value?.toString()]),
+    [
+      ['a', '1'],
+      ['b', '2'],
+      ['ci', '2'],
+    ],
+  );
+  t.same(await be.db.get(b('ci')), b('2'));
+  be.putLatest(b('ci'), b('3'));
+  await be.flush();
+  t.equal(batches.length, 2, 'a putLatest alone is a batch of its own');
+  t.same(await be.db.get(b('ci')), b('3'));
+  await be.flush();
+  t.equal(batches.length, 2, 'nothing staged, nothing written');
+});
