@@ -179,6 +179,11 @@ export class RawNode {
     r.onPersisted();
   }
 
+  /** The current term: status() without building the rest (every response header carries it). */
+  get term(): number {
+    return this.raft.term;
+  }
+
   status(): Status {
     const r = this.raft;
     const base = {

@@ -39,6 +39,7 @@ t.test('three nodes elect one leader and replicate in order', async (t) => {
   for (const id of [2, 3]) {
     t.equal(net.node(id).rn.status().lead, 1);
     t.equal(net.node(id).rn.status().term, term);
+    t.equal(net.node(id).rn.term, term, 'the term getter agrees with status()');
   }
   for (const s of ['a', 'b', 'c']) t.equal(net.propose(1, s), undefined);
   t.equal(net.propose(2, 'd'), undefined, 'a follower forwards to the leader');

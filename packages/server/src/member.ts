@@ -300,7 +300,7 @@ export class RaftMember implements Member {
   }
 
   term(): number {
-    return this.rn.status().term;
+    return this.rn.term;
   }
 
   get isLeader(): boolean {
