@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { Rng } from '@capstan/raft/rng';
 import { checkAll, type KnownDefect, type Violation } from './check.js';
-import { KEYS, now, PREFIX, Workload } from './workload.js';
+import { KEYS, now, OP_TIMEOUT_MS, PREFIX, timeout, Workload } from './workload.js';
 
 export const FAULT_KINDS = [
   'kill',
@@ -223,7 +223,7 @@ export async function runChaos(cluster: FaultableCluster, opts: RunOptions): Pro
     for (let k = 0; k < KEYS; k++) {
       const key = `${PREFIX}k${k}`;
       const call = now();
-      const v = await retry(() => final.get(key).string());
+      const v = await retry(() => timeout(final.get(key).string(), OP_TIMEOUT_MS));
       workload.recorded.ops.push({ client: -1, input: { kind: 'get', key }, call, output: { kind: 'get', value: v }, ret: now() });
     }
     violations.push(...(await checkHashes(cluster, final)));
@@ -260,13 +260,13 @@ async function retry<T>(fn: () => Promise<T>, tries = 20): Promise<T> {
 
 /** Every member ends with the same HashKV at one revision. */
 async function checkHashes(cluster: FaultableCluster, client: Etcd3): Promise<Violation[]> {
-  const rev = Number((await retry(() => client.maintenance.status())).header.revision);
+  const rev = Number((await retry(() => timeout(client.maintenance.status(), OP_TIMEOUT_MS))).header.revision);
   const endpoints = cluster.clientEndpoints().map((e) => new URL(e).host);
   const run = promisify(execFile);
   const hashes: string[] = [];
   for (const ep of endpoints) {
     const out = await retry(async () => {
-      const { stdout } = await run(cluster.etcdctl(), [`--endpoints=${ep}`, 'endpoint', 'hashkv', `--rev=${rev}`, '-w', 'json'], { env: { ...process.env, ETCDCTL_API: '3' } });
+      const { stdout } = await run(cluster.etcdctl(), [`--endpoints=${ep}`, 'endpoint', 'hashkv', `--rev=${rev}`, '-w', 'json'], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 15_000 });
       return stdout;
     });
     hashes.push(String((JSON.parse(out) as Array<{ HashKV: { hash: number } }>)[0]!.HashKV.hash));

@@ -163,7 +163,8 @@ export function resumeLikeClientV3(w: Watcher): void {
   });
 }
 
-function timeout<T>(p: Promise<T>, ms: number): Promise<T> {
+/** p, or a rejection after ms: etcd3's calls have no deadline of their own, and a broken cluster never answers. */
+export function timeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
     p.then(
