@@ -131,7 +131,8 @@ t.test('a truncated or altered snapshot is refused and the old store stays', asy
 });
 
 t.test('apply is idempotent across SIGKILL: replaying the whole log gives the same store', async (t) => {
-  const N = 3000;
+  // Long enough (about half a second here) that the seeded kills, 5 to 125 ms in, land mid-apply.
+  const N = 10_000;
   const ref = await open(t);
   for (let i = 1; i <= N; i++) ref.apply(i, entry(i));
   const want = await ref.store.hashKV(0);
@@ -144,12 +145,14 @@ t.test('apply is idempotent across SIGKILL: replaying the whole log gives the sa
     // Two kills per round: a crash can also hit a member that is replaying after a crash.
     for (let kill = 0; kill < 2; kill++) {
       const child = spawn(process.execPath, [APPLIER, dir, String(N)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      // Listening from the start: a child that finished before the kill has already exited.
+      const exited = once(child, 'exit');
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       await once(child.stdout, 'data');
       await new Promise((r) => setTimeout(r, 5 + rand() * 120));
       child.kill('SIGKILL');
-      await once(child, 'exit');
+      await exited;
       if (!out.includes('done')) killedMidway++;
     }
     const sm = await StateMachine.open(dir, { now: () => 0 });
