@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
 import { listenMux, shutdown, type Mux } from '../src/listen.js';
 import { RaftMember, type MemberConfig } from '../src/member.js';
+import { packr } from '../src/peer.js';
 import { freePorts } from './helpers/ports.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -131,4 +132,41 @@ t.test('a member that missed more than --snapshot-count entries catches up by sn
   await live()[0]!.member.propose({ put: { key: b('after-snap'), value: b('1') } });
   await back.readBarrier();
   t.equal(back.sm.store.range({ key: b('after-snap') }).count, 1);
+});
+
+t.test("an entry proposed by this member in an earlier life never answers a request of this life", async (t) => {
+  // A restarted member numbers its requests from 1 again. An entry it proposed before the restart,
+  // committed only after it, carries the same number as a new request; it must not answer it (it
+  // did in a 30-minute chaos run: "revision went back"). The earlier life's entry is forged here,
+  // with another incarnation, and lands in the log just before the new request's own entry.
+  const [port] = await freePorts(1);
+  const url = `http://127.0.0.1:${port}`;
+  const r = await startMember({
+    name: 'solo',
+    dataDir: join(t.testdir(), 'solo'),
+    clientURLs: [],
+    peerURLs: [url],
+    initialCluster: new Map([['solo', [url]]]),
+    initialClusterState: 'new',
+    initialClusterToken: 'test',
+    heartbeatMs: 20,
+    electionMs: 200,
+    maxRequestBytes: 1.5 * 1024 * 1024,
+    maxTxnOps: 128,
+    log: () => {},
+  });
+  t.teardown(() => stop(r));
+  await until('a leader', () => r.member.isLeader);
+  const m = r.member as unknown as { id: number; incarnation: number; nextReq: number; rn: { propose(data: Uint8Array): unknown } };
+  const i = m.nextReq;
+  const answer = r.member.propose({ put: { key: b('new'), value: b('this life') } });
+  // proposeRaw appends its entry only after awaiting waitForLeader: the forged one goes first.
+  m.rn.propose(packr.pack({ o: m.id, g: (m.incarnation + 1) >>> 0, i, r: { put: { key: b('old'), value: b('earlier life') } } }));
+  const res = await answer;
+  const store = r.member.sm.store;
+  const oldKv = store.range({ key: b('old') }).kvs[0];
+  const newKv = store.range({ key: b('new') }).kvs[0];
+  t.equal(oldKv?.value.toString(), 'earlier life', "the earlier life's entry was applied");
+  t.ok(oldKv !== undefined && newKv !== undefined && oldKv.modRevision < newKv.modRevision, 'before the new request');
+  t.equal(res.header.revision, newKv?.modRevision, "the answer is the new request's own revision, not the earlier entry's");
 });
