@@ -636,7 +636,7 @@ export class RaftMember implements Member {
     // counts itself only once advance() reports them durable (Raft.onPersisted); the simulation's
     // driver does the same. Every other message waits for the fsync, and so does everything in a
     // Ready that changes role, term or vote: those must be durable before any peer hears of them.
-    const hs = this.storage.initialState().hardState;
+    const hs = this.storage.getHardState();
     const early =
       this.role === Role.Leader &&
       rd.softState === undefined &&

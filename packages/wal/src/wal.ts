@@ -346,8 +346,9 @@ export class Wal {
    * Persists a batch: snapshot file first (if any), then one write of all records and one
    * fdatasync. Resolves with a Persisted token only after that fdatasync returned; rejects with a
    * typed WalError otherwise. A batch that changes nothing but the hard state's commit index is
-   * written without the fdatasync (etcd's MustSync), so its commit may not survive a power cut. Calls are serialized: a save starts when the previous one settled.
-   * After a failed write or fsync every later save rejects with WalPoisonedError.
+   * written without the fdatasync (etcd's MustSync), so its commit may not survive a power cut.
+   * Calls are serialized: a save starts when the previous one settled. After a failed write or
+   * fsync every later save rejects with WalPoisonedError.
    */
   save(batch: SaveBatch): Promise<Persisted> {
     const run = this.queue.then(() => this.saveNow(batch));
