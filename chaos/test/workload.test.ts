@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import t from 'tap';
 import type { Watcher } from 'etcd3';
-import { openWatch, resumeLikeClientV3, type WatchEvent } from '../src/workload.js';
+import { openWatch, resumeLikeClientV3, type OpenWatchOptions, type WatchEvent } from '../src/workload.js';
 
 function fakeWatcher(start: number): EventEmitter & { request: { start_revision: string } } {
   const w = Object.assign(new EventEmitter(), { request: { start_revision: String(start) } });
@@ -20,6 +20,16 @@ function fakeWatcher(start: number): EventEmitter & { request: { start_revision:
   return w;
 }
 const ev = (rev: number): { type: string; kv: unknown } => ({ type: 'Put', kv: { key: Buffer.from('k'), value: Buffer.from('v'), mod_revision: String(rev) } });
+
+/** openWatch on a fake watcher from `start`, created at store revision `created`: what it records. */
+async function openedWatch(start: number, created: number, opts: OpenWatchOptions = {}): Promise<{ w: ReturnType<typeof fakeWatcher>; events: WatchEvent[] }> {
+  const w = fakeWatcher(start);
+  const events: WatchEvent[] = [];
+  const opened = openWatch({ watcher: () => w as unknown as Watcher }, events, opts);
+  w.emit('connected', { header: { revision: String(created) }, events: [] });
+  await opened;
+  return { w, events };
+}
 
 t.test('a watch resumes after the last event it received, not after the created header', async (t) => {
   const w = fakeWatcher(1);
@@ -37,12 +47,8 @@ t.test('a watch resumes after the last event it received, not after the created 
 });
 
 t.test('openWatch listens before the created response, so a catch-up cut short resumes where its events end', async (t) => {
-  const w = fakeWatcher(41);
-  const events: WatchEvent[] = [];
-  const opened = openWatch({ watcher: () => w as unknown as Watcher }, events);
   // The created response carries the store's revision: far past the events still to come.
-  w.emit('connected', { header: { revision: '1976' }, events: [] });
-  await opened;
+  const { w, events } = await openedWatch(41, 1976);
   t.equal(w.request.start_revision, '41', 'not 1977: the watch has received nothing yet');
   w.emit('data', { header: { revision: '1976' }, events: [ev(41), ev(42)] });
   t.equal(w.request.start_revision, '43');
@@ -53,12 +59,8 @@ t.test('openWatch listens before the created response, so a catch-up cut short r
 });
 
 t.test('openWatch with a cap stops recording at the end of the response that reaches it', async (t) => {
-  const w = fakeWatcher(1);
-  const events: WatchEvent[] = [];
   let full = 0;
-  const opened = openWatch({ watcher: () => w as unknown as Watcher }, events, { cap: 3, full: () => full++ });
-  w.emit('connected', { header: { revision: '100' }, events: [] });
-  await opened;
+  const { w, events } = await openedWatch(1, 100, { cap: 3, full: () => full++ });
   w.emit('data', { header: { revision: '100' }, events: [ev(1), ev(2)] });
   t.equal(full, 0, 'under the cap');
   w.emit('data', { header: { revision: '100' }, events: [ev(3), ev(4), ev(5)] });
@@ -87,11 +89,7 @@ t.test('openWatch cancels a watcher whose created response does not come in time
 });
 
 t.test("events of the first response after each (re)creation are marked fresh, and every event has its receive time", async (t) => {
-  const w = fakeWatcher(1);
-  const events: WatchEvent[] = [];
-  const opened = openWatch({ watcher: () => w as unknown as Watcher }, events);
-  w.emit('connected', { header: { revision: '10' }, events: [] });
-  await opened;
+  const { w, events } = await openedWatch(1, 10);
   const before = performance.now();
   w.emit('data', { header: { revision: '10' }, events: [ev(1), ev(2)] });
   w.emit('data', { header: { revision: '10' }, events: [ev(3)] });

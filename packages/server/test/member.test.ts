@@ -40,9 +40,9 @@ async function until(what: string, cond: () => boolean, ms = 10_000): Promise<vo
   }
 }
 
-async function cluster3(t: Test, extra: Partial<MemberConfig> = {}): Promise<{ cfg: (i: number) => MemberConfig; running: Array<Running | undefined> }> {
-  const ports = await freePorts(3);
-  const names = ['m1', 'm2', 'm3'];
+async function startCluster(t: Test, size: number, extra: Partial<MemberConfig> = {}): Promise<{ cfg: (i: number) => MemberConfig; running: Array<Running | undefined> }> {
+  const ports = await freePorts(size);
+  const names = Array.from({ length: size }, (_, i) => `m${i + 1}`);
   const cluster = new Map(names.map((n, i) => [n, [`http://127.0.0.1:${ports[i]}`]]));
   const dir = t.testdir();
   const cfg = (i: number): MemberConfig => ({
@@ -60,7 +60,7 @@ async function cluster3(t: Test, extra: Partial<MemberConfig> = {}): Promise<{ c
     log: () => {},
     ...extra,
   });
-  const running: Array<Running | undefined> = await Promise.all([0, 1, 2].map((i) => startMember(cfg(i))));
+  const running: Array<Running | undefined> = await Promise.all(names.map((_, i) => startMember(cfg(i))));
   t.teardown(async () => {
     for (const r of running) if (r !== undefined) await stop(r);
   });
@@ -68,7 +68,7 @@ async function cluster3(t: Test, extra: Partial<MemberConfig> = {}): Promise<{ c
 }
 
 t.test('a three-member cluster replicates, forwards, reads linearizably and survives its leader stopping', async (t) => {
-  const { cfg, running } = await cluster3(t);
+  const { cfg, running } = await startCluster(t, 3);
   const live = (): Running[] => running.filter((r): r is Running => r !== undefined);
   const leader = (): Running | undefined => live().find((r) => r.member.isLeader);
   await until('a leader', () => leader() !== undefined);
@@ -108,7 +108,7 @@ t.test('a three-member cluster replicates, forwards, reads linearizably and surv
 });
 
 t.test('a member that missed more than --snapshot-count entries catches up by snapshot', async (t) => {
-  const { cfg, running } = await cluster3(t, { snapshotCount: 50, snapshotCatchUpEntries: 10 });
+  const { cfg, running } = await startCluster(t, 3, { snapshotCount: 50, snapshotCatchUpEntries: 10 });
   const live = (): Running[] => running.filter((r): r is Running => r !== undefined);
   await until('a leader', () => live().some((r) => r.member.isLeader));
   const lagging = running.findIndex((r) => !r!.member.isLeader);
@@ -139,23 +139,8 @@ t.test("an entry proposed by this member in an earlier life never answers a requ
   // committed only after it, carries the same number as a new request; it must not answer it (it
   // did in a 30-minute chaos run: "revision went back"). The earlier life's entry is forged here,
   // with another incarnation, and lands in the log just before the new request's own entry.
-  const [port] = await freePorts(1);
-  const url = `http://127.0.0.1:${port}`;
-  const r = await startMember({
-    name: 'solo',
-    dataDir: join(t.testdir(), 'solo'),
-    clientURLs: [],
-    peerURLs: [url],
-    initialCluster: new Map([['solo', [url]]]),
-    initialClusterState: 'new',
-    initialClusterToken: 'test',
-    heartbeatMs: 20,
-    electionMs: 200,
-    maxRequestBytes: 1.5 * 1024 * 1024,
-    maxTxnOps: 128,
-    log: () => {},
-  });
-  t.teardown(() => stop(r));
+  const { running } = await startCluster(t, 1);
+  const r = running[0]!;
   await until('a leader', () => r.member.isLeader);
   const m = r.member as unknown as { id: number; incarnation: number; nextReq: number; rn: { propose(data: Uint8Array): unknown } };
   const i = m.nextReq;
