@@ -95,11 +95,13 @@ export interface MemberConfig {
   readonly peerTLS?: TLSConfig;
 }
 
-interface Waiter {
-  resolve(r: ApplyResponse): void;
+interface Settle<T> {
+  resolve(r: T): void;
   reject(e: Error): void;
   timer: NodeJS.Timeout;
 }
+type Waiter = Settle<ApplyResponse>;
+type LeaderWaiter = Settle<void>;
 
 /** What a Raft snapshot's data holds; the store itself travels beside it, streamed by the transport. */
 interface SnapshotData {
@@ -182,6 +184,7 @@ export class RaftMember implements Member {
   /** Serializes applying entries with installing a snapshot of the store. */
   private applyLock: Promise<void> = Promise.resolve();
   private appliedWaiters: Array<{ index: number; resolve(): void }> = [];
+  private readonly leaderWaiters = new Set<LeaderWaiter>();
 
   private constructor(
     private readonly cfg: MemberConfig,
@@ -390,13 +393,34 @@ export class RaftMember implements Member {
    * A member that has not yet heard from a leader (just started, or in an election) holds the
    * request for up to the request timeout rather than failing at once, as etcd's requests wait.
    */
-  private async waitForLeader(): Promise<void> {
-    const deadline = Date.now() + this.requestTimeoutMs;
-    while (this.lead === 0) {
-      if (this.stopped) throw errStopped();
-      if (Date.now() > deadline) throw errNoLeader();
-      await new Promise((r) => setTimeout(r, this.cfg.heartbeatMs));
+  /**
+   * Resolves as soon as a leader is known: woken by the Ready that reports it, not by polling, so
+   * requests that waited (the member's own publish first) are proposed before any client that
+   * learned of the leader afterwards (from /health, say) can propose.
+   */
+  private waitForLeader(): Promise<void> {
+    if (this.stopped) return Promise.reject(errStopped());
+    if (this.lead !== 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const w: LeaderWaiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.leaderWaiters.delete(w);
+          reject(errNoLeader());
+        }, this.requestTimeoutMs),
+      };
+      this.leaderWaiters.add(w);
+    });
+  }
+
+  private settleLeaderWaiters(err?: Error): void {
+    for (const w of this.leaderWaiters) {
+      clearTimeout(w.timer);
+      if (err === undefined) w.resolve();
+      else w.reject(err);
     }
+    this.leaderWaiters.clear();
   }
 
   async leaseKeepAlive(id: bigint): Promise<number> {
@@ -569,6 +593,7 @@ export class RaftMember implements Member {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     this.kick();
+    this.settleLeaderWaiters(errStopped());
     await this.loopDone;
     this.transport.close();
     for (const w of this.waiters.values()) {
@@ -763,6 +788,7 @@ export class RaftMember implements Member {
     const wasLeader = this.role === Role.Leader;
     this.role = role;
     this.lead = lead;
+    if (lead !== 0) this.settleLeaderWaiters();
     if (role === Role.Leader && !wasLeader) this.sm.lessor.promote(this.cfg.electionMs);
     else if (role !== Role.Leader && wasLeader) this.sm.lessor.demote();
   }

@@ -155,3 +155,28 @@ t.test("an entry proposed by this member in an earlier life never answers a requ
   t.ok(oldKv !== undefined && newKv !== undefined && oldKv.modRevision < newKv.modRevision, 'before the new request');
   t.equal(res.header.revision, newKv?.modRevision, "the answer is the new request's own revision, not the earlier entry's");
 });
+
+t.test('the member publishes itself before any request that saw its leader can be proposed', async (t) => {
+  // A client that learns of the leader (from /health, say) and writes at once must find the
+  // member's publish ahead of its write in the log: a failpoint test armed "crash at the next save"
+  // after one acknowledged write, and the publish, proposed up to a heartbeat late by a polling
+  // wait, took the crash instead of the write it meant.
+  const { running } = await startCluster(t, 1);
+  const r = running[0]!;
+  while (r.member.leaderId === 0) await new Promise((resolve) => setImmediate(resolve));
+  await r.member.propose({ put: { key: b('k'), value: b('v') } });
+  const storage = (r.member as unknown as { storage: { entries(lo: number, hi: number, max: number): Array<{ index: number; data: Uint8Array }>; lastIndex(): number } }).storage;
+  const kinds = storage
+    .entries(1, storage.lastIndex() + 1, Infinity)
+    .filter((e) => e.data.length > 0)
+    .map((e) => {
+      try {
+        const p = packr.unpack(e.data) as { a?: unknown; r?: unknown };
+        return p.a !== undefined ? 'publish' : p.r !== undefined ? 'request' : 'other';
+      } catch {
+        return 'other';
+      }
+    })
+    .filter((k) => k !== 'other');
+  t.same(kinds, ['publish', 'request'], 'the publish entry comes first');
+});
