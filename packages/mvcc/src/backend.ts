@@ -147,7 +147,14 @@ export class Backend {
     this.staged = [];
     this.stagedWaiters = [];
     this.writing = true;
-    this.db.batch(ops, { sync: this.syncWrites }).then(
+    // A chained batch: each op goes to the native batch in one call, where the array form clones,
+    // validates and re-encodes every op first (about 3x the CPU per op, measured).
+    const batch = this.db.batch();
+    for (const op of ops) {
+      if (op.type === 'put') batch.put(op.key, op.value);
+      else batch.del(op.key);
+    }
+    batch.write({ sync: this.syncWrites }).then(
       () => {
         for (const op of ops) {
           const k = op.key.toString('latin1');

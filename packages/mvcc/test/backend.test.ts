@@ -8,11 +8,18 @@ const b = (s: string): Buffer => Buffer.from(s);
 t.test('putLatest writes only the last value staged before a batch, after the batch\'s other writes', async (t) => {
   const be = await Backend.open(join(t.testdir(), 'db'));
   t.teardown(() => be.close());
+  // Records each chained batch's ops as it is written.
+  type Chained = { put(k: Buffer, v: Buffer): unknown; del(k: Buffer): unknown; write(o: unknown): Promise<void> };
   const batches: Array<Array<{ type: string; key: Buffer; value?: Buffer }>> = [];
-  const inner = be.db.batch.bind(be.db) as (ops: never, opts: never) => Promise<void>;
-  (be.db as unknown as { batch: unknown }).batch = (ops: never, opts: never) => {
-    batches.push([...(ops as Array<{ type: string; key: Buffer; value?: Buffer }>)]);
-    return inner(ops, opts);
+  const inner = be.db.batch.bind(be.db) as () => Chained;
+  (be.db as unknown as { batch: unknown }).batch = (): Chained => {
+    const real = inner();
+    const ops: Array<{ type: string; key: Buffer; value?: Buffer }> = [];
+    return {
+      put: (key, value) => (ops.push({ type: 'put', key, value }), real.put(key, value)),
+      del: (key) => (ops.push({ type: 'del', key }), real.del(key)),
+      write: (o) => (batches.push(ops), real.write(o)),
+    };
   };
   be.put(b('a'), b('1'));
   be.putLatest(b('ci'), b('1'));
