@@ -1,11 +1,22 @@
 /**
  * The LevelDB side: one ClassicLevel database, writes staged in memory and written as one atomic
- * batch per event-loop turn (group commit, like etcd's batched bbolt commits), and reads that see
- * staged writes before LevelDB does. Everything a single apply stages is staged synchronously, so a
+ * batch every BATCH_INTERVAL_MS or BATCH_LIMIT writes, whichever comes first (etcd's backend
+ * batch interval and limit for its bbolt commits), and reads that see staged writes before
+ * LevelDB does. Everything a single apply stages is staged synchronously, so a
  * batch never holds part of an apply: the consistent index written with it is always exact.
  */
 import { ClassicLevel } from 'classic-level';
 import { errClosed } from './errors.js';
+
+/**
+ * etcd's --backend-batch-interval default. Each batch costs a trip through libuv's thread pool
+ * (tens of microseconds of the event loop's time on a small VM, besides LevelDB's own work), so
+ * writing one per apply made it one of a put's larger costs. The WAL is the durable log: a crash
+ * loses at most this much of LevelDB, and the consistent index replays it.
+ */
+export const BATCH_INTERVAL_MS = 100;
+/** etcd's --backend-batch-limit default: a batch is written at once when this many writes wait. */
+export const BATCH_LIMIT = 10_000;
 
 type Op = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
 
@@ -23,7 +34,7 @@ export class Backend {
   /** Writes maybe not yet in LevelDB, by latin1 key; null marks a delete. */
   private readonly pending = new Map<string, Buffer | null>();
   private writing = false;
-  private scheduled = false;
+  private timer: NodeJS.Timeout | undefined;
   private stagedWaiters: Array<() => void> = [];
   private writingWaiters: Array<() => void> = [];
   private failure: Error | undefined;
@@ -113,6 +124,12 @@ export class Backend {
     await this.db.batch([], { sync: true });
   }
 
+  /** Defragment: LevelDB's compaction of the whole key range, after writing what is staged. */
+  async compactAll(): Promise<void> {
+    await this.flush();
+    await this.db.compactRange(Buffer.alloc(0), Buffer.from([0xff]));
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     await this.flush().catch(() => undefined);
@@ -126,12 +143,15 @@ export class Backend {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.writing) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
+    if (this.writing) return;
+    if (this.staged.length >= BATCH_LIMIT) {
       this.pump();
-    });
+      return;
+    }
+    if (this.timer !== undefined) return;
+    this.timer = setTimeout(() => this.pump(), BATCH_INTERVAL_MS);
+    // close() flushes what is staged: the timer need not keep the process alive.
+    this.timer.unref();
   }
 
   private hasStaged(): boolean {
@@ -140,6 +160,8 @@ export class Backend {
 
   private pump(): void {
     if (this.writing || !this.hasStaged()) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
     const ops = this.staged;
     for (const op of this.latest.values()) ops.push(op);
     this.latest.clear();
@@ -164,7 +186,9 @@ export class Backend {
         const done = waiters.concat(this.writingWaiters);
         this.writingWaiters = [];
         for (const w of done) w();
-        this.pump();
+        // Someone waits for what was staged meanwhile (flush): now; otherwise on the interval.
+        if (this.stagedWaiters.length > 0) this.pump();
+        else if (this.hasStaged()) this.schedule();
       },
       (err: unknown) => {
         // A lost batch leaves LevelDB behind memory; nothing after it may be written or trusted.

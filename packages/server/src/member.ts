@@ -563,7 +563,7 @@ export class RaftMember implements Member {
   }
 
   async defragment(): Promise<void> {
-    await this.sm.store.backend.db.compactRange(Buffer.alloc(0), Buffer.from([0xff]));
+    await this.sm.store.backend.compactAll();
   }
 
   moveLeader(target: bigint): Promise<void> {
