@@ -5,6 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { DEFAULT_BCRYPT_COST, MAX_BCRYPT_COST, MIN_BCRYPT_COST, WatchHub } from '@capstan/mvcc';
 import { addClientServices, serverOptions } from './grpc/index.js';
+import { NO_CHANNELZ } from './grpc/channelz.js';
 import { listenMux, shutdown, type Mux } from './listen.js';
 import { RaftMember, type MemberConfig } from './member.js';
 import { Metrics, serveMetrics } from './metrics.js';
@@ -81,6 +82,7 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
     watchers: () => hub.syncedCount + hub.unsyncedCount,
   });
   const peerServer = new grpc.Server({
+    ...NO_CHANNELZ,
     'grpc.max_receive_message_length': MAX_PEER_MESSAGE_BYTES,
     'grpc.max_send_message_length': MAX_PEER_MESSAGE_BYTES,
   });

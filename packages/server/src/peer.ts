@@ -7,6 +7,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Message, NodeId } from '@capstan/raft';
 import { Packr } from 'msgpackr';
+import { NO_CHANNELZ } from './grpc/channelz.js';
 import { peerChannelCredentials, type TLSConfig } from './tls.js';
 
 /** Largest peer message: a snapshot travels in one MsgSnap for now, so this bounds the store size that can be sent. */
@@ -51,6 +52,7 @@ export interface PeerHandlers {
 }
 
 const CHANNEL_OPTIONS = {
+  ...NO_CHANNELZ,
   'grpc.max_receive_message_length': MAX_PEER_MESSAGE_BYTES,
   'grpc.max_send_message_length': MAX_PEER_MESSAGE_BYTES,
   'grpc.initial_reconnect_backoff_ms': BACKOFF_MIN_MS,

@@ -32,6 +32,7 @@ import {
 import { AlarmType, errRequestTooLarge, ServerError, type AlarmMember, type Member, type MemberInfo } from '../api.js';
 import { AuthGate, authService, goStatusText, type AuthCall } from './auth.js';
 import { codec, protoRoot } from './codec.js';
+import { NO_CHANNELZ } from './channelz.js';
 
 // ---------------------------------------------------------------- options and limits
 
@@ -47,6 +48,7 @@ export const DEFAULT_PROGRESS_INTERVAL_MS = 10 * 60 * 1000;
 /** Options for the grpc.Server that will carry the client services, as etcd sets them. */
 export function serverOptions(limits: { readonly maxRequestBytes: number }): grpc.ServerOptions {
   return {
+    ...NO_CHANNELZ,
     'grpc.max_receive_message_length': limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
     'grpc.max_send_message_length': MAX_SEND_BYTES,
   };
