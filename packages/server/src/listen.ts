@@ -3,6 +3,7 @@ import type { Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
+import { RAFT_STREAM_SNIFF } from './raftstream.js';
 import { checkPeerSAN, tlsServerOptions, type TLSConfig } from './tls.js';
 
 export function shutdown(server: grpc.Server): Promise<void> {
@@ -27,6 +28,8 @@ export interface MuxOptions {
   readonly grpc?: grpc.Server;
   /** Serves the HTTP/1 connections (/health, /metrics, /version). */
   readonly http?: HttpServer;
+  /** Takes the connections that open with the Raft stream's preface (raftstream.ts), paused. */
+  readonly raft?: (socket: Socket) => void;
   /** What https URLs present and require; needed if any URL is https. */
   readonly tls?: TLSConfig;
   /** etcd's peer listeners check that a client certificate naming hosts names the connection's address. */
@@ -44,8 +47,8 @@ export interface MuxOptions {
  * see its verified peer certificate through getAuthContext()).
  */
 export async function listenMux(urls: readonly string[], opts: MuxOptions): Promise<Mux> {
-  const { grpc: server, http } = opts;
-  if (server === undefined && http === undefined) throw new Error('listenMux: nothing to serve');
+  const { grpc: server, http, raft } = opts;
+  if (server === undefined && http === undefined && raft === undefined) throw new Error('listenMux: nothing to serve');
   const injector = server?.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const listeners: NetServer[] = [];
   const sockets = new Set<Socket>();
@@ -68,10 +71,14 @@ export async function listenMux(urls: readonly string[], opts: MuxOptions): Prom
     http.emit('connection', socket);
     socket.resume();
   };
-  /** Routes by the first bytes: HTTP/2 to gRPC, anything else to HTTP. */
+  const toRaft = (socket: Socket): void => {
+    if (raft !== undefined) raft(socket);
+    else socket.destroy();
+  };
+  /** Routes by the first bytes: the Raft stream's preface to it, HTTP/2 to gRPC, anything else to HTTP. */
   const sniff = (socket: Socket): void => {
-    if (http === undefined) return toGrpc(socket);
-    if (injector === undefined) return toHttp(socket);
+    if (raft === undefined && http === undefined) return toGrpc(socket);
+    if (raft === undefined && injector === undefined) return toHttp(socket);
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
       head = Buffer.concat([head, chunk]);
@@ -79,10 +86,14 @@ export async function listenMux(urls: readonly string[], opts: MuxOptions): Prom
       socket.off('data', onData);
       socket.pause();
       socket.unshift(head);
-      if (head.subarray(0, H2_PREFIX.length).equals(H2_PREFIX)) toGrpc(socket);
+      const first = head.subarray(0, H2_PREFIX.length);
+      if (first.equals(RAFT_STREAM_SNIFF)) toRaft(socket);
+      else if (first.equals(H2_PREFIX) || http === undefined) toGrpc(socket);
       else toHttp(socket);
     };
     socket.on('data', onData);
+    // A TLS socket arrives here paused after the peer-certificate check.
+    socket.resume();
   };
   const plain = (socket: Socket): void => {
     track(socket);

@@ -116,7 +116,7 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
   const muxes: Mux[] = [];
   try {
     // As etcd's: peer connections whose certificate names hosts must come from one of them.
-    muxes.push(await listenMux(cfg.listenPeerURLs, { grpc: peerServer, tls: cfg.peerTLS, checkSAN: true, log: logger.log }));
+    muxes.push(await listenMux(cfg.listenPeerURLs, { grpc: peerServer, raft: member.transport.acceptStream, tls: cfg.peerTLS, checkSAN: true, log: logger.log }));
     muxes.push(await listenMux(cfg.listenClientURLs, { grpc: clientServer, http: clientHttp, tls: cfg.clientTLS, log: logger.log }));
     // etcd serves https metrics URLs with the client TLS settings.
     if (cfg.listenMetricsURLs.length > 0) muxes.push(await listenMux(cfg.listenMetricsURLs, { http: metricsHttp, tls: cfg.clientTLS, log: logger.log }));

@@ -1,13 +1,15 @@
 /**
- * Member-to-member transport over gRPC: one client stream per peer carrying batches of Raft
- * messages (msgpack), reopened with exponential backoff when it breaks, and a unary call for
- * requests only the leader can answer (lease keepalives, time-to-live). The service is defined
- * with identity serializers: the payloads are already bytes.
+ * Member-to-member transport: one Raft stream per peer (raftstream.ts: plain TCP or TLS, frames of
+ * msgpack message batches), redialed with exponential backoff when it breaks; over gRPC, the
+ * snapshot stream and a unary call for requests only the leader can answer (lease keepalives,
+ * time-to-live). The gRPC service is defined with identity serializers: the payloads are already bytes.
  */
+import type { Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { Message, NodeId } from '@capstan/raft';
 import { Packr } from 'msgpackr';
 import { NO_CHANNELZ } from './grpc/channelz.js';
+import { dialRaftStream, encodeFrame, FrameDecoder } from './raftstream.js';
 import { peerChannelCredentials, type TLSConfig } from './tls.js';
 
 /** Largest peer message: a snapshot travels in one MsgSnap for now, so this bounds the store size that can be sent. */
@@ -35,7 +37,6 @@ function method(name: string, requestStream: boolean): grpc.MethodDefinition<Buf
   };
 }
 const PEER_SERVICE: grpc.ServiceDefinition = {
-  stream: method('Stream', true),
   snapshot: method('Snapshot', true),
   forward: method('Forward', false),
 };
@@ -62,7 +63,7 @@ const CHANNEL_OPTIONS = {
 
 class Peer {
   private client: grpc.Client;
-  private stream: grpc.ClientWritableStream<Buffer> | undefined;
+  private stream: Socket | undefined;
   private backoff = BACKOFF_MIN_MS;
   private retryAt = 0;
   private closed = false;
@@ -88,7 +89,7 @@ class Peer {
       this.handlers.onUnreachable(this.id);
       return;
     }
-    s.write(packr.pack(msgs));
+    s.write(encodeFrame(packr.pack(msgs)));
   }
 
   forward(req: unknown): Promise<unknown> {
@@ -130,7 +131,7 @@ class Peer {
   setUrl(url: string): void {
     if (url === this.url) return;
     this.url = url;
-    this.stream?.end();
+    this.stream?.destroy();
     this.stream = undefined;
     this.client.close();
     this.client = new PeerClient(target(url), peerChannelCredentials(url, this.tls), CHANNEL_OPTIONS);
@@ -138,25 +139,25 @@ class Peer {
 
   close(): void {
     this.closed = true;
-    this.stream?.end();
+    this.stream?.destroy();
     this.client.close();
   }
 
-  private open(): grpc.ClientWritableStream<Buffer> | undefined {
+  private open(): Socket | undefined {
     if (this.stream !== undefined) return this.stream;
     if (Date.now() < this.retryAt) return undefined;
-    const s = (this.client as unknown as { stream: (cb: grpc.requestCallback<Buffer>) => grpc.ClientWritableStream<Buffer> }).stream(() => {});
+    const s = dialRaftStream(this.url, this.tls);
+    // Until the peer is heard from again, each break backs off exponentially.
     s.on('error', () => this.broken(s));
     s.on('close', () => this.broken(s));
-    // The first successful write proves the link; until then back off exponentially.
-    s.on('status', () => this.broken(s));
     this.stream = s;
     return s;
   }
 
-  private broken(s: grpc.ClientWritableStream<Buffer>): void {
+  private broken(s: Socket): void {
     if (this.stream !== s) return;
     this.stream = undefined;
+    s.destroy();
     this.retryAt = Date.now() + this.backoff;
     this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX_MS);
     this.handlers.onUnreachable(this.id);
@@ -177,23 +178,35 @@ export class PeerTransport {
     private readonly tls?: TLSConfig,
   ) {}
 
-  /** Registers the peer service on the member's peer gRPC server. */
+  /**
+   * Reads a peer's Raft stream: a connection the peer listener routed here by its preface (paused).
+   * A connection that breaks the framing is closed; a garbled batch is dropped (Raft retransmits).
+   */
+  readonly acceptStream = (socket: Socket): void => {
+    const decoder = new FrameDecoder(MAX_PEER_MESSAGE_BYTES);
+    socket.on('data', (chunk: Buffer) => {
+      const frames = decoder.push(chunk);
+      if (frames instanceof Error) {
+        socket.destroy();
+        return;
+      }
+      for (const f of frames) {
+        let msgs: Message[];
+        try {
+          msgs = packr.unpack(f) as Message[];
+        } catch {
+          continue;
+        }
+        if (msgs.length > 0) this.peers.get(msgs[0]!.from)?.heard();
+        this.handlers.onMessages(msgs);
+      }
+    });
+    socket.resume();
+  };
+
+  /** Registers the peer service (snapshots, forwarded requests) on the member's peer gRPC server. */
   register(server: grpc.Server): void {
     server.addService(PEER_SERVICE, {
-      stream: (call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-        call.on('data', (buf: Buffer) => {
-          let msgs: Message[];
-          try {
-            msgs = packr.unpack(buf) as Message[];
-          } catch {
-            return; // a garbled batch is dropped; Raft retransmits
-          }
-          if (msgs.length > 0) this.peers.get(msgs[0]!.from)?.heard();
-          this.handlers.onMessages(msgs);
-        });
-        call.on('end', () => callback(null, Buffer.alloc(0)));
-        call.on('error', () => {});
-      },
       snapshot: (call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
         const it = call[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
         void (async () => {

@@ -22,7 +22,7 @@ async function startMember(cfg: MemberConfig): Promise<Running> {
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
   member.transport.register(server);
   // The peer listener as a member process has it (node.ts): the same mux, gRPC only.
-  const mux = await listenMux(cfg.peerURLs, { grpc: server });
+  const mux = await listenMux(cfg.peerURLs, { grpc: server, raft: member.transport.acceptStream });
   return { member, server, mux };
 }
 
