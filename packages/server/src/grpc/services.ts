@@ -154,6 +154,29 @@ export const CLIENT_SERVICES = ['KV', 'Watch', 'Lease', 'Cluster', 'Maintenance'
 
 // ---------------------------------------------------------------- helpers
 
+/** The grpc-js call under a unary call's stream object: what sends the answer and the status. */
+interface InnerCall {
+  sendMessage(msg: unknown, done: () => void): void;
+  sendStatus(status: { code: grpc.status; details: string; metadata: grpc.Metadata | null }): void;
+}
+
+/**
+ * Answers a unary call with its message and OK status in one go. grpc-js's own callback sends the
+ * status only once the DATA frame's write has called back, a turn of the event loop later, and
+ * the client waits for that status: it cost a put its second write and whatever else that turn
+ * held. Sent together, headers, message and trailers leave in one write. If the message cannot be
+ * sent (too large), grpc-js answers with an error status itself and ignores the OK after it.
+ */
+function respondOk<T>(call: grpc.ServerUnaryCall<unknown, T>, res: T, cb: grpc.sendUnaryData<T>): void {
+  const inner = (call as unknown as { call?: Partial<InnerCall> }).call;
+  if (typeof inner?.sendMessage !== 'function' || typeof inner.sendStatus !== 'function') {
+    cb(null, res);
+    return;
+  }
+  inner.sendMessage(res, () => {});
+  inner.sendStatus({ code: grpc.status.OK, details: 'OK', metadata: null });
+}
+
 function isReadOnlyTxn(r: TxnRequest): boolean {
   const ops: RequestOp[] = [...(r.success ?? []), ...(r.failure ?? [])];
   return ops.every((op) => op.requestRange !== undefined);
@@ -238,7 +261,7 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
         p = Promise.reject(err);
       }
       p.then(
-        (res) => cb(null, res),
+        (res) => respondOk(call, res, cb),
         (err: unknown) => cb(toStatus(err, log, name)),
       );
     };
