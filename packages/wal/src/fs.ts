@@ -55,7 +55,7 @@ const DIR_MODE = 0o700;
  * 60 us on a 2-core VM, a third of an fdatasync there): it is the one hop a save can skip.
  * Larger writes may block on dirty-page throttling, so they stay off the event loop.
  */
-const SYNC_WRITE_MAX_BYTES = 1024 * 1024;
+export const SYNC_WRITE_MAX_BYTES = 1024 * 1024;
 
 // Callback-style fs on a raw fd: one libuv request per call and no FileHandle bookkeeping, which
 // is what keeps an append + fdatasync close to the disk's own latency.

@@ -1,5 +1,5 @@
 // Segment files: naming, preallocation, and reading one back under the recovery rules.
-import type { FileHandle, FileSystem } from './fs.js';
+import { SYNC_WRITE_MAX_BYTES, type FileHandle, type FileSystem } from './fs.js';
 import { WalCorruptError } from './errors.js';
 import { HEADER_BYTES, chainSeedsAfter, parseRecordAt, type WalRecord } from './record.js';
 
@@ -9,7 +9,12 @@ export const MIN_SEGMENT_BYTES = 4 * 1024;
 const SEGMENT_SUFFIX = '.wal';
 const TMP_SUFFIX = '.tmp';
 const NAME_RE = /^([0-9a-f]{16})-([0-9a-f]{16})\.wal$/;
-const ZERO_CHUNK_BYTES = 1024 * 1024;
+/**
+ * Over the size fs.ts writes synchronously: zeroing the next segment (64 MiB while the log is in
+ * use) goes through the thread pool. At 1 MiB each chunk was a synchronous write, and awaiting an
+ * already-settled write never yields to I/O, so the whole segment stalled the event loop at once.
+ */
+const ZERO_CHUNK_BYTES = 2 * SYNC_WRITE_MAX_BYTES;
 const ZEROS = Buffer.alloc(ZERO_CHUNK_BYTES);
 
 export interface SegmentName {
