@@ -392,10 +392,8 @@ export class RaftMember implements Member {
   /**
    * A member that has not yet heard from a leader (just started, or in an election) holds the
    * request for up to the request timeout rather than failing at once, as etcd's requests wait.
-   */
-  /**
-   * Resolves as soon as a leader is known: woken by the Ready that reports it, not by polling, so
-   * requests that waited (the member's own publish first) are proposed before any client that
+   * It resolves as soon as a leader is known: woken by the Ready that reports it, not by polling,
+   * so requests that waited (the member's own publish first) are proposed before any client that
    * learned of the leader afterwards (from /health, say) can propose.
    */
   private waitForLeader(): Promise<void> {
