@@ -9,7 +9,7 @@
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import type { TLSConfig } from './tls.js';
+import { peerVerifyOptions, type TLSConfig } from './tls.js';
 
 /** The first bytes a Raft stream sends. No HTTP/1 method and not HTTP/2's preface starts with "RA". */
 export const RAFT_STREAM_PREFACE = Buffer.from('RAFT capstan/1\n');
@@ -103,7 +103,7 @@ export function dialRaftStream(url: string, tls: TLSConfig | undefined): Socket 
           port,
           ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
           ...(tls !== undefined ? { cert: tls.cert, key: tls.key } : {}),
-          ...(tls?.selfSigned === true ? { rejectUnauthorized: false, checkServerIdentity: () => undefined } : {}),
+          ...peerVerifyOptions(tls),
         })
       : netConnect({ host, port });
   socket.setNoDelay(true);

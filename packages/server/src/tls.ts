@@ -38,15 +38,15 @@ export function tlsServerOptions(cfg: TLSConfig, alpn: readonly string[]): TlsOp
   };
 }
 
+/** How a dialed https peer's certificate is checked: not at all with auto TLS (etcd's InsecureSkipVerify). */
+export function peerVerifyOptions(cfg: TLSConfig | undefined): { rejectUnauthorized?: false; checkServerIdentity?: () => undefined } {
+  return cfg?.selfSigned === true ? { rejectUnauthorized: false, checkServerIdentity: () => undefined } : {};
+}
+
 /** Credentials for dialing a peer at `url`: TLS for https URLs (with this side's certificate when it has one). */
 export function peerChannelCredentials(url: string, cfg: TLSConfig | undefined): grpc.ChannelCredentials {
   if (new URL(url).protocol !== 'https:') return grpc.credentials.createInsecure();
-  return grpc.credentials.createSsl(
-    cfg?.ca ?? null,
-    cfg?.key ?? null,
-    cfg?.cert ?? null,
-    cfg?.selfSigned === true ? { rejectUnauthorized: false, checkServerIdentity: () => undefined } : {},
-  );
+  return grpc.credentials.createSsl(cfg?.ca ?? null, cfg?.key ?? null, cfg?.cert ?? null, peerVerifyOptions(cfg));
 }
 
 function bareIP(address: string): string {
