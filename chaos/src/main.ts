@@ -4,57 +4,17 @@
  * [--faults kind,kind] [--results DIR]`: a cluster of real processes under a checked workload and seeded faults.
  * Last line: `chaos: <target> <ops> ops, <faults> faults, <V> violations`; exit 1 on violations.
  */
-import { join } from 'node:path';
 import { KNOWN_DEFECTS } from './check.js';
-import { ChaosCluster, type Target } from './cluster.js';
-import { FAULT_KINDS, runChaos, type FaultKind } from './run.js';
-
-interface Args {
-  target: Target;
-  members: 3 | 5;
-  durationMs: number;
-  seed: number;
-  results: string;
-  faults?: FaultKind[];
-}
-
-function parseDuration(v: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v);
-  if (m === null) throw new Error(`bad duration ${JSON.stringify(v)} (e.g. 90s, 30m)`);
-  const n = Number(m[1]);
-  return m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : m[2] === 'h' ? n * 3_600_000 : n * 1000;
-}
-
-export function parseArgs(argv: readonly string[]): Args {
-  const a: Args = { target: 'capstan', members: 3, durationMs: 60_000, seed: Date.now() % 1_000_000, results: '' };
-  for (let i = 0; i < argv.length; i++) {
-    const [flag, inline] = argv[i]!.split('=', 2) as [string, string | undefined];
-    const v = inline ?? argv[++i];
-    if (v === undefined) throw new Error(`flag needs an argument: ${flag}`);
-    if (flag === '--target') {
-      if (v !== 'capstan' && v !== 'etcd') throw new Error('--target is capstan or etcd');
-      a.target = v;
-    } else if (flag === '--members') {
-      if (v !== '3' && v !== '5') throw new Error('--members is 3 or 5');
-      a.members = Number(v) as 3 | 5;
-    } else if (flag === '--duration') a.durationMs = parseDuration(v);
-    else if (flag === '--seed') a.seed = Number(v);
-    else if (flag === '--results') a.results = v;
-    else if (flag === '--faults') {
-      const kinds = v.split(',');
-      const bad = kinds.filter((k) => !(FAULT_KINDS as readonly string[]).includes(k));
-      if (bad.length > 0 || kinds.length === 0) throw new Error(`--faults: unknown ${bad.join(',')} (known: ${FAULT_KINDS.join(',')})`);
-      a.faults = kinds as FaultKind[];
-    }
-    else throw new Error(`flag provided but not defined: ${flag}`);
-  }
-  if (!Number.isInteger(a.seed) || a.seed < 0) throw new Error('--seed is a non-negative integer');
-  if (a.results === '') a.results = join('chaos-results', `${a.target}-${a.members}-seed${a.seed}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
-  return a;
-}
+import { ChaosCluster } from './cluster.js';
+import { parseArgs, UsageError, USAGE } from './flags.js';
+import { runChaos } from './run.js';
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
+  if (args === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
   const log = (l: string): void => void process.stdout.write(`${l}\n`);
   log(`chaos: ${args.target}, ${args.members} members, ${args.durationMs / 1000} s, seed ${args.seed}, results in ${args.results}`);
   const cluster = await ChaosCluster.start({ target: args.target, members: args.members, resultsDir: args.results });
@@ -81,6 +41,10 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`chaos: ${err.message}\n${USAGE}\n`);
+      process.exit(2);
+    }
     process.stderr.write(`chaos: ${(err as Error)?.stack ?? String(err)}\n`);
     process.exit(1);
   },
