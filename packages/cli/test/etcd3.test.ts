@@ -27,6 +27,21 @@ t.test('etcd3 client against a three-member cluster', async (t) => {
     t.equal(await client.get('k/2').string(), 'TWO');
   });
 
+  t.test('/metrics counts the answered calls (grpc_server_handled_total)', async (t) => {
+    const puts = async (): Promise<number> => {
+      let sum = 0;
+      for (const m of members) {
+        const text = await (await fetch(`${m.metrics}/metrics`)).text();
+        const line = /^grpc_server_handled_total\{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_code="OK"\} (\d+)$/m.exec(text);
+        sum += Number(line?.[1] ?? 0);
+      }
+      return sum;
+    };
+    const before = await puts();
+    await client.put('counted').value('1');
+    t.equal(await puts(), before + 1, 'one more Put answered OK, on whichever member took it');
+  });
+
   t.test('watch: a prefix, puts and deletes in order', async (t) => {
     const w = await client.watch().prefix('w/').create();
     const seen: string[] = [];

@@ -5,6 +5,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { failpoints } from '@capstan/wal';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { HandledCounter } from './grpc/handled.js';
 
 /** The etcd versions Capstan answers as (its API is etcd 3.5's). */
 export const ETCD_VERSION = '3.5.0';
@@ -31,7 +32,8 @@ export class Metrics {
   readonly walFsync: Histogram;
   readonly backendCommit: Histogram;
   readonly proposalsFailed: Counter;
-  readonly grpcHandled: Counter<'grpc_type' | 'grpc_service' | 'grpc_method' | 'grpc_code'>;
+  /** Its interceptor goes on the client gRPC server. */
+  readonly grpcHandled = new HandledCounter();
   readonly snapshotSaves: Histogram;
 
   constructor(src: MetricsSource) {
@@ -84,11 +86,18 @@ export class Metrics {
       buckets: DISK_BUCKETS,
       registers,
     });
-    this.grpcHandled = new Counter({
+    const handled = this.grpcHandled;
+    new Counter({
       name: 'grpc_server_handled_total',
       help: 'Total number of RPCs completed on the server, regardless of success or failure.',
       labelNames: ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code'],
       registers,
+      collect() {
+        this.reset();
+        for (const s of handled.series()) {
+          this.inc({ grpc_type: s.type, grpc_service: s.service, grpc_method: s.method, grpc_code: s.code }, s.count);
+        }
+      },
     });
   }
 

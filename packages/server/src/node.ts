@@ -87,7 +87,7 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
     'grpc.max_send_message_length': MAX_PEER_MESSAGE_BYTES,
   });
   member.transport.register(peerServer);
-  const clientServer = new grpc.Server(serverOptions(member.limits));
+  const clientServer = new grpc.Server(serverOptions(member.limits, [metrics.grpcHandled.interceptor]));
   let bcryptCost = cfg.bcryptCost ?? DEFAULT_BCRYPT_COST;
   if (bcryptCost < MIN_BCRYPT_COST || bcryptCost > MAX_BCRYPT_COST) {
     logger.log('warn', 'use default bcrypt cost instead of the invalid given cost', {

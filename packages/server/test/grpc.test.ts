@@ -521,6 +521,24 @@ t.test('an error without a gRPC code is INTERNAL, logged, and the server goes on
   t.equal(await etcd.get('b/1').string(), 'bee');
 });
 
+t.test('grpc_server_handled_total: every answered call, by method and status code', async (t) => {
+  const count = (service: string, method: string, code: string): number =>
+    h.handled.series().find((s) => s.service === service && s.method === method && s.code === code)?.count ?? 0;
+  const puts = count('etcdserverpb.KV', 'Put', 'OK');
+  const invalid = count('etcdserverpb.KV', 'Put', 'INVALID_ARGUMENT');
+  await etcd.put('handled/a').value('1');
+  await etcd.put('handled/b').value('2');
+  await t.rejects(etcd.put('').value('x').exec(), { message: /key is not provided/ });
+  t.equal(count('etcdserverpb.KV', 'Put', 'OK'), puts + 2, 'two puts answered OK');
+  t.equal(count('etcdserverpb.KV', 'Put', 'INVALID_ARGUMENT'), invalid + 1, 'the empty key counted under its code');
+  t.equal(await etcd.get('handled/a').string(), '1', 'answers still arrive through the interceptor');
+  const series = h.handled.series();
+  t.match(series.find((s) => s.method === 'Put' && s.code === 'OK'), { type: 'unary', service: 'etcdserverpb.KV' });
+  t.match(series.find((s) => s.method === 'Defragment' && s.code === 'INTERNAL'), { type: 'unary', service: 'etcdserverpb.Maintenance', count: 1 });
+  t.match(series.find((s) => s.method === 'Snapshot' && s.code === 'OK'), { type: 'server_stream', service: 'etcdserverpb.Maintenance' });
+  t.ok(series.every((s) => s.count > 0), 'no empty series');
+});
+
 t.test('no unexpected errors were logged', async (t) => {
   t.same(
     h.logs.filter((l) => l.level === 'error'),

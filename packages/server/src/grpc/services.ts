@@ -46,9 +46,10 @@ export const SNAPSHOT_CHUNK_BYTES = 32 * 1024;
 export const DEFAULT_PROGRESS_INTERVAL_MS = 10 * 60 * 1000;
 
 /** Options for the grpc.Server that will carry the client services, as etcd sets them. */
-export function serverOptions(limits: { readonly maxRequestBytes: number }): grpc.ServerOptions {
+export function serverOptions(limits: { readonly maxRequestBytes: number }, interceptors: grpc.ServerInterceptor[] = []): grpc.ServerOptions {
   return {
     ...NO_CHANNELZ,
+    interceptors,
     'grpc.max_receive_message_length': limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
     'grpc.max_send_message_length': MAX_SEND_BYTES,
   };

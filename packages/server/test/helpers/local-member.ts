@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { errLeaseNotFound, MvccError, StateMachine, WatchHub, type ApplyRequest, type ApplyResponse, type LeaseTimeToLiveResponse } from '@capstan/mvcc';
 import { addClientServices, serverOptions, type ClientServicesOptions } from '../../src/grpc/index.js';
+import { HandledCounter } from '../../src/grpc/handled.js';
 import {
   AlarmType,
   errMemberNotFound,
@@ -199,6 +200,8 @@ export interface LocalServer {
   member: LocalMember;
   hub: WatchHub;
   server: grpc.Server;
+  /** What the server's calls ended with, as /metrics reports them. */
+  handled: HandledCounter;
   /** host:port on loopback. */
   addr: string;
   dir: string;
@@ -212,7 +215,8 @@ export async function serveLocal(opts: LocalMemberOptions & { services?: Omit<Cl
   const dir = await mkdtemp(join(tmpdir(), 'capstan-grpc-'));
   const member = await LocalMember.open(join(dir, 'db'), opts);
   const hub = new WatchHub(member.sm.store);
-  const server = new grpc.Server(serverOptions(member.limits));
+  const handled = new HandledCounter();
+  const server = new grpc.Server(serverOptions(member.limits, [handled.interceptor]));
   const logs: Array<Record<string, unknown>> = [];
   addClientServices(server, member, hub, { ...opts.services, log: (r) => logs.push(r) });
   const port = await new Promise<number>((res, rej) =>
@@ -222,6 +226,7 @@ export async function serveLocal(opts: LocalMemberOptions & { services?: Omit<Cl
     member,
     hub,
     server,
+    handled,
     addr: `127.0.0.1:${port}`,
     dir,
     logs,
