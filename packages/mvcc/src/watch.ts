@@ -542,13 +542,21 @@ export class WatchHub {
 class PrevKvCache {
   private readonly cache = new Map<Event, KeyValue | null>();
 
+  /** One event with prev_kv per event, shared by every watcher that asked: a transport may encode it once. */
+  private readonly withPrev = new Map<Event, Event>();
+
   constructor(private readonly store: KvStore) {}
 
   attach(w: Watcher, evs: Event[]): Event[] {
     if (!w.prevKv) return evs;
     return evs.map((ev) => {
-      const prevKv = this.lookup(ev);
-      return prevKv === undefined ? { type: ev.type, kv: ev.kv } : { type: ev.type, kv: ev.kv, prevKv };
+      let out = this.withPrev.get(ev);
+      if (out === undefined) {
+        const prevKv = this.lookup(ev);
+        out = prevKv === undefined ? { type: ev.type, kv: ev.kv } : { type: ev.type, kv: ev.kv, prevKv };
+        this.withPrev.set(ev, out);
+      }
+      return out;
     });
   }
 

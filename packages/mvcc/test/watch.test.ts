@@ -161,11 +161,16 @@ t.test('prevKv: the key at modRevision - 1, live and from storage', async (t) =>
   t.same(prevs(eventsOf(live.resps, 0)), [undefined, '1', '2', undefined]);
   t.same(prevs(eventsOf(live.resps, 1)), [undefined, undefined, undefined, undefined]);
   t.equal(eventsOf(live.resps, 0)[1]!.prevKv!.modRevision, first);
+  const other = client(hub);
+  other.stream.watch({ key: b('a'), prevKv: true });
+  store.put({ key: b('a'), value: b('4') });
+  await until('both live', () => eventsOf(live.resps, 0).length >= 5 && eventsOf(other.resps, 0).length >= 1);
+  t.equal(eventsOf(other.resps, 0)[0], eventsOf(live.resps, 0)[4], 'watchers asking for prevKv share one event object (a transport encodes it once)');
 
   const past = client(hub);
   past.stream.watch({ key: b('a'), prevKv: true, startRevision: first });
-  await until('catch-up', () => eventsOf(past.resps, 0).length >= 4);
-  t.same(prevs(eventsOf(past.resps, 0)), [undefined, '1', '2', undefined]);
+  await until('catch-up', () => eventsOf(past.resps, 0).length >= 5);
+  t.same(prevs(eventsOf(past.resps, 0)), [undefined, '1', '2', undefined, '3']);
 });
 
 t.test('start revision in the past: catches up in batches under a write load, then live', async (t) => {

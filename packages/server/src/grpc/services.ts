@@ -33,6 +33,7 @@ import { AlarmType, errRequestTooLarge, ServerError, type AlarmMember, type Memb
 import { AuthGate, authService, goStatusText, type AuthCall } from './auth.js';
 import { codec, protoRoot } from './codec.js';
 import { NO_CHANNELZ } from './channelz.js';
+import { encodeWatchResponse, type HeaderFields } from './wire.js';
 
 // ---------------------------------------------------------------- options and limits
 
@@ -143,7 +144,8 @@ export function serviceDefinition(service: string): grpc.ServiceDefinition<grpc.
       responseStream: m.responseStream === true,
       requestSerialize: (d) => req.encode(d.msg),
       requestDeserialize: (buf) => ({ msg: req.decode(buf), size: buf.length }),
-      responseSerialize: (r) => res.encode(r),
+      // Bytes are a message already encoded (watch responses: see wire.ts).
+      responseSerialize: (r) => (Buffer.isBuffer(r) ? r : res.encode(r)),
       responseDeserialize: (buf) => res.decode(buf),
       originalName: m.name[0]!.toLowerCase() + m.name.slice(1),
     };
@@ -238,7 +240,7 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
   const log: Log = opts.log ?? ((rec) => process.stderr.write(JSON.stringify({ ts: new Date().toISOString(), ...rec }) + '\n'));
   const progressIntervalMs = opts.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
 
-  const header = (revision?: number): Msg => ({
+  const header = (revision?: number): HeaderFields => ({
     clusterId: member.clusterId,
     memberId: member.memberId,
     revision: revision !== undefined && revision > 0 ? revision : member.sm.store.rev,
@@ -319,7 +321,7 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
       const stream = watchHub.newStream(
         (resp) => {
           if (closed) return true;
-          return call.write({ ...resp, header: header(resp.header.revision) });
+          return call.write(encodeWatchResponse(resp, header(resp.header.revision)));
         },
         { maxResponseBytes: member.limits.maxRequestBytes },
       );
