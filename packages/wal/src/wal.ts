@@ -111,6 +111,11 @@ interface PreparedSegment {
 export class Wal {
   private readonly encoder = new RecordEncoder();
   private readonly metricSet = new WalMetricSet();
+  /**
+   * Given each batch's fdatasync time in seconds, as the fsync histogram is: etcd's
+   * wal_fsync_duration times the fdatasync alone, not the write before it.
+   */
+  onFsync: ((seconds: number) => void) | undefined;
   private readonly segments: SegmentName[];
   /** Saves run one at a time, in call order: each waits for the previous one's fdatasync. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -476,7 +481,9 @@ export class Wal {
     } catch (e) {
       throw ioError('fdatasync', seg.path, e);
     }
-    this.metricSet.fsyncDuration.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    this.metricSet.fsyncDuration.observe(seconds);
+    this.onFsync?.(seconds);
   }
 
   /**

@@ -262,8 +262,12 @@ t.test('batches that would not replay are refused before anything is written', a
 t.test('metrics: etcd fsync histogram and bytes written', async (t) => {
   const dir = tempDir(t);
   const { wal } = await openWal(dir);
+  const given: number[] = [];
+  wal.onFsync = (s) => given.push(s);
   for (let i = 1; i <= 5; i++) await wal.save({ entries: [entry(i, 1)], hardState: hs(1, i) });
   const m = wal.metrics();
+  t.equal(given.length, 5, 'onFsync hears each fdatasync');
+  t.equal(given.reduce((a, b) => a + b, 0), m.fsyncDuration.sum, 'the same seconds the histogram got');
   t.equal(m.fsyncDuration.name, 'etcd_disk_wal_fsync_duration_seconds');
   t.equal(m.fsyncDuration.buckets.length, 14);
   t.equal(m.fsyncDuration.buckets[0], 0.001);
