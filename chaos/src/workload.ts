@@ -49,6 +49,8 @@ export interface WatchEvent {
   readonly at: number;
   /** It came in the first response with events after its watch was created or re-created. */
   readonly fresh: boolean;
+  /** It came after the client asked to cancel its watch (cancelWatch), before the cancel was answered. */
+  readonly cancelling?: boolean;
 }
 
 export interface LeaseRecord {
@@ -103,10 +105,19 @@ export async function openWatch(builder: Pick<WatchBuilder, 'watcher'>, into: Wa
   try {
     await (opts.timeoutMs === undefined ? created : timeout(created, opts.timeoutMs));
   } catch (err) {
-    void w.cancel().catch(() => {});
+    void cancelWatch(w).catch(() => {});
     throw err;
   }
   return w;
+}
+
+/** Watchers whose cancel has been sent: what they receive from then on is marked `cancelling`. */
+const cancelSent = new WeakSet<Watcher>();
+
+/** Cancels a watch opened by openWatch, marking the events that still arrive. */
+export function cancelWatch(w: Watcher): Promise<void> {
+  cancelSent.add(w);
+  return w.cancel();
 }
 
 /** Records a watcher's events and resumes it as clientv3 does. */
@@ -128,6 +139,7 @@ function collectEvents(w: Watcher, into: WatchEvent[], cap = Infinity, full: () 
       response,
       at: now(),
       fresh,
+      ...(cancelSent.has(w) ? { cancelling: true } : {}),
     });
   };
   w.on('put', (kv, prev) => record('put', kv, prev));
@@ -324,7 +336,7 @@ export class Workload {
     while (lastSeen() < lastAcked() && now() < deadline) await new Promise((r) => setTimeout(r, 100));
     // etcd3's cancel waits for the create response of a watch being re-created, which a broken
     // cluster never sends: bounded, or the run never ends to report what broke it.
-    await timeout(w.cancel(), OP_TIMEOUT_MS).catch(() => {});
+    await timeout(cancelWatch(w), OP_TIMEOUT_MS).catch(() => {});
   }
 
   /**
@@ -351,7 +363,7 @@ export class Workload {
         // Cancelled by the server (it never is here): what it received until then is still checked.
         w.on('error', () => {});
         await Promise.race([filled, new Promise((r) => setTimeout(r, rng.between(200, 2000)))]);
-        await timeout(w.cancel(), OP_TIMEOUT_MS).catch(() => {});
+        await timeout(cancelWatch(w), OP_TIMEOUT_MS).catch(() => {});
       } catch {
         // Not created (no member answered): nothing to check.
       }

@@ -145,6 +145,11 @@ t.test("etcd's prev_kv race is reported apart, for etcd only, and only where it 
   t.equal(checkResumedWatches(racy)[0]?.known, undefined, 'a violation for a target without the defect');
   const later = recorded({ watchEvents: main, resumedWatches: [{ from: 3, events: [ev('2', 3, '1', true), ev('3', 4, null, false)] }] });
   t.equal(checkResumedWatches(later, etcd)[0]?.known, undefined, 'a missing prev_kv past the first response is a violation');
+  // Seen in a 30-minute etcd run: the catch-up with prev_kv, then the events sent after the cancel without.
+  const cancelling = recorded({ watchEvents: main, resumedWatches: [{ from: 3, events: [ev('2', 3, '1', true), { ...ev('3', 4, null, false), cancelling: true }, { ...ev('4', 5, null, false), cancelling: true }] }] });
+  const atCancel = checkResumedWatches(cancelling, etcd);
+  t.same(atCancel.map((v) => v.known), ['etcd-prev-kv-race'], 'after the client asked to cancel: the same race, at the other end');
+  t.equal(checkResumedWatches(cancelling)[0]?.known, undefined, 'and a violation for Capstan');
   const worse = recorded({ watchEvents: main, resumedWatches: [{ from: 3, events: [ev('2', 3, null, true), ev('4', 5, '3', false)] }] });
   const found = checkResumedWatches(worse, etcd);
   t.same(found.map((v) => v.known), [undefined, 'etcd-prev-kv-race'], 'a real gap after it is still found (violations listed first)');
