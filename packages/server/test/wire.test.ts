@@ -3,10 +3,13 @@
 import t from 'tap';
 import type { Event, KeyValue } from '@capstan/mvcc';
 import { codec } from '../src/grpc/codec.js';
-import { encodeEvent, encodeWatchResponse, varintSize, type HeaderFields, type WatchResponseFields } from '../src/grpc/wire.js';
+import { encodeDeleteRangeResponse, encodeEvent, encodePutResponse, encodeRangeResponse, encodeWatchResponse, varintSize, type HeaderFields, type WatchResponseFields } from '../src/grpc/wire.js';
 
 const watchRes = codec<Record<string, unknown>>('etcdserverpb.WatchResponse');
 const eventCodec = codec<Event>('mvccpb.Event');
+const rangeRes = codec<Record<string, unknown>>('etcdserverpb.RangeResponse');
+const putRes = codec<Record<string, unknown>>('etcdserverpb.PutResponse');
+const deleteRes = codec<Record<string, unknown>>('etcdserverpb.DeleteRangeResponse');
 
 const kv = (over: Partial<KeyValue> = {}): KeyValue => ({
   key: Buffer.from('k/1'),
@@ -75,4 +78,23 @@ t.test('one event object is encoded once, however many responses carry it', asyn
   const b = encodeWatchResponse({ ...plain, watchId: 2, events: [ev] }, header);
   t.equal(reads, afterFirst, 'the second response reused the first encoding');
   t.same(watchRes.decode(b), { ...watchRes.decode(a), watchId: 2 });
+});
+
+t.test('range, put and delete responses: the same bytes as protobufjs', async (t) => {
+  const kvs = [kv(), kv({ key: Buffer.from('k/2'), value: Buffer.alloc(0), lease: 0x7fffffffffffffffn }), kv({ key: Buffer.alloc(0), createRevision: 0, modRevision: 0, version: 0, value: Buffer.alloc(200, 3) })];
+  const zero: HeaderFields = { clusterId: 0n, memberId: 0n, revision: 0, raftTerm: 0 };
+  for (const h of [header, zero]) {
+    for (const r of [{ kvs, more: true, count: 3 }, { kvs: [], more: false, count: 0 }, { kvs: kvs.slice(0, 1), more: false, count: 2 ** 40 }]) {
+      t.same(encodeRangeResponse(r, h), rangeRes.encode({ header: h, ...r }), `range of ${r.kvs.length}, count ${r.count}`);
+    }
+    t.same(encodePutResponse({}, h), putRes.encode({ header: h }), 'put');
+    t.same(encodePutResponse({ prevKv: kvs[1] }, h), putRes.encode({ header: h, prevKv: kvs[1] }), 'put with prev_kv');
+    t.same(encodeDeleteRangeResponse({ deleted: 0, prevKvs: [] }, h), deleteRes.encode({ header: h, deleted: 0, prevKvs: [] }), 'delete of nothing');
+    t.same(encodeDeleteRangeResponse({ deleted: 3, prevKvs: kvs }, h), deleteRes.encode({ header: h, deleted: 3, prevKvs: kvs }), 'delete with prev_kvs');
+  }
+  const many = Array.from({ length: 1000 }, (_, i) => kv({ key: Buffer.from(`bench/${String(i).padStart(8, '0')}`), modRevision: 1000 + i }));
+  const decoded = rangeRes.decode(encodeRangeResponse({ kvs: many, more: false, count: 1000 }, header)) as { kvs: KeyValue[]; count: number };
+  t.equal(decoded.kvs.length, 1000);
+  t.equal(decoded.kvs[999]!.key.toString(), 'bench/00000999');
+  t.equal(decoded.kvs[999]!.modRevision, 1999);
 });

@@ -33,7 +33,7 @@ import { AlarmType, errRequestTooLarge, ServerError, type AlarmMember, type Memb
 import { AuthGate, authService, goStatusText, type AuthCall } from './auth.js';
 import { codec, protoRoot } from './codec.js';
 import { NO_CHANNELZ } from './channelz.js';
-import { encodeWatchResponse, type HeaderFields } from './wire.js';
+import { encodeDeleteRangeResponse, encodePutResponse, encodeRangeResponse, encodeWatchResponse, type HeaderFields } from './wire.js';
 
 // ---------------------------------------------------------------- options and limits
 
@@ -280,19 +280,22 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
       checkRange(req);
       if (req.serializable !== true) await member.readBarrier();
       await gate.checkRange(call, req.key, req.rangeEnd);
-      return withHeader(member.sm.store.range(req));
+      const res = member.sm.store.range(req);
+      return encodeRangeResponse(res, header(res.header?.revision));
     }),
     Put: unary('Put', async (m, size, call) => {
       const req = m as PutRequest;
       checkPut(req);
       checkSize(size);
-      return withHeader(await propose<PutResponse>(call, { put: req }));
+      const res = await propose<PutResponse>(call, { put: req });
+      return encodePutResponse(res, header(res.header?.revision));
     }),
     DeleteRange: unary('DeleteRange', async (m, size, call) => {
       const req = m as DeleteRangeRequest;
       checkDelete(req);
       checkSize(size);
-      return withHeader(await propose<DeleteRangeResponse>(call, { deleteRange: req }));
+      const res = await propose<DeleteRangeResponse>(call, { deleteRange: req });
+      return encodeDeleteRangeResponse(res, header(res.header?.revision));
     }),
     Txn: unary('Txn', async (m, size, call) => {
       const req = m as TxnRequest;

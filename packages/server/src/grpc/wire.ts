@@ -1,8 +1,9 @@
 /**
  * Protobuf wire format by hand, for the few messages on hot paths: a watch event goes to every
  * watcher of its key, and protobufjs (a converted copy of the message, then its own writer) cost
- * several microseconds per watcher for bytes that are the same for all of them. Sizes are
- * computed first, so each message is written once into a buffer of its exact length.
+ * several microseconds per watcher for bytes that are the same for all of them; a range answers
+ * with up to thousands of KeyValues, and Put, Range and DeleteRange are most of the calls. Sizes
+ * are computed first, so each message is written once into a buffer of its exact length.
  */
 import type { Event, KeyValue } from '@capstan/mvcc';
 
@@ -11,12 +12,12 @@ const WIRE_BYTES = 2;
 
 /** Bytes of a varint holding n: a non-negative integer up to 2^53, or a negative one (10 bytes, as int64). */
 export function varintSize(n: number): number {
-  if (n < 0) return 10;
-  let size = 1;
-  while (n >= 128) {
-    n = Math.floor(n / 128);
-    size++;
-  }
+  if (n < 128) return n < 0 ? 10 : 1;
+  if (n < 16384) return 2;
+  if (n < 2097152) return 3;
+  if (n < 268435456) return 4;
+  let size = 5;
+  for (n = Math.floor(n / 34359738368); n > 0; n = Math.floor(n / 128)) size++;
   return size;
 }
 
@@ -54,9 +55,14 @@ export class WireWriter {
       return;
     }
     const buf = this.buf;
-    while (n >= 128) {
+    // Bit operations while n fits in 31 bits; division above.
+    while (n > 0x7fffffff) {
       buf[this.pos++] = (n % 128) | 128;
       n = Math.floor(n / 128);
+    }
+    while (n >= 128) {
+      buf[this.pos++] = (n & 127) | 128;
+      n >>>= 7;
     }
     buf[this.pos++] = n;
   }
@@ -98,8 +104,21 @@ export class WireWriter {
     if (b.length === 0 && !always) return;
     this.tag(field, WIRE_BYTES);
     this.varint(b.length);
-    this.buf.set(b, this.pos);
-    this.pos += b.length;
+    this.raw(b);
+  }
+
+  /** Bytes as they are: a field already encoded. */
+  raw(b: Uint8Array): void {
+    const n = b.length;
+    const buf = this.buf;
+    let pos = this.pos;
+    // TypedArray.set costs more than a short loop for the small keys most messages carry.
+    if (n < 32) for (let i = 0; i < n; i++) buf[pos++] = b[i]!;
+    else {
+      buf.set(b, pos);
+      pos += n;
+    }
+    this.pos = pos;
   }
 
   /** The header of a length-delimited field whose `len` bytes the caller writes next. */
@@ -170,8 +189,86 @@ export interface HeaderFields {
   readonly raftTerm: number;
 }
 
+/**
+ * The cluster and member ID fields, which every header of a member repeats: 64-bit varints from
+ * bigints cost a microsecond a header, so the last pair's bytes are kept.
+ */
+let idsFor: { clusterId: bigint; memberId: bigint; bytes: Buffer } | undefined;
+
+function idBytes(h: HeaderFields): Buffer {
+  if (idsFor === undefined || idsFor.clusterId !== h.clusterId || idsFor.memberId !== h.memberId) {
+    const w = new WireWriter(bigFieldSize(1, h.clusterId) + bigFieldSize(2, h.memberId));
+    w.big(1, h.clusterId);
+    w.big(2, h.memberId);
+    idsFor = { clusterId: h.clusterId, memberId: h.memberId, bytes: w.finish() };
+  }
+  return idsFor.bytes;
+}
+
 function headerSize(h: HeaderFields): number {
-  return bigFieldSize(1, h.clusterId) + bigFieldSize(2, h.memberId) + uintFieldSize(3, h.revision) + uintFieldSize(4, h.raftTerm);
+  return idBytes(h).length + uintFieldSize(3, h.revision) + uintFieldSize(4, h.raftTerm);
+}
+
+/** Field 1 of every etcdserverpb response: the header, `size` = headerSize(h). */
+function writeHeader(w: WireWriter, h: HeaderFields, size: number): void {
+  w.open(1, size);
+  w.raw(idBytes(h));
+  w.uint(3, h.revision);
+  w.uint(4, h.raftTerm);
+}
+
+/** Repeated KeyValue messages: their sizes, then the bytes they take as fields. */
+function keyValuesSize(kvs: readonly KeyValue[], field: number, sizes: number[]): number {
+  let total = 0;
+  for (const kv of kvs) {
+    const n = keyValueSize(kv);
+    sizes.push(n);
+    total += bytesFieldSize(field, n);
+  }
+  return total;
+}
+
+function writeKeyValues(w: WireWriter, kvs: readonly KeyValue[], field: number, sizes: readonly number[]): void {
+  for (let i = 0; i < kvs.length; i++) {
+    w.open(field, sizes[i]!);
+    writeKeyValue(w, kvs[i]!);
+  }
+}
+
+/** etcdserverpb.RangeResponse: a 1,000-key range through protobufjs cost milliseconds of conversion. */
+export function encodeRangeResponse(r: { readonly kvs: readonly KeyValue[]; readonly more: boolean; readonly count: number }, h: HeaderFields): Buffer {
+  const hSize = headerSize(h);
+  const sizes: number[] = [];
+  const w = new WireWriter(bytesFieldSize(1, hSize) + keyValuesSize(r.kvs, 2, sizes) + (r.more ? 2 : 0) + uintFieldSize(4, r.count));
+  writeHeader(w, h, hSize);
+  writeKeyValues(w, r.kvs, 2, sizes);
+  w.bool(3, r.more);
+  w.uint(4, r.count);
+  return w.finish();
+}
+
+/** etcdserverpb.PutResponse. */
+export function encodePutResponse(r: { readonly prevKv?: KeyValue | undefined }, h: HeaderFields): Buffer {
+  const hSize = headerSize(h);
+  const prevSize = r.prevKv === undefined ? -1 : keyValueSize(r.prevKv);
+  const w = new WireWriter(bytesFieldSize(1, hSize) + (prevSize < 0 ? 0 : bytesFieldSize(2, prevSize)));
+  writeHeader(w, h, hSize);
+  if (r.prevKv !== undefined) {
+    w.open(2, prevSize);
+    writeKeyValue(w, r.prevKv);
+  }
+  return w.finish();
+}
+
+/** etcdserverpb.DeleteRangeResponse. */
+export function encodeDeleteRangeResponse(r: { readonly deleted: number; readonly prevKvs: readonly KeyValue[] }, h: HeaderFields): Buffer {
+  const hSize = headerSize(h);
+  const sizes: number[] = [];
+  const w = new WireWriter(bytesFieldSize(1, hSize) + uintFieldSize(2, r.deleted) + keyValuesSize(r.prevKvs, 3, sizes));
+  writeHeader(w, h, hSize);
+  w.uint(2, r.deleted);
+  writeKeyValues(w, r.prevKvs, 3, sizes);
+  return w.finish();
 }
 
 /**
@@ -210,11 +307,7 @@ export function encodeWatchResponse(resp: WatchResponseFields, header: HeaderFie
   size += uintFieldSize(5, resp.compactRevision) + (reason === undefined ? 0 : bytesFieldSize(6, reason.length)) + (resp.fragment ? 2 : 0);
   for (const e of events) size += bytesFieldSize(11, e.length);
   const w = new WireWriter(size);
-  w.open(1, hSize);
-  w.big(1, header.clusterId);
-  w.big(2, header.memberId);
-  w.uint(3, header.revision);
-  w.uint(4, header.raftTerm);
+  writeHeader(w, header, hSize);
   w.uint(2, resp.watchId);
   w.bool(3, resp.created);
   w.bool(4, resp.canceled);
