@@ -1,8 +1,10 @@
 /** A member's listeners: gRPC and HTTP on its URLs, in the clear or over TLS. */
 import type { Server as HttpServer } from 'node:http';
-import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
+import { routeStreamsBefore } from './grpc/fastunary.js';
 import { RAFT_STREAM_SNIFF } from './raftstream.js';
 import { checkPeerSAN, tlsServerOptions, type TLSConfig } from './tls.js';
 
@@ -20,12 +22,16 @@ export function shutdown(server: grpc.Server): Promise<void> {
 const H2_PREFIX = Buffer.from('PR');
 
 export interface Mux {
+  /** The port each URL got (a URL with port 0 gets one from the OS). */
+  readonly ports: readonly number[];
   close(): Promise<void>;
 }
 
 export interface MuxOptions {
   /** Serves the HTTP/2 connections. */
   readonly grpc?: grpc.Server;
+  /** Sees each HTTP/2 stream before grpc-js and answers the ones it takes (fastunary.ts). */
+  readonly fastUnary?: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => boolean;
   /** Serves the HTTP/1 connections (/health, /metrics, /version). */
   readonly http?: HttpServer;
   /** Takes the connections that open with the Raft stream's preface (raftstream.ts), paused. */
@@ -50,6 +56,9 @@ export async function listenMux(urls: readonly string[], opts: MuxOptions): Prom
   const { grpc: server, http, raft } = opts;
   if (server === undefined && http === undefined && raft === undefined) throw new Error('listenMux: nothing to serve');
   const injector = server?.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  if (server !== undefined && opts.fastUnary !== undefined && !routeStreamsBefore(server, opts.fastUnary)) {
+    opts.log?.('warn', 'grpc-js internals not as expected: every call goes through grpc-js');
+  }
   const listeners: NetServer[] = [];
   const sockets = new Set<Socket>();
   const track = (socket: Socket): void => {
@@ -144,6 +153,7 @@ export async function listenMux(urls: readonly string[], opts: MuxOptions): Prom
     throw err;
   }
   return {
+    ports: listeners.map((l) => (l.address() as AddressInfo).port),
     close: async () => {
       // A listener's close callback waits for every connection to end, and a client may never
       // hang up (the etcd3 client leaves the connection of each Authenticate call open): give

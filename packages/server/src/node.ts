@@ -4,7 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { DEFAULT_BCRYPT_COST, MAX_BCRYPT_COST, MIN_BCRYPT_COST, WatchHub } from '@capstan/mvcc';
-import { addClientServices, serverOptions } from './grpc/index.js';
+import { addClientServices, fastUnary, GRPC_OVERHEAD_BYTES, serverOptions } from './grpc/index.js';
 import { NO_CHANNELZ } from './grpc/channelz.js';
 import { listenMux, shutdown, type Mux } from './listen.js';
 import { RaftMember, type MemberConfig } from './member.js';
@@ -98,7 +98,7 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
     });
     bcryptCost = DEFAULT_BCRYPT_COST;
   }
-  addClientServices(clientServer, member, hub, {
+  const fastMethods = addClientServices(clientServer, member, hub, {
     log: (rec) => logger.log(rec.level === 'error' ? 'error' : rec.level === 'warn' ? 'warn' : 'info', String(rec.msg ?? 'grpc'), rec),
     bcryptCost,
     // Without a token, the verified client certificate's CN is the user (etcd's AuthInfoFromTLS).
@@ -117,7 +117,12 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
   try {
     // As etcd's: peer connections whose certificate names hosts must come from one of them.
     muxes.push(await listenMux(cfg.listenPeerURLs, { grpc: peerServer, raft: member.transport.acceptStream, tls: cfg.peerTLS, checkSAN: true, log: logger.log }));
-    muxes.push(await listenMux(cfg.listenClientURLs, { grpc: clientServer, http: clientHttp, tls: cfg.clientTLS, log: logger.log }));
+    const handled = metrics.grpcHandled;
+    const fast = fastUnary(fastMethods, {
+      maxReceiveBytes: member.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+      onStatus: (path, code) => handled.countUnary(path, code),
+    });
+    muxes.push(await listenMux(cfg.listenClientURLs, { grpc: clientServer, fastUnary: fast, http: clientHttp, tls: cfg.clientTLS, log: logger.log }));
     // etcd serves https metrics URLs with the client TLS settings.
     if (cfg.listenMetricsURLs.length > 0) muxes.push(await listenMux(cfg.listenMetricsURLs, { http: metricsHttp, tls: cfg.clientTLS, log: logger.log }));
   } catch (err) {

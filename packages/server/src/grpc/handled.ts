@@ -57,6 +57,12 @@ export class HandledCounter {
     });
   };
 
+  /** Counts a unary call answered outside grpc-js (fastunary.ts), which no interceptor sees. */
+  countUnary(path: string, code: grpc.status): void {
+    const m = this.method(path, 'unary');
+    m.byCode[code] = (m.byCode[code] ?? 0) + 1;
+  }
+
   /** Every method and code seen, with its count. */
   series(): HandledSeries[] {
     const out: HandledSeries[] = [];

@@ -17,3 +17,4 @@ export {
 export { rawClient, rawWatch, type RawCalls, type RawClientOptions, type RawWatch } from './client.js';
 export { AuthGate, goStatusText, TOKEN_METADATA, type AuthCall, type AuthGateOptions } from './auth.js';
 export { certCommonName, type HasAuthContext } from './identity.js';
+export { fastUnary, routeStreamsBefore, type FastCall, type FastMethod, type FastUnaryOptions } from './fastunary.js';

@@ -33,6 +33,7 @@ import { AlarmType, errRequestTooLarge, ServerError, type AlarmMember, type Memb
 import { AuthGate, authService, goStatusText, type AuthCall } from './auth.js';
 import { codec, protoRoot } from './codec.js';
 import { NO_CHANNELZ } from './channelz.js';
+import type { FastMethod } from './fastunary.js';
 import { encodeDeleteRangeResponse, encodePutResponse, encodeRangeResponse, encodeWatchResponse, type HeaderFields } from './wire.js';
 
 // ---------------------------------------------------------------- options and limits
@@ -236,7 +237,11 @@ function drained(call: grpc.ServerWritableStream<unknown, unknown> | grpc.Server
 
 // ---------------------------------------------------------------- the services
 
-export function addClientServices(server: grpc.Server, member: Member, watchHub: WatchHubLike, opts: ClientServicesOptions = {}): void {
+/**
+ * Adds the client services to `server` and returns their unary methods by path, for fastUnary()
+ * to answer plain calls beside grpc-js with the same handlers.
+ */
+export function addClientServices(server: grpc.Server, member: Member, watchHub: WatchHubLike, opts: ClientServicesOptions = {}): ReadonlyMap<string, FastMethod> {
   const log: Log = opts.log ?? ((rec) => process.stderr.write(JSON.stringify({ ts: new Date().toISOString(), ...rec }) + '\n'));
   const progressIntervalMs = opts.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
 
@@ -254,9 +259,11 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
     if (size > member.limits.maxRequestBytes) throw errRequestTooLarge();
   };
 
-  const unary =
-    (name: string, fn: (req: Msg, size: number, call: AuthCall) => Promise<Msg> | Msg): grpc.handleUnaryCall<Decoded<Msg>, Msg> =>
-    (call, cb) => {
+  type UnaryFn = (req: Msg, size: number, call: AuthCall) => Promise<Msg> | Msg;
+  /** Each unary handler's function, for the calls answered beside grpc-js (fastunary.ts). */
+  const unaryFns = new Map<unknown, UnaryFn>();
+  const unary = (name: string, fn: UnaryFn): grpc.handleUnaryCall<Decoded<Msg>, Msg> => {
+    const handler: grpc.handleUnaryCall<Decoded<Msg>, Msg> = (call, cb) => {
       let p: Promise<Msg>;
       try {
         p = Promise.resolve(fn(call.request.msg, call.request.size, call));
@@ -268,6 +275,9 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
         (err: unknown) => cb(toStatus(err, log, name)),
       );
     };
+    unaryFns.set(handler, fn);
+    return handler;
+  };
 
   /** Every client proposal carries its sender, so the apply can check it in log order (etcd's RequestHeader). */
   const propose = async <T>(call: AuthCall, req: ApplyRequest): Promise<T> => (await member.propose({ ...req, header: await gate.header(call) })) as T;
@@ -624,5 +634,29 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
     Maintenance: maintenance,
     Auth: auth,
   };
-  for (const name of CLIENT_SERVICES) server.addService(serviceDefinition(name), impls[name]);
+  const fast = new Map<string, FastMethod>();
+  for (const name of CLIENT_SERVICES) {
+    const def = serviceDefinition(name);
+    server.addService(def, impls[name]);
+    for (const [method, handler] of Object.entries(impls[name])) {
+      const fn = unaryFns.get(handler);
+      const md = def[method];
+      if (fn === undefined || md === undefined || md.requestStream || md.responseStream) continue;
+      fast.set(md.path, {
+        async run(request, call) {
+          let req: Decoded<Msg>;
+          try {
+            req = md.requestDeserialize(request) as Decoded<Msg>;
+          } catch {
+            // grpc-js's answer to a request that does not decode.
+            throw new ServerError('INTERNAL', 'Error deserializing request');
+          }
+          const res = await fn(req.msg, req.size, call as AuthCall);
+          return Buffer.isBuffer(res) ? res : md.responseSerialize(res);
+        },
+        status: (err) => toStatus(err, log, method),
+      });
+    }
+  }
+  return fast;
 }

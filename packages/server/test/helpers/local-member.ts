@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { errLeaseNotFound, MvccError, StateMachine, WatchHub, type ApplyRequest, type ApplyResponse, type LeaseTimeToLiveResponse } from '@capstan/mvcc';
-import { addClientServices, serverOptions, type ClientServicesOptions } from '../../src/grpc/index.js';
+import { addClientServices, fastUnary, GRPC_OVERHEAD_BYTES, serverOptions, type ClientServicesOptions } from '../../src/grpc/index.js';
+import { listenMux } from '../../src/listen.js';
 import { HandledCounter } from '../../src/grpc/handled.js';
 import {
   AlarmType,
@@ -202,6 +203,8 @@ export interface LocalServer {
   server: grpc.Server;
   /** What the server's calls ended with, as /metrics reports them. */
   handled: HandledCounter;
+  /** The calls answered beside grpc-js (fastunary.ts), with their status codes. */
+  fastCalls: Array<[path: string, code: number]>;
   /** host:port on loopback. */
   addr: string;
   dir: string;
@@ -218,19 +221,29 @@ export async function serveLocal(opts: LocalMemberOptions & { services?: Omit<Cl
   const handled = new HandledCounter();
   const server = new grpc.Server(serverOptions(member.limits, [handled.interceptor]));
   const logs: Array<Record<string, unknown>> = [];
-  addClientServices(server, member, hub, { ...opts.services, log: (r) => logs.push(r) });
-  const port = await new Promise<number>((res, rej) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
-  );
+  const fastCalls: Array<[string, number]> = [];
+  const methods = addClientServices(server, member, hub, { ...opts.services, log: (r) => logs.push(r) });
+  // As a member listens: unary calls without a deadline are answered beside grpc-js (fastunary.ts).
+  const mux = await listenMux(['http://127.0.0.1:0'], {
+    grpc: server,
+    fastUnary: fastUnary(methods, { maxReceiveBytes: member.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES, onStatus: (path, code) => {
+        fastCalls.push([path, code]);
+        handled.countUnary(path, code);
+      },
+    }),
+  });
+  const port = mux.ports[0]!;
   return {
     member,
     hub,
     server,
     handled,
+    fastCalls,
     addr: `127.0.0.1:${port}`,
     dir,
     logs,
     stop: async () => {
+      await mux.close();
       server.forceShutdown();
       hub.close();
       await member.close();
