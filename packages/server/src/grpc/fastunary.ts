@@ -82,8 +82,16 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, path: st
   let refused = false;
   const fail = (code: grpc.status, details: string): void => {
     opts.onStatus?.(path, code);
-    if (stream.destroyed || stream.headersSent) return;
-    stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURI(details) }, { endStream: true });
+    answer(() => stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURI(details) }, { endStream: true }));
+  };
+  /** Sends unless the client went away first (a reset stream refuses headers; grpc-js drops those answers too). */
+  const answer = (send: () => void): void => {
+    if (stream.destroyed || stream.closed || stream.headersSent) return;
+    try {
+      send();
+    } catch {
+      stream.destroy();
+    }
   };
   stream.on('data', (chunk: Buffer) => {
     if (refused) return;
@@ -107,16 +115,17 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, path: st
       return;
     }
     method.run(body.subarray(MESSAGE_HEADER_BYTES), new CallInfo(headers, stream)).then(
-      (answer) => {
+      (res) => {
         opts.onStatus?.(path, grpc.status.OK);
-        if (stream.destroyed) return;
-        const frame = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES + answer.length);
+        const frame = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES + res.length);
         frame[0] = 0;
-        frame.writeUInt32BE(answer.length, 1);
-        answer.copy(frame, MESSAGE_HEADER_BYTES);
-        stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' }, { waitForTrailers: true });
-        stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'grpc-message': 'OK' }));
-        stream.end(frame);
+        frame.writeUInt32BE(res.length, 1);
+        res.copy(frame, MESSAGE_HEADER_BYTES);
+        answer(() => {
+          stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' }, { waitForTrailers: true });
+          stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'grpc-message': 'OK' }));
+          stream.end(frame);
+        });
       },
       (err: unknown) => {
         const st = method.status(err);
