@@ -31,16 +31,20 @@ export interface Violation {
  * took effect, and before the watch received it: it becomes a completed op returning then, which
  * spares the search a fork at every step until the end. An unknown delete with no delete event of
  * its key received after its call changed nothing (a delete of an absent key has no event) and is
- * dropped too. Only when the watch saw everything.
+ * dropped too. Only when the watch saw everything: no errors, and the final reads find every key
+ * as its last event left it.
  */
 export function settleUnknownWrites(rec: Recorded): KvOperation[] {
   if (rec.watchErrors.length > 0 || rec.watchEvents.length === 0) return rec.ops;
   const putAt = new Map<string, number>();
   const lastDeleteAt = new Map<string, number>();
+  const lastValue = new Map<string, string | null>();
   for (const e of rec.watchEvents) {
     if (e.type === 'put') putAt.set(`${e.key}=${e.value}`, e.at);
     else lastDeleteAt.set(e.key, Math.max(lastDeleteAt.get(e.key) ?? -Infinity, e.at));
+    lastValue.set(e.key, e.type === 'put' ? e.value : null);
   }
+  if (!watchReachedFinalReads(rec, lastValue)) return rec.ops;
   const out: KvOperation[] = [];
   for (const op of rec.ops) {
     const i = op.input;
@@ -57,6 +61,21 @@ export function settleUnknownWrites(rec: Recorded): KvOperation[] {
     }
   }
   return out;
+}
+
+/**
+ * The final reads (client -1, once everything is healed) must find each key as the watch left it.
+ * If one does not, writes took effect after the watch's last event (a cluster down for the end of
+ * a run acknowledges nothing, so the drain had nothing to wait for, yet it applied writes of
+ * unknown outcome once healed): the watch did not see everything, and what it did not see cannot
+ * be taken as never having happened.
+ */
+function watchReachedFinalReads(rec: Recorded, lastValue: ReadonlyMap<string, string | null>): boolean {
+  for (const op of rec.ops) {
+    if (op.client !== -1 || op.output?.kind !== 'get') continue;
+    if (op.output.value !== (lastValue.get(op.input.key) ?? null)) return false;
+  }
+  return true;
 }
 
 /** Linearizability of the KV history, per key (unknown outcomes may or may not have happened). */

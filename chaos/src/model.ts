@@ -39,6 +39,8 @@ export const registerModel: Model<string | null, KvInput, KvOutput> = {
   key: (s) => (s === null ? '' : `=${s}`),
   partition: (op) => op.input.key,
   readOnly: (input) => input.kind === 'get',
+  // Every delete of a key leaves it absent: pending ones are one choice, not one each.
+  interchangeable: (input) => (input.kind === 'delete' ? `delete ${input.key}` : undefined),
   describe(input, output) {
     const v = (x: string | null | undefined): string => (x === null || x === undefined ? '<none>' : JSON.stringify(x));
     switch (input.kind) {

@@ -45,6 +45,14 @@ export interface Model<State, Input, Output> {
    * information (it can always be placed last), so it is dropped before the search.
    */
   readOnly?(input: Input): boolean;
+  /**
+   * Ops whose outcome is unknown and that have the same class here have the same effect on every
+   * state (e.g. deletes of one key): which of them took effect is immaterial, so the search only
+   * tries the earliest-called one still pending (the others stay available). Without it, every
+   * pending delete of a key is a separate choice at every step, and a long history with many of
+   * them exhausts any budget.
+   */
+  interchangeable?(input: Input): string | undefined;
 }
 
 export type CheckResult =
@@ -193,11 +201,49 @@ function search<S, I, O>(model: Model<S, I, O>, ops: readonly Operation<I, O>[],
   const bits = new Uint32Array((n + 31) >>> 5);
   const cache = new Map<number, CacheEntry[]>();
 
+  // Interchangeable pending ops: per class, its ops in call order; only the first not yet
+  // linearized may be linearized next (the search order is by call time, so it comes first).
+  const classOf = new Int32Array(n).fill(-1);
+  const classes: number[][] = [];
+  if (model.interchangeable !== undefined) {
+    const byName = new Map<string, number>();
+    const ids = [...Array(n).keys()].filter((i) => !completed(ops[i]!)).sort((a, b) => ops[a]!.call - ops[b]!.call || a - b);
+    for (const i of ids) {
+      const name = model.interchangeable(ops[i]!.input);
+      if (name === undefined) continue;
+      let c = byName.get(name);
+      if (c === undefined) {
+        byName.set(name, (c = classes.length));
+        classes.push([]);
+      }
+      classOf[i] = c;
+      classes[c]!.push(i);
+    }
+  }
+  const isLinearized = (id: number): boolean => (bits[id >>> 5]! & (1 << (id & 31))) !== 0;
+  /** False for a pending op whose class has an earlier-called op not yet linearized. */
+  const canonical = (id: number): boolean => {
+    const c = classOf[id]!;
+    if (c < 0) return true;
+    for (const other of classes[c]!) {
+      if (other === id) return true;
+      if (!isLinearized(other)) return false;
+    }
+    return true;
+  };
+
   const stackId = new Int32Array(n);
   const stackHash = new Uint32Array(n);
+  const stackPhase = new Uint8Array(n);
   const stackState: S[] = [];
   let depth = 0;
 
+  // Each walk from the head goes in two phases: first only completed ops, then, from the head
+  // again, every op. Ops of unknown outcome are thus tried only where no completed op can go
+  // next, which is where they are needed; tried first, they were placed early, failed much later,
+  // and a long history ran out of budget backtracking over them. The choices tried at each point
+  // are the same, so the answer is too (repeats in the second phase hit the cache).
+  let phase: 1 | 2 = 1;
   let state = model.init();
   let setHash = 0;
   let steps = 0;
@@ -208,8 +254,12 @@ function search<S, I, O>(model: Model<S, I, O>, ops: readonly Operation<I, O>[],
     if ((node & 1) === 0) {
       const id = node >>> 1;
       const op = ops[id]!;
-      if (++steps > maxSteps) return 'budget';
       const done = completed(op);
+      if (!done && (phase === 1 || !canonical(id))) {
+        node = next[node]!;
+        continue;
+      }
+      if (++steps > maxSteps) return 'budget';
       const after = model.step(state, op.input, done ? op.output : undefined);
       if (after !== undefined) {
         const word = id >>> 5;
@@ -227,11 +277,13 @@ function search<S, I, O>(model: Model<S, I, O>, ops: readonly Operation<I, O>[],
           stackId[depth] = id;
           stackHash[depth] = setHash;
           stackState[depth] = state;
+          stackPhase[depth] = phase;
           depth++;
           state = after;
           setHash = newHash;
           lift(node);
           if (done && --remaining === 0) return 'ok';
+          phase = 1;
           node = next[head]!;
           continue;
         }
@@ -239,9 +291,15 @@ function search<S, I, O>(model: Model<S, I, O>, ops: readonly Operation<I, O>[],
       }
       node = next[node]!;
     } else {
+      if (phase === 1) {
+        phase = 2;
+        node = next[head]!;
+        continue;
+      }
       if (depth === 0) return 'fail';
       depth--;
       const id = stackId[depth]!;
+      phase = stackPhase[depth] as 1 | 2;
       state = stackState[depth]!;
       setHash = stackHash[depth]!;
       bits[id >>> 5]! &= ~(1 << (id & 31));
