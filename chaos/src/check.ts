@@ -31,8 +31,8 @@ export interface Violation {
  * took effect, and before the watch received it: it becomes a completed op returning then, which
  * spares the search a fork at every step until the end. An unknown delete with no delete event of
  * its key received after its call changed nothing (a delete of an absent key has no event) and is
- * dropped too. Only when the watch saw everything: no errors, and the final reads find every key
- * as its last event left it.
+ * dropped too. Dropping needs a watch that saw everything: no errors, and the final reads find
+ * every key as its last event left it; otherwise the unseen stay unknown.
  */
 export function settleUnknownWrites(rec: Recorded): KvOperation[] {
   if (rec.watchErrors.length > 0 || rec.watchEvents.length === 0) return rec.ops;
@@ -44,17 +44,22 @@ export function settleUnknownWrites(rec: Recorded): KvOperation[] {
     else lastDeleteAt.set(e.key, Math.max(lastDeleteAt.get(e.key) ?? -Infinity, e.at));
     lastValue.set(e.key, e.type === 'put' ? e.value : null);
   }
-  if (!watchReachedFinalReads(rec, lastValue)) return rec.ops;
+  // What the watch saw happened, whatever else it missed; what it did not see never happened only
+  // if it saw everything.
+  const complete = watchReachedFinalReads(rec, lastValue);
   const out: KvOperation[] = [];
   for (const op of rec.ops) {
     const i = op.input;
     if (op.ret !== undefined || i.kind === 'get') {
       out.push(op);
     } else if (i.kind === 'delete') {
-      if ((lastDeleteAt.get(i.key) ?? -Infinity) > op.call) out.push(op);
+      if (!complete || (lastDeleteAt.get(i.key) ?? -Infinity) > op.call) out.push(op);
     } else {
       const at = putAt.get(`${i.key}=${i.value}`);
-      if (at === undefined) continue;
+      if (at === undefined) {
+        if (!complete) out.push(op);
+        continue;
+      }
       const output: KvOutput = i.kind === 'put' ? { kind: 'put' } : { kind: 'cas', ok: true };
       // Received after its call by causality; the max only keeps the search's input valid if not.
       out.push({ ...op, output, ret: Math.max(at, op.call) });
