@@ -31,8 +31,9 @@ export interface Violation {
  * took effect, and before the watch received it: it becomes a completed op returning then, which
  * spares the search a fork at every step until the end. An unknown delete with no delete event of
  * its key received after its call changed nothing (a delete of an absent key has no event) and is
- * dropped too. Dropping needs a watch that saw everything: no errors, and the final reads find
- * every key as its last event left it; otherwise the unseen stay unknown.
+ * dropped too. Dropping needs a watch that saw everything: no errors, drained to the sentinel
+ * written after the final reads, and the final reads find every key as its last event left it;
+ * otherwise the unseen stay unknown.
  */
 export function settleUnknownWrites(rec: Recorded): KvOperation[] {
   if (rec.watchErrors.length > 0 || rec.watchEvents.length === 0) return rec.ops;
@@ -46,7 +47,7 @@ export function settleUnknownWrites(rec: Recorded): KvOperation[] {
   }
   // What the watch saw happened, whatever else it missed; what it did not see never happened only
   // if it saw everything.
-  const complete = watchReachedFinalReads(rec, lastValue);
+  const complete = rec.watchComplete !== false && watchReachedFinalReads(rec, lastValue);
   const out: KvOperation[] = [];
   for (const op of rec.ops) {
     const i = op.input;

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { Rng } from '@capstan/raft/rng';
 import { checkAll, type KnownDefect, type Violation } from './check.js';
-import { KEYS, now, OP_TIMEOUT_MS, PREFIX, timeout, Workload } from './workload.js';
+import { KEYS, now, OP_TIMEOUT_MS, PREFIX, SENTINEL_KEY, timeout, Workload } from './workload.js';
 
 export const FAULT_KINDS = [
   'kill',
@@ -219,6 +219,7 @@ export async function runChaos(cluster: FaultableCluster, opts: RunOptions): Pro
   // acknowledged write that was lost shows up as a violation of linearizability.
   const final = new Etcd3({ hosts: cluster.clientEndpoints(), dialTimeout: 2000 });
   const violations: Violation[] = [];
+  let sentinelRev: number | undefined;
   try {
     for (let k = 0; k < KEYS; k++) {
       const key = `${PREFIX}k${k}`;
@@ -226,10 +227,14 @@ export async function runChaos(cluster: FaultableCluster, opts: RunOptions): Pro
       const v = await retry(() => timeout(final.get(key).string(), OP_TIMEOUT_MS));
       workload.recorded.ops.push({ client: -1, input: { kind: 'get', key }, call, output: { kind: 'get', value: v }, ret: now() });
     }
+    // A write after the final reads, for the main watch to drain to (see Workload.closeWatch).
+    const sentinel = await retry(() => timeout(final.put(SENTINEL_KEY).value('end').exec(), OP_TIMEOUT_MS));
+    sentinelRev = Number(sentinel.header.revision);
     violations.push(...(await checkHashes(cluster, final)));
   } catch (err) {
     violations.push({ check: 'final read', detail: `the healed cluster did not answer: ${String(err)}` });
   } finally {
+    await workload.closeWatch(sentinelRev);
     final.close();
     workload.close();
   }

@@ -21,6 +21,8 @@ export const OP_TIMEOUT_MS = 3000;
 /** Keys per run: few, so operations collide and the checker has something to check. */
 export const KEYS = 6;
 export const PREFIX = 'chaos/';
+/** Written once after the final reads; the main watch drains to it. No client writes it. */
+export const SENTINEL_KEY = `${PREFIX}sentinel`;
 export const LEASE_PREFIX = 'chaos-lease/';
 /** Two keys written together by one txn, so that a revision has two events (outside the linearizability check, which is per key). */
 export const PAIR = [`${PREFIX}pair-a`, `${PREFIX}pair-b`] as const;
@@ -75,6 +77,11 @@ export interface Recorded {
   watchErrors: string[];
   /** Times the watch was (re)created: resuming is what loses events when it is done wrong. */
   watchReconnects: number;
+  /**
+   * The watch received the sentinel written after the final reads, so it saw every write they
+   * could see (false: it did not; absent: a history recorded without a sentinel).
+   */
+  watchComplete?: boolean;
   /** Short watches from revisions chosen during the run, each with what it received. */
   readonly resumedWatches: Array<{ from: number; events: WatchEvent[] }>;
 }
@@ -223,17 +230,34 @@ export class Workload {
   }
 
   /** Runs until stop(); resolves when every client has finished its last operation. */
+  /**
+   * Runs the clients until stop(); the main watch stays open until closeWatch(), so that it can
+   * be drained past the final reads.
+   */
   async run(): Promise<void> {
     let loopsDone!: () => void;
     const done = new Promise<void>((r) => (loopsDone = r));
-    const watcher = this.watch(done);
+    this.watchDone = this.watch(done);
     const loops = Array.from({ length: this.opts.clients }, (_, i) => this.loop(i, this.rng.fork()));
     if (this.opts.leases) loops.push(this.leaseLoop(this.rng.fork()));
     loops.push(this.resumedWatchLoop(this.rng.fork()));
     await Promise.all(loops);
     loopsDone();
-    await watcher;
   }
+
+  /**
+   * Drains the main watch to `sentinel` (the revision of a write made after the final reads;
+   * undefined if none could be made), then closes it. Every write the final reads could see has a
+   * lower revision, so a watch that gets there saw them all.
+   */
+  async closeWatch(sentinel: number | undefined): Promise<void> {
+    this.sentinel(sentinel);
+    await this.watchDone;
+  }
+
+  private watchDone: Promise<void> = Promise.resolve();
+  private sentinel!: (rev: number | undefined) => void;
+  private readonly sentinelRev = new Promise<number | undefined>((r) => (this.sentinel = r));
 
   stop(): void {
     this.stopped = true;
@@ -332,8 +356,14 @@ export class Workload {
     // delivered every acknowledged write, so a missing one means lost, not late.
     const lastAcked = (): number => this.recorded.ackedWrites.reduce((m, a) => Math.max(m, a.revision), 0);
     const lastSeen = (): number => this.recorded.watchEvents.reduce((m, e) => Math.max(m, e.modRevision), 0);
-    const deadline = now() + WATCH_DRAIN_MS;
+    let deadline = now() + WATCH_DRAIN_MS;
     while (lastSeen() < lastAcked() && now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const sentinel = await this.sentinelRev;
+    if (sentinel !== undefined) {
+      deadline = now() + WATCH_DRAIN_MS;
+      while (lastSeen() < sentinel && now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    }
+    this.recorded.watchComplete = sentinel !== undefined && lastSeen() >= sentinel;
     // etcd3's cancel waits for the create response of a watch being re-created, which a broken
     // cluster never sends: bounded, or the run never ends to report what broke it.
     await timeout(cancelWatch(w), OP_TIMEOUT_MS).catch(() => {});

@@ -132,6 +132,7 @@ t.test('the watch settles writes whose outcome is unknown', async (t) => {
   const finalRead = (value: string | null): KvOperation => ({ client: -1, input: { kind: 'get', key: 'a' }, call: 60, output: { kind: 'get', value }, ret: 61 });
   t.equal(settleUnknownWrites({ ...rec, ops: [...rec.ops, finalRead(null)] }).length, 5, 'final reads that agree with the watch: settled');
   const behind = { ...rec, ops: [...rec.ops, finalRead('lost')] };
+  t.equal(settleUnknownWrites({ ...rec, ops: [...rec.ops, finalRead(null)], watchComplete: false }).length, 8, 'a watch that never got the sentinel drops nothing');
   t.same(
     settleUnknownWrites(behind).map((op) => [op.input.kind, op.call, op.ret]),
     [

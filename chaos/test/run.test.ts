@@ -1,5 +1,6 @@
 // A short chaos run in `npm test`: three Capstan members, the checked workload, seeded faults
 // (kills, pauses, partitions through the proxies, disk faults through failpoints), zero violations.
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { ChaosCluster } from '../src/cluster.js';
@@ -15,4 +16,7 @@ t.test('chaos: capstan, 3 members, 75 s, seed 7', async (t) => {
   t.same(r.violations, [], lines.join('\n'));
   t.ok(r.faults.length >= 5, `faults were injected (${r.faults.map((f) => f.fault).join(', ')})`);
   t.ok(r.ops > 1000, `the workload ran (${r.ops} operations)`);
+  const history = JSON.parse(await readFile(join(results, 'history.json'), 'utf8')) as { watchComplete?: boolean; watchEvents: { key: string }[] };
+  t.equal(history.watchComplete, true, 'the main watch drained to the sentinel written after the final reads');
+  t.equal(history.watchEvents.at(-1)?.key, 'chaos/sentinel', 'which is its last event');
 });
