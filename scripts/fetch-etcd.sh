@@ -15,4 +15,7 @@ if ! apt-get download etcd-client etcd-server >/dev/null 2>&1; then
 fi
 mkdir -p "$dest"
 for deb in ./*.deb; do dpkg -x "$deb" "$dest"; done
-"$dest/usr/bin/etcdctl" version | head -1
+# Not `| head -1`: under pipefail, etcdctl writing its second line after head exited is a SIGPIPE,
+# and a clean-clone CI run failed that way (npm test stopped at its pretest).
+version="$("$dest/usr/bin/etcdctl" version)"
+echo "${version%%$'\n'*}"
