@@ -1,8 +1,10 @@
 // Unary calls answered beside grpc-js (fastunary.ts): which calls take that path, and that what a
 // client gets back there (answers, error statuses, limits) is what grpc-js would have sent.
+import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
 import { codec, serviceDefinition } from '../src/grpc/index.js';
+import { parseGrpcTimeout } from '../src/grpc/fastunary.js';
 import { serveLocal } from './helpers/local-member.js';
 
 const h = await serveLocal();
@@ -39,11 +41,47 @@ t.test('a plain unary call is answered beside grpc-js, with the same bytes a cli
   ]);
 });
 
-t.test('a call with a deadline goes through grpc-js (it owns DEADLINE_EXCEEDED)', async (t) => {
+t.test('a call with a deadline is answered there too, and its deadline kept', async (t) => {
   const n = h.fastCalls.length;
   const got = rangeRes.decode(await call(KV.Range!.path, rangeReq.encode({ key: Buffer.from('fast/a') }), { deadline: Date.now() + 5000 }));
   t.equal(got.count, 1);
-  t.same(fastSince(n), [], 'not answered on the fast path');
+  t.same(fastSince(n), [[KV.Range!.path, grpc.status.OK]]);
+
+  // A raw HTTP/2 call whose request never finishes: only the server's timer can answer it.
+  const session = http2.connect(`http://${h.addr}`);
+  session.on('error', () => {});
+  t.teardown(() => session.destroy());
+  const raw = (timeout: string): Promise<{ status: string; message: string; ms: number }> =>
+    new Promise((resolve, reject) => {
+      const t0 = Date.now();
+      const req = session.request({ ':method': 'POST', ':path': KV.Range!.path, 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': timeout });
+      req.on('response', (headers) => {
+        resolve({ status: String(headers['grpc-status']), message: decodeURIComponent(String(headers['grpc-message'])), ms: Date.now() - t0 });
+        req.close(http2.constants.NGHTTP2_CANCEL);
+      });
+      req.on('error', reject);
+    });
+  const expired = await raw('100m');
+  t.equal(expired.status, String(grpc.status.DEADLINE_EXCEEDED));
+  t.equal(expired.message, 'Deadline exceeded');
+  t.ok(expired.ms >= 95, `answered when the deadline passed (${expired.ms} ms)`);
+  const bad = await raw('soon');
+  t.equal(bad.status, String(grpc.status.INTERNAL));
+  t.equal(bad.message, 'Invalid grpc-timeout value "soon"');
+  t.same(fastSince(n + 1), [
+    [KV.Range!.path, grpc.status.DEADLINE_EXCEEDED],
+    [KV.Range!.path, grpc.status.INTERNAL],
+  ]);
+});
+
+t.test('parseGrpcTimeout reads the header as grpc-js does', async (t) => {
+  t.equal(parseGrpcTimeout('5S'), 5000);
+  t.equal(parseGrpcTimeout('1500m'), 1500);
+  t.equal(parseGrpcTimeout('2M'), 120_000);
+  t.equal(parseGrpcTimeout('3000000u'), 3000);
+  t.equal(parseGrpcTimeout('999999n'), 0);
+  t.equal(parseGrpcTimeout('12'), undefined, 'no unit');
+  t.equal(parseGrpcTimeout('x'), undefined);
 });
 
 t.test('errors: the status code and message grpc-js would send', async (t) => {

@@ -3,9 +3,10 @@
  * of CPU on a unary call where node:http2 alone needs about 42 (a 2-core VM): per call it builds an
  * intercepting call with its listeners, a Metadata object, a decoder, a writable stream and the
  * status trailers through several layers. The hot methods (Range, Put, DeleteRange, Txn, ...) come
- * here when the call is a plain one: `application/grpc`, no compression, no deadline header (a
- * deadline needs grpc-js's timer and DEADLINE_EXCEEDED) and a handler registered for its path.
- * Everything else (streams, deadlines, compressed or unknown calls) goes to grpc-js unchanged.
+ * here when the call is a plain one: `application/grpc`, no compression and a handler registered
+ * for its path. A deadline (`grpc-timeout`, which nearly every client sends) is kept as grpc-js
+ * keeps it: a timer that answers DEADLINE_EXCEEDED, and INTERNAL for a header it cannot read.
+ * Everything else (streams, compressed or unknown calls) goes to grpc-js unchanged.
  *
  * The wire format: a request is one length-prefixed message ([compressed u8][length u32 BE]
  * [bytes]); the answer is HEADERS, one such message and trailers with grpc-status 0, or, on error,
@@ -17,6 +18,15 @@ import * as grpc from '@grpc/grpc-js';
 import type { HasAuthContext } from './identity.js';
 
 const MESSAGE_HEADER_BYTES = 5;
+/** grpc-timeout as grpc-js reads it: up to 8 digits and a unit. */
+const TIMEOUT_HEADER = /(\d{1,8})\s*([HMSmun])/;
+const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
+
+/** The deadline's milliseconds from now, or undefined for a header grpc-js would refuse. */
+export function parseGrpcTimeout(value: string): number | undefined {
+  const m = TIMEOUT_HEADER.exec(value);
+  return m === null ? undefined : (Number(m[1]) * TIMEOUT_UNIT_MS[m[2]!]!) | 0;
+}
 
 /** What a fast handler gets for the call: the subset of grpc-js's call the services read. */
 export interface FastCall extends HasAuthContext {
@@ -46,7 +56,11 @@ class CallInfo implements FastCall {
   ) {}
 
   get metadata(): grpc.Metadata {
-    this.md ??= grpc.Metadata.fromHttp2Headers(this.headers);
+    if (this.md === undefined) {
+      this.md = grpc.Metadata.fromHttp2Headers(this.headers);
+      // What grpc-js removes before a handler sees the metadata.
+      for (const h of ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'accept-encoding', 'te', 'content-type']) this.md.remove(h);
+    }
     return this.md;
   }
 
@@ -66,7 +80,7 @@ export function fastUnary(methods: ReadonlyMap<string, FastMethod>, opts: FastUn
     if (path === undefined) return false;
     const method = methods.get(path);
     if (method === undefined) return false;
-    if (headers['content-type'] !== 'application/grpc' || headers['grpc-timeout'] !== undefined) return false;
+    if (headers['content-type'] !== 'application/grpc') return false;
     const enc = headers['grpc-encoding'];
     if (enc !== undefined && enc !== 'identity') return false;
     serve(stream, headers, path, method, opts);
@@ -79,13 +93,18 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, path: st
   stream.on('error', () => {});
   const chunks: Buffer[] = [];
   let bytes = 0;
-  let refused = false;
+  /** Answered (or refused): whatever comes after is dropped, as grpc-js drops it. */
+  let done = false;
+  let deadline: NodeJS.Timeout | undefined;
   const fail = (code: grpc.status, details: string): void => {
-    opts.onStatus?.(path, code);
-    answer(() => stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURI(details) }, { endStream: true }));
+    answer(code, () => stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURI(details) }, { endStream: true }));
   };
-  /** Sends unless the client went away first (a reset stream refuses headers; grpc-js drops those answers too). */
-  const answer = (send: () => void): void => {
+  /** Sends unless answered already or the client went away first (a reset stream refuses headers; grpc-js drops those answers too). */
+  const answer = (code: grpc.status, send: () => void): void => {
+    if (done) return;
+    done = true;
+    if (deadline !== undefined) clearTimeout(deadline);
+    opts.onStatus?.(path, code);
     if (stream.destroyed || stream.closed || stream.headersSent) return;
     try {
       send();
@@ -93,18 +112,27 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, path: st
       stream.destroy();
     }
   };
+  const timeout = headers['grpc-timeout'] as string | undefined;
+  if (timeout !== undefined) {
+    const ms = parseGrpcTimeout(timeout);
+    if (ms === undefined) {
+      fail(grpc.status.INTERNAL, `Invalid grpc-timeout value "${timeout}"`);
+      return;
+    }
+    deadline = setTimeout(() => fail(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'), ms);
+    stream.once('close', () => clearTimeout(deadline));
+  }
   stream.on('data', (chunk: Buffer) => {
-    if (refused) return;
+    if (done) return;
     bytes += chunk.length;
     if (bytes > opts.maxReceiveBytes + MESSAGE_HEADER_BYTES) {
-      refused = true;
       fail(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${bytes - MESSAGE_HEADER_BYTES} vs ${opts.maxReceiveBytes})`);
       return;
     }
     chunks.push(chunk);
   });
   stream.on('end', () => {
-    if (refused) return;
+    if (done) return;
     const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes);
     if (body.length < MESSAGE_HEADER_BYTES || body.readUInt32BE(1) !== body.length - MESSAGE_HEADER_BYTES) {
       fail(grpc.status.INTERNAL, body.length === 0 ? 'No message received' : 'Malformed message framing');
@@ -116,12 +144,11 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, path: st
     }
     method.run(body.subarray(MESSAGE_HEADER_BYTES), new CallInfo(headers, stream)).then(
       (res) => {
-        opts.onStatus?.(path, grpc.status.OK);
-        const frame = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES + res.length);
-        frame[0] = 0;
-        frame.writeUInt32BE(res.length, 1);
-        res.copy(frame, MESSAGE_HEADER_BYTES);
-        answer(() => {
+        answer(grpc.status.OK, () => {
+          const frame = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES + res.length);
+          frame[0] = 0;
+          frame.writeUInt32BE(res.length, 1);
+          res.copy(frame, MESSAGE_HEADER_BYTES);
           stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' }, { waitForTrailers: true });
           stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'grpc-message': 'OK' }));
           stream.end(frame);
