@@ -229,7 +229,6 @@ export class Workload {
     return c;
   }
 
-  /** Runs until stop(); resolves when every client has finished its last operation. */
   /**
    * Runs the clients until stop(); the main watch stays open until closeWatch(), so that it can
    * be drained past the final reads.
@@ -354,15 +353,16 @@ export class Workload {
     await clientsDone;
     // The stream may be reconnecting after a fault near the end: wait (bounded) until it has
     // delivered every acknowledged write, so a missing one means lost, not late.
-    const lastAcked = (): number => this.recorded.ackedWrites.reduce((m, a) => Math.max(m, a.revision), 0);
+    const lastAcked = this.recorded.ackedWrites.reduce((m, a) => Math.max(m, a.revision), 0);
     const lastSeen = (): number => this.recorded.watchEvents.reduce((m, e) => Math.max(m, e.modRevision), 0);
-    let deadline = now() + WATCH_DRAIN_MS;
-    while (lastSeen() < lastAcked() && now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    /** Waits, up to WATCH_DRAIN_MS, until the watch has delivered revision `rev`. */
+    const drainTo = async (rev: number): Promise<void> => {
+      const deadline = now() + WATCH_DRAIN_MS;
+      while (lastSeen() < rev && now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    };
+    await drainTo(lastAcked);
     const sentinel = await this.sentinelRev;
-    if (sentinel !== undefined) {
-      deadline = now() + WATCH_DRAIN_MS;
-      while (lastSeen() < sentinel && now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    }
+    if (sentinel !== undefined) await drainTo(sentinel);
     this.recorded.watchComplete = sentinel !== undefined && lastSeen() >= sentinel;
     // etcd3's cancel waits for the create response of a watch being re-created, which a broken
     // cluster never sends: bounded, or the run never ends to report what broke it.
