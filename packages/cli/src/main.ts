@@ -7,6 +7,7 @@ import { FlagError, memberUsage, parseMemberFlags, parseRetention } from './flag
 import { status, parseStatusArgs } from './status.js';
 import { memberTLS } from './tls.js';
 import { up, parseUpArgs } from './up.js';
+import { tuneV8ForMember } from './v8tuning.js';
 
 const USAGE = `usage: capstan <command> [flags]
 
@@ -25,6 +26,7 @@ async function member(argv: string[]): Promise<number> {
     return 0;
   }
   const flags = parseMemberFlags(argv, process.env);
+  tuneV8ForMember();
   const { startNode, failpoints, FAILPOINTS_ENV } = await import('@capstan/server');
   if (failpoints.specError !== undefined) throw new FlagError(`${FAILPOINTS_ENV}: ${failpoints.specError.message}`);
   for (const v of flags.shadowed) {
