@@ -37,6 +37,8 @@ export interface BenchArgs {
   durationMs: number;
   /** Load before measuring, per workload and target (not recorded). */
   warmupMs: number;
+  /** Load each target gets once, before its first workload (not recorded): see SETTLE_WORKLOADS. */
+  settleMs: number;
   workloads: WorkloadName[];
   channels: number;
   inflight: number;
@@ -54,7 +56,7 @@ export interface BenchArgs {
 
 export const USAGE = `usage: npm run bench -- [--target capstan|etcd] [--against etcd] [--members 1|3|5]
   [--endpoints host:port,...] [--metrics-endpoints http://host:port,...] [--quick]
-  [--duration 15s] [--warmup 2s] [--workloads ${WORKLOAD_NAMES.join(',')}]
+  [--duration 15s] [--warmup 2s] [--settle 10s] [--workloads ${WORKLOAD_NAMES.join(',')}]
   [--channels 16] [--inflight 16] [--watchers 100] [--watch-rate 100] [--value-size 256]
   [--fsync-samples N] [--results DIR] [--cpu-prof] [--keep-data]`;
 
@@ -62,8 +64,10 @@ export const DEFAULTS = {
   members: 3,
   durationMs: 15_000,
   warmupMs: 2_000,
+  settleMs: 10_000,
   quickDurationMs: 4_000,
   quickWarmupMs: 1_000,
+  quickSettleMs: 4_000,
   channels: 16,
   inflight: 16,
   watchers: 100,
@@ -107,6 +111,7 @@ const VALUE_FLAGS = new Set([
   '--metrics-endpoints',
   '--duration',
   '--warmup',
+  '--settle',
   '--workloads',
   '--channels',
   '--inflight',
@@ -127,6 +132,7 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
   let against: TargetName | undefined;
   let duration: number | undefined;
   let warmup: number | undefined;
+  let settle: number | undefined;
   let fsyncSamples: number | undefined;
   const a: BenchArgs = {
     targets: [],
@@ -136,6 +142,7 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
     quick: false,
     durationMs: 0,
     warmupMs: 0,
+    settleMs: 0,
     workloads: [...WORKLOAD_NAMES],
     channels: DEFAULTS.channels,
     inflight: DEFAULTS.inflight,
@@ -193,6 +200,9 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
       case '--warmup':
         warmup = parseDuration(flag, v);
         break;
+      case '--settle':
+        settle = parseDuration(flag, v);
+        break;
       case '--workloads': {
         const names = v.split(',').map((s) => s.trim()).filter((s) => s !== '');
         const bad = names.filter((n) => !(WORKLOAD_NAMES as readonly string[]).includes(n));
@@ -244,6 +254,7 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
   if (a.cpuProf && !a.targets.includes('capstan')) throw new FlagError('--cpu-prof profiles Capstan members: it needs --target capstan or --against etcd');
   a.durationMs = duration ?? (a.quick ? DEFAULTS.quickDurationMs : DEFAULTS.durationMs);
   a.warmupMs = warmup ?? Math.min(a.quick ? DEFAULTS.quickWarmupMs : DEFAULTS.warmupMs, Math.floor(a.durationMs / 4));
+  a.settleMs = settle ?? (a.quick ? DEFAULTS.quickSettleMs : DEFAULTS.settleMs);
   a.fsyncSamples = fsyncSamples ?? (a.quick ? DEFAULTS.quickFsyncSamples : DEFAULTS.fsyncSamples);
   if (a.results === '') a.results = defaultResults(repoRoot);
   return a;

@@ -15,7 +15,7 @@ import { addHistograms, EMPTY_HISTOGRAM, fsyncStats, scrapeWalFsync, subtractHis
 import { Progress } from './progress.js';
 import { checksTable, checkTargets, compare, diskTable, renderHtml, workloadTable, type BenchResults, type DiskResult } from './report.js';
 import { CLUSTER_SETTINGS, cpuSeconds, givenEndpoints, REPO_ROOT, startCluster, type Target } from './targets.js';
-import { runWorkload, SPECS, type RunContext, type WorkloadResult } from './workloads.js';
+import { runWorkload, SETTLE_WORKLOADS, SPECS, type RunContext, type WorkloadResult } from './workloads.js';
 
 type Runnable = Exclude<WorkloadName, 'disk'>;
 
@@ -96,6 +96,27 @@ async function runOne(live: Live, name: Runnable, args: BenchArgs, progress: Pro
   return r;
 }
 
+/** --settle: SETTLE_WORKLOADS on one target, under a prefix of their own, nothing recorded. */
+async function settle(live: Live, args: BenchArgs, progress: Progress, step: number): Promise<void> {
+  const label = `${live.target.name} settling`;
+  progress.begin(step, label);
+  const share = Math.max(500, Math.floor(args.settleMs / SETTLE_WORKLOADS.length));
+  const t0 = performance.now();
+  let ops = 0;
+  for (const [i, name] of SETTLE_WORKLOADS.entries()) {
+    const r = await runWorkload(name, {
+      client: live.client,
+      args: { ...args, durationMs: share, warmupMs: 0 },
+      target: live.target.name,
+      prefix: `${live.prefix}settle/`,
+      progress: (fraction, n) => progress.update(step, label, (i + fraction) / SETTLE_WORKLOADS.length, ops + n, performance.now() - t0),
+      window: () => {},
+    });
+    ops += r.ops;
+  }
+  progress.end(step, `${label}: ${ops} ops over ${(args.settleMs / 1000).toFixed(1)} s (${SETTLE_WORKLOADS.join(', ')}), not recorded`);
+}
+
 async function main(argv: readonly string[]): Promise<number> {
   let args: BenchArgs;
   try {
@@ -117,14 +138,14 @@ async function main(argv: readonly string[]): Promise<number> {
   mkdirSync(dir, { recursive: true });
   const runnable = args.workloads.filter((w): w is Runnable => w !== 'disk');
   const withDisk = args.workloads.includes('disk');
-  const totalSteps = (withDisk ? 1 : 0) + 1 + runnable.length * args.targets.length;
+  const totalSteps = (withDisk ? 1 : 0) + 1 + (args.settleMs > 0 && runnable.length > 0 ? args.targets.length : 0) + runnable.length * args.targets.length;
   const progress = new Progress(process.stderr, totalSteps);
   let step = 0;
 
   out(`# Capstan bench: ${args.targets.join(' vs ')}`);
   out();
   out(
-    `${args.endpoints ? `endpoints ${args.endpoints.join(',')}` : `${args.members} members each, started here`}; ${args.durationMs / 1000} s per workload after ${args.warmupMs / 1000} s of warm-up; ` +
+    `${args.endpoints ? `endpoints ${args.endpoints.join(',')}` : `${args.members} members each, started here`}; ${args.settleMs > 0 ? `each system settled by ${args.settleMs / 1000} s of puts first; ` : ''}${args.durationMs / 1000} s per workload after ${args.warmupMs / 1000} s of warm-up; ` +
       `${args.channels} channels x ${args.inflight} in flight; results in ${dir}`,
   );
   out(`load average ${loadavgStart.map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} CPUs${loadavgStart[0]! > os.cpus().length ? ' (busy machine: numbers are noisy)' : ''}`);
@@ -182,6 +203,15 @@ async function main(argv: readonly string[]): Promise<number> {
         .join('; '),
     );
 
+    if (args.settleMs > 0 && runnable.length > 0) {
+      for (const live of lives) {
+        try {
+          await settle(live, args, progress, ++step);
+        } catch (err) {
+          progress.note(`bench: ${live.target.name} settling failed: ${(err as Error).message}`);
+        }
+      }
+    }
     for (const [wi, name] of runnable.entries()) {
       // Alternate which system goes first, so neither always runs on a disk the other just filled.
       const order = wi % 2 === 0 ? lives : [...lives].reverse();
@@ -258,6 +288,7 @@ async function main(argv: readonly string[]): Promise<number> {
       cluster: args.endpoints ? 'given endpoints' : CLUSTER_SETTINGS,
       durationMs: args.durationMs,
       warmupMs: args.warmupMs,
+      settleMs: args.settleMs,
       channels: args.channels,
       inflight: args.inflight,
       tcpConnections: Object.fromEntries(lives.map((l) => [l.target.name, l.connections ?? null])),

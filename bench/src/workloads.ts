@@ -75,6 +75,15 @@ export interface RunContext {
   window(edge: 'start' | 'end'): void;
 }
 
+/**
+ * What a target runs once, before its first workload, for --settle (split evenly, not recorded).
+ * A Capstan member runs on V8, which optimizes a function only after it has run for a while, and
+ * a request's path runs once or twice per request: a fresh cluster's sequential puts took twice
+ * as long for their first seconds. Concurrent puts reach the paths' budgets fast; sequential puts
+ * then settle the one-entry-per-batch shapes that put-seq, the first workload, measures.
+ */
+export const SETTLE_WORKLOADS = ['put', 'put-seq'] as const;
+
 export const SPECS: Record<Exclude<WorkloadName, 'disk'>, WorkloadSpec> = {
   'put-seq': {
     name: 'put-seq',

@@ -13,6 +13,7 @@ t.test('defaults', async (t) => {
   t.equal(a.members, 3);
   t.equal(a.durationMs, DEFAULTS.durationMs);
   t.equal(a.warmupMs, DEFAULTS.warmupMs);
+  t.equal(a.settleMs, DEFAULTS.settleMs);
   t.same(a.workloads, [...WORKLOAD_NAMES]);
   t.equal(a.channels, 16);
   t.equal(a.inflight, 16);
@@ -27,6 +28,7 @@ t.test('--against etcd --quick and the rest', async (t) => {
   t.equal(a.members, 5);
   t.equal(a.durationMs, DEFAULTS.quickDurationMs);
   t.equal(a.warmupMs, DEFAULTS.quickWarmupMs);
+  t.equal(a.settleMs, DEFAULTS.quickSettleMs);
   t.same(a.workloads, ['put', 'watch'], 'canonical order');
   t.equal(a.channels, 4);
   t.equal(a.inflight, 8);
@@ -35,6 +37,8 @@ t.test('--against etcd --quick and the rest', async (t) => {
   t.equal(a.cpuProf, true);
   t.equal(parseArgs(['--quick', '--duration', '3s'], ROOT).durationMs, 3000, '--duration wins over --quick');
   t.equal(parseArgs(['--duration', '2s'], ROOT).warmupMs, 500, 'warm-up at most a quarter of the duration');
+  t.equal(parseArgs(['--settle', '0'], ROOT).settleMs, 0, '--settle 0: no settling');
+  t.equal(parseArgs(['--quick', '--settle=12s'], ROOT).settleMs, 12_000, '--settle wins over --quick');
   t.same(parseArgs(['--target', 'etcd'], ROOT).targets, ['etcd']);
   t.same(parseArgs(['--endpoints', '127.0.0.1:2379,http://127.0.0.1:22379'], ROOT).endpoints, ['127.0.0.1:2379', 'http://127.0.0.1:22379']);
   t.equal(parseDuration('--duration', '1.5s'), 1500);
@@ -55,6 +59,7 @@ t.test('bad flags are FlagErrors with a message that says what is wrong', async 
     [['--endpoints', 'h:1', '--members', '3'], /give one or the other/],
     [['--metrics-endpoints', 'h:1'], /goes with --endpoints/],
     [['--duration', 'soon'], /bad duration/],
+    [['--settle', 'a while'], /--settle: bad duration/],
     [['--duration', '100ms'], /at least 500ms/],
     [['--workloads', 'put,bogus'], /unknown bogus/],
     [['--channels', '0'], /between 1 and 256/],

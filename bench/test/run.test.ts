@@ -19,6 +19,7 @@ t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
     '--workloads=put,watch,disk',
     '--duration=2s',
     '--warmup=500ms',
+    '--settle=1s',
     '--channels=3',
     '--inflight=4',
     '--watchers=6',
@@ -96,6 +97,10 @@ t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
   t.match(html, /<h2 id="put">/);
   t.match(html, /<h2 id="watch">/);
   t.match(html, /data-series="capstan"/);
+  t.equal(r.settings.settleMs, 1000);
+  const settled = /capstan settling: (\d+) ops over 1\.0 s \(put, put-seq\), not recorded/.exec(stderr);
+  t.ok(settled !== null && Number(settled[1]) > 0, `the member was settled before the first workload: ${settled?.[0] ?? stderr}`);
+  t.ok(stderr.indexOf('settling:') < stderr.indexOf('capstan put:'), 'settling comes before the first workload');
   t.match(stdout, /### put: /);
   t.match(stdout, /\| capstan \| /);
   t.match(stdout, /report: .*report\.html/);
