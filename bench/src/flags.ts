@@ -67,7 +67,7 @@ export const DEFAULTS = {
   settleMs: 10_000,
   quickDurationMs: 4_000,
   quickWarmupMs: 1_000,
-  quickSettleMs: 4_000,
+  quickSettleMs: 8_000,
   channels: 16,
   inflight: 16,
   watchers: 100,
