@@ -13,8 +13,8 @@ import { FlagError, parseArgs, USAGE, WORKLOAD_NAMES, type BenchArgs, type Workl
 import { Histogram } from './hist.js';
 import { addHistograms, EMPTY_HISTOGRAM, fsyncStats, scrapeWalFsync, subtractHistogram, type PromHistogram } from './metrics.js';
 import { Progress } from './progress.js';
-import { checksTable, checkTargets, compare, diskTable, renderHtml, workloadTable, type BenchResults, type DiskResult } from './report.js';
-import { CLUSTER_SETTINGS, cpuSeconds, givenEndpoints, REPO_ROOT, startCluster, type Target } from './targets.js';
+import { BUSY_OTHER_PERCENT, checksTable, checkTargets, compare, diskTable, renderHtml, workloadTable, type BenchResults, type DiskResult } from './report.js';
+import { CLUSTER_SETTINGS, cpuSeconds, givenEndpoints, machineBusySeconds, REPO_ROOT, startCluster, type Target } from './targets.js';
 import { runWorkload, SETTLE_WORKLOADS, SPECS, type RunContext, type WorkloadResult } from './workloads.js';
 
 type Runnable = Exclude<WorkloadName, 'disk'>;
@@ -24,6 +24,7 @@ interface CpuMark {
   /** CPU seconds so far. */
   client: number;
   members: number | undefined;
+  machine: number | undefined;
 }
 
 interface Live {
@@ -56,7 +57,12 @@ async function runOne(live: Live, name: Runnable, args: BenchArgs, progress: Pro
   const mark = (): CpuMark => {
     const u = process.cpuUsage();
     const members = live.target.pids().map(cpuSeconds);
-    return { at: performance.now(), client: (u.user + u.system) / 1e6, members: members.every((m) => m !== undefined) && members.length > 0 ? members.reduce((a, b) => a! + b!, 0)! : undefined };
+    return {
+      at: performance.now(),
+      client: (u.user + u.system) / 1e6,
+      members: members.every((m) => m !== undefined) && members.length > 0 ? members.reduce((a, b) => a! + b!, 0)! : undefined,
+      machine: machineBusySeconds(),
+    };
   };
   const scrape = async (): Promise<PromHistogram | undefined> => {
     if (live.target.metricsEndpoints.length === 0) return undefined;
@@ -77,10 +83,14 @@ async function runOne(live: Live, name: Runnable, args: BenchArgs, progress: Pro
   const r: WorkloadResult & { walFsync?: ReturnType<typeof fsyncStats> } = await runWorkload(name, ctx);
   if (cpu.start && cpu.end && cpu.end.at > cpu.start.at) {
     const secs = (cpu.end.at - cpu.start.at) / 1000;
-    r.cpu = {
-      clientPercent: (100 * (cpu.end.client - cpu.start.client)) / secs,
-      membersPercent: cpu.start.members !== undefined && cpu.end.members !== undefined ? (100 * (cpu.end.members - cpu.start.members)) / secs : undefined,
-    };
+    const { start, end } = cpu;
+    const clientPercent = (100 * (end.client - start.client)) / secs;
+    const membersPercent = start.members !== undefined && end.members !== undefined ? (100 * (end.members - start.members)) / secs : undefined;
+    r.cpu = { clientPercent, membersPercent };
+    // /proc/stat counts in ticks, so a quiet machine can come out a little below zero.
+    if (membersPercent !== undefined && start.machine !== undefined && end.machine !== undefined) {
+      r.cpu.otherPercent = Math.max(0, (100 * (end.machine - start.machine)) / secs - clientPercent - membersPercent);
+    }
   }
   const [before, after] = await Promise.all([scrapes.start, scrapes.end]);
   if (before !== undefined && after !== undefined) {
@@ -94,6 +104,16 @@ async function runOne(live: Live, name: Runnable, args: BenchArgs, progress: Pro
     `${label}: ${r.ops} ${unit}, ${Math.round(r.opsPerSec)} ${unit}/s, p50 ${r.latency.p50.toFixed(2)} ms, p99 ${r.latency.p99.toFixed(2)} ms${r.errors > 0 ? `, ${r.errors} errors (${r.errorSamples[0] ?? ''})` : ''}`,
   );
   return r;
+}
+
+/** The measured window in which other processes used the most CPU, if that was measured. */
+function busiestWindow(results: readonly WorkloadResult[]): { percent: number; label: string } | undefined {
+  let best: { percent: number; label: string } | undefined;
+  for (const r of results) {
+    const p = r.cpu?.otherPercent;
+    if (p !== undefined && (best === undefined || p > best.percent)) best = { percent: p, label: `${r.target} ${r.workload}` };
+  }
+  return best;
 }
 
 /** --settle: SETTLE_WORKLOADS on one target, under a prefix of their own, nothing recorded. */
@@ -148,7 +168,7 @@ async function main(argv: readonly string[]): Promise<number> {
     `${args.endpoints ? `endpoints ${args.endpoints.join(',')}` : `${args.members} members each, started here`}; ${args.settleMs > 0 ? `each system settled by ${args.settleMs / 1000} s of puts first; ` : ''}${args.durationMs / 1000} s per workload after ${args.warmupMs / 1000} s of warm-up; ` +
       `${args.channels} channels x ${args.inflight} in flight; results in ${dir}`,
   );
-  out(`load average ${loadavgStart.map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} CPUs${loadavgStart[0]! > os.cpus().length ? ' (busy machine: numbers are noisy)' : ''}`);
+  out(`load average ${loadavgStart.map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} CPUs${loadavgStart[0]! > os.cpus().length ? ' (busy at start; the build just before counts)' : ''}`);
   out();
 
   // The disk first, before any member runs.
@@ -257,7 +277,14 @@ async function main(argv: readonly string[]): Promise<number> {
   if (checks.length > 0) {
     out(checksTable(checks));
     out();
-    if (loadavgStart[0]! > os.cpus().length) out('(the machine was busy during this run: these verdicts are not meaningful)\n');
+    const busy = busiestWindow(results);
+    if (busy !== undefined ? busy.percent > BUSY_OTHER_PERCENT : loadavgStart[0]! > os.cpus().length) {
+      out(
+        busy !== undefined
+          ? `(other processes kept ${busy.percent.toFixed(0)}% of a CPU busy while ${busy.label} was measured: these verdicts are not meaningful)\n`
+          : '(the machine was busy during this run: these verdicts are not meaningful)\n',
+      );
+    }
   }
   for (const r of results) {
     if (r.workload === 'watch' && r.extra.allReceived !== true) out(`WARNING: ${r.target} watch: ${String(r.extra.missingEvents)} events of acknowledged puts never reached their watcher`);
@@ -279,6 +306,7 @@ async function main(argv: readonly string[]): Promise<number> {
       platform: `${os.platform()} ${os.release()}`,
       loadavgStart,
       loadavgEnd: os.loadavg(),
+      otherCpuMaxPercent: busiestWindow(results)?.percent,
     },
     settings: {
       targets: args.targets,

@@ -7,6 +7,12 @@ import { Histogram, type LatencySummary } from './hist.js';
 import type { FsyncStats } from './metrics.js';
 import type { WorkloadResult } from './workloads.js';
 
+/**
+ * A measured window in which other processes kept this much of one CPU busy (percent) makes the
+ * run's verdicts unreliable: on 2 CPUs the systems under test already use most of both.
+ */
+export const BUSY_OTHER_PERCENT = 20;
+
 export interface RawFsyncResult {
   dir: string;
   samples: number;
@@ -52,6 +58,8 @@ export interface BenchResults {
     platform: string;
     loadavgStart: number[];
     loadavgEnd: number[];
+    /** The most CPU (percent of one) other processes used in any measured window, when known. */
+    otherCpuMaxPercent?: number;
   };
   settings: Record<string, unknown>;
   results: (WorkloadResult & { walFsync?: FsyncStats })[];
@@ -425,7 +433,14 @@ export function renderHtml(r: BenchResults): string {
     `<p class="note">${esc(r.startedAt)} to ${esc(r.finishedAt)}; ${r.host.cpus} CPUs (${esc(r.host.cpuModel)}), load average at start ${r.host.loadavgStart.map((x) => x.toFixed(1)).join(' ')}, at end ${r.host.loadavgEnd.map((x) => x.toFixed(1)).join(' ')}. ` +
       `Command: <code>${esc(r.command.join(' '))}</code></p>`,
   );
-  if (r.host.loadavgStart[0]! > r.host.cpus) parts.push(`<p class="bad">The machine was busy (load average above its CPU count): these figures are noisy.</p>`);
+  const other = r.host.otherCpuMaxPercent;
+  if (other !== undefined ? other > BUSY_OTHER_PERCENT : r.host.loadavgStart[0]! > r.host.cpus) {
+    parts.push(
+      other !== undefined
+        ? `<p class="bad">Other processes kept up to ${other.toFixed(0)}% of a CPU busy during a measured window: these figures are noisy.</p>`
+        : `<p class="bad">The machine was busy (load average above its CPU count): these figures are noisy.</p>`,
+    );
+  }
   parts.push('<details><summary>Settings</summary>');
   parts.push(htmlTable(['setting', 'value'], Object.entries(s).filter(([, v]) => v !== undefined).map(([k, v]) => [esc(k), `<code>${esc(typeof v === 'string' ? v : JSON.stringify(v))}</code>`])));
   parts.push('</details>');

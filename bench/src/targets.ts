@@ -58,6 +58,22 @@ export function cpuSeconds(pid: number): number | undefined {
   }
 }
 
+/**
+ * CPU seconds the whole machine has spent busy since boot (every CPU: user, nice, system, irq,
+ * softirq and steal from /proc/stat; idle and iowait are not busy), or undefined off Linux.
+ */
+export function machineBusySeconds(stat = '/proc/stat'): number | undefined {
+  try {
+    const line = readFileSync(stat, 'utf8').split('\n', 1)[0]!;
+    const f = line.trim().split(/\s+/);
+    if (f[0] !== 'cpu') return undefined;
+    const [user, nice, system, , , irq, softirq, steal] = f.slice(1, 9).map(Number);
+    return (user! + nice! + system! + irq! + softirq! + (steal ?? 0)) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Linux's USER_HZ, 100 on every architecture Node runs on. */
 const CLOCK_TICKS = 100;
 

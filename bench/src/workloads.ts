@@ -59,7 +59,12 @@ export interface WorkloadResult {
    * CPU used during the measured window, in percent of one core: by the load generator (this
    * process) and by all members together (undefined for --endpoints).
    */
-  cpu?: { clientPercent: number; membersPercent: number | undefined };
+  cpu?: {
+    clientPercent: number;
+    membersPercent: number | undefined;
+    /** Every other process on the machine (the system not being measured included), when known. */
+    otherPercent?: number;
+  };
 }
 
 /** What a workload gets to run against one target. */

@@ -4,7 +4,7 @@ import t from 'tap';
 import { Histogram } from '../src/hist.js';
 import type { TargetName, WorkloadName } from '../src/flags.js';
 import { fsyncStats } from '../src/metrics.js';
-import { checkTargets, compare, diskTable, renderHtml, workloadTable, type BenchResults } from '../src/report.js';
+import { BUSY_OTHER_PERCENT, checkTargets, compare, diskTable, renderHtml, workloadTable, type BenchResults } from '../src/report.js';
 import type { WorkloadResult } from '../src/workloads.js';
 
 function fake(workload: WorkloadName, target: TargetName, scale: number, extra: Record<string, unknown> = {}): WorkloadResult {
@@ -107,7 +107,10 @@ t.test('report.html: every workload has a latency and a throughput chart with bo
   t.match(html, /<h2 id="disk">/);
   t.match(html, /raw fdatasync/);
   t.match(html, /capstan WAL fsync/);
-  t.match(html, /The machine was busy/);
+  t.match(html, /The machine was busy/, 'no CPU measure of other processes: the load average decides');
+  const measured = (other: number): string => renderHtml({ ...report, host: { ...report.host, otherCpuMaxPercent: other } });
+  t.match(measured(BUSY_OTHER_PERCENT + 15), new RegExp(`Other processes kept up to ${BUSY_OTHER_PERCENT + 15}% of a CPU busy`), 'other processes measured busy');
+  t.notMatch(measured(BUSY_OTHER_PERCENT - 15), /Other processes kept|The machine was busy/, 'measured quiet: a high load average at start (the build) is not a verdict');
   t.match(html, /Targets \(issue 8\)/);
   const md = diskTable(report.disk!, ['capstan', 'etcd']);
   t.match(md, /\| raw 4 KiB write \+ fdatasync \(no server\) \| 50 \|/);

@@ -72,6 +72,7 @@ t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
     t.ok(x.throughput.length === 2 && x.throughput.every((n) => n >= 0), `${x.workload}: a count per second`);
     t.ok(x.walFsync !== undefined && x.walFsync.fsyncs > 0, `${x.workload}: the member's WAL synced during the window`);
     t.ok(x.cpu !== undefined && x.cpu.clientPercent > 0 && x.cpu.membersPercent! > 0, `${x.workload}: CPU used by the bench and the member (${JSON.stringify(x.cpu)})`);
+    t.ok(x.cpu !== undefined && typeof x.cpu.otherPercent === 'number' && x.cpu.otherPercent >= 0, `${x.workload}: CPU used by other processes (${JSON.stringify(x.cpu)})`);
   }
   const put = r.results.find((x) => x.workload === 'put')!;
   t.equal(put.channels, 3);
@@ -98,6 +99,7 @@ t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
   t.match(html, /<h2 id="watch">/);
   t.match(html, /data-series="capstan"/);
   t.equal(r.settings.settleMs, 1000);
+  t.equal(r.host.otherCpuMaxPercent, Math.max(...r.results.map((x) => x.cpu!.otherPercent!)), 'the busiest window is in the host section');
   const settled = /capstan settling: (\d+) ops over 1\.0 s \(put, put-seq\), not recorded/.exec(stderr);
   t.ok(settled !== null && Number(settled[1]) > 0, `the member was settled before the first workload: ${settled?.[0] ?? stderr}`);
   t.ok(stderr.indexOf('settling:') < stderr.indexOf('capstan put:'), 'settling comes before the first workload');
