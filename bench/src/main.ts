@@ -13,7 +13,7 @@ import { FlagError, parseArgs, USAGE, WORKLOAD_NAMES, type BenchArgs, type Workl
 import { Histogram } from './hist.js';
 import { addHistograms, EMPTY_HISTOGRAM, fsyncStats, scrapeWalFsync, subtractHistogram, type PromHistogram } from './metrics.js';
 import { Progress } from './progress.js';
-import { BUSY_OTHER_PERCENT, checksTable, checkTargets, compare, diskTable, renderHtml, workloadTable, type BenchResults, type DiskResult } from './report.js';
+import { checksTable, checkTargets, compare, diskTable, renderHtml, wasBusy, workloadTable, type BenchResults, type DiskResult } from './report.js';
 import { CLUSTER_SETTINGS, cpuSeconds, givenEndpoints, machineBusySeconds, REPO_ROOT, startCluster, type Target } from './targets.js';
 import { runWorkload, SETTLE_WORKLOADS, SPECS, type RunContext, type WorkloadResult } from './workloads.js';
 
@@ -267,6 +267,7 @@ async function main(argv: readonly string[]): Promise<number> {
 
   const comparisons = compare(results);
   const checks = args.endpoints ? [] : checkTargets(results, comparisons, args.members);
+  const busy = busiestWindow(results);
   let disk: DiskResult | undefined;
   if (withDisk) {
     disk = { raw, walFsync: {} };
@@ -277,8 +278,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (checks.length > 0) {
     out(checksTable(checks));
     out();
-    const busy = busiestWindow(results);
-    if (busy !== undefined ? busy.percent > BUSY_OTHER_PERCENT : loadavgStart[0]! > os.cpus().length) {
+    if (wasBusy({ cpus: os.cpus().length, loadavgStart, otherCpuMaxPercent: busy?.percent })) {
       out(
         busy !== undefined
           ? `(other processes kept ${busy.percent.toFixed(0)}% of a CPU busy while ${busy.label} was measured: these verdicts are not meaningful)\n`
@@ -306,7 +306,7 @@ async function main(argv: readonly string[]): Promise<number> {
       platform: `${os.platform()} ${os.release()}`,
       loadavgStart,
       loadavgEnd: os.loadavg(),
-      otherCpuMaxPercent: busiestWindow(results)?.percent,
+      otherCpuMaxPercent: busy?.percent,
     },
     settings: {
       targets: args.targets,

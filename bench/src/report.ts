@@ -13,6 +13,14 @@ import type { WorkloadResult } from './workloads.js';
  */
 export const BUSY_OTHER_PERCENT = 20;
 
+/**
+ * Whether a run's figures are noise: by the CPU other processes used in the busiest measured
+ * window when that was measured, else by the load average at the start.
+ */
+export function wasBusy(host: Pick<BenchResults['host'], 'cpus' | 'loadavgStart' | 'otherCpuMaxPercent'>): boolean {
+  return host.otherCpuMaxPercent !== undefined ? host.otherCpuMaxPercent > BUSY_OTHER_PERCENT : host.loadavgStart[0]! > host.cpus;
+}
+
 export interface RawFsyncResult {
   dir: string;
   samples: number;
@@ -434,7 +442,7 @@ export function renderHtml(r: BenchResults): string {
       `Command: <code>${esc(r.command.join(' '))}</code></p>`,
   );
   const other = r.host.otherCpuMaxPercent;
-  if (other !== undefined ? other > BUSY_OTHER_PERCENT : r.host.loadavgStart[0]! > r.host.cpus) {
+  if (wasBusy(r.host)) {
     parts.push(
       other !== undefined
         ? `<p class="bad">Other processes kept up to ${other.toFixed(0)}% of a CPU busy during a measured window: these figures are noisy.</p>`
