@@ -134,7 +134,7 @@ async function settle(live: Live, args: BenchArgs, progress: Progress, step: num
     });
     ops += r.ops;
   }
-  progress.end(step, `${label}: ${ops} ops over ${(args.settleMs / 1000).toFixed(1)} s (${SETTLE_WORKLOADS.join(', ')}), not recorded`);
+  progress.end(step, `${label}: ${ops} ops over ${((share * SETTLE_WORKLOADS.length) / 1000).toFixed(1)} s (${SETTLE_WORKLOADS.join(', ')}), not recorded`);
 }
 
 async function main(argv: readonly string[]): Promise<number> {
