@@ -18,6 +18,8 @@ import * as grpc from '@grpc/grpc-js';
 import type { HasAuthContext } from './identity.js';
 
 const MESSAGE_HEADER_BYTES = 5;
+/** What grpc-js removes from a call's metadata before a handler sees it. */
+const TRANSPORT_HEADERS = ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'accept-encoding', 'te', 'content-type'] as const;
 /** grpc-timeout as grpc-js reads it: up to 8 digits and a unit. */
 const TIMEOUT_HEADER = /(\d{1,8})\s*([HMSmun])/;
 const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
@@ -58,8 +60,7 @@ class CallInfo implements FastCall {
   get metadata(): grpc.Metadata {
     if (this.md === undefined) {
       this.md = grpc.Metadata.fromHttp2Headers(this.headers);
-      // What grpc-js removes before a handler sees the metadata.
-      for (const h of ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'accept-encoding', 'te', 'content-type']) this.md.remove(h);
+      for (const h of TRANSPORT_HEADERS) this.md.remove(h);
     }
     return this.md;
   }
