@@ -103,6 +103,9 @@ t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
   const settled = /capstan settling: (\d+) ops over 1\.0 s \(put, put-seq\), not recorded/.exec(stderr);
   t.ok(settled !== null && Number(settled[1]) > 0, `the member was settled before the first workload: ${settled?.[0] ?? stderr}`);
   t.ok(stderr.indexOf('settling:') < stderr.indexOf('capstan put:'), 'settling comes before the first workload');
+  // Scraped once before any load, so the load generator's first fetch() is not in a window.
+  t.match(stderr, /channels on 3 TCP connections; \/metrics from 1 of 1 members/, 'the member was scraped once before settling');
+  t.ok(stderr.indexOf('/metrics from') < stderr.indexOf('settling:'), 'that scrape comes before settling');
   t.match(stdout, /### put: /);
   t.match(stdout, /\| capstan \| /);
   t.match(stdout, /report: .*report\.html/);
