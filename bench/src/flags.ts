@@ -39,6 +39,8 @@ export interface BenchArgs {
   warmupMs: number;
   /** Load each target gets once, before its first workload (not recorded): see SETTLE_WORKLOADS. */
   settleMs: number;
+  /** With two targets, each workload's duration is split into this many alternating rounds (rounds.ts). */
+  rounds: number;
   workloads: WorkloadName[];
   channels: number;
   inflight: number;
@@ -56,9 +58,12 @@ export interface BenchArgs {
 
 export const USAGE = `usage: npm run bench -- [--target capstan|etcd] [--against etcd] [--members 1|3|5]
   [--endpoints host:port,...] [--metrics-endpoints http://host:port,...] [--quick]
-  [--duration 15s] [--warmup 2s] [--settle 10s] [--workloads ${WORKLOAD_NAMES.join(',')}]
+  [--duration 15s] [--warmup 2s] [--settle 10s] [--rounds 5] [--workloads ${WORKLOAD_NAMES.join(',')}]
   [--channels 16] [--inflight 16] [--watchers 100] [--watch-rate 100] [--value-size 256]
   [--fsync-samples N] [--results DIR] [--cpu-prof] [--keep-data]`;
+
+/** The shortest measured window of a round (as --duration's own minimum). */
+export const MIN_ROUND_MS = 500;
 
 export const DEFAULTS = {
   members: 3,
@@ -68,6 +73,9 @@ export const DEFAULTS = {
   quickDurationMs: 4_000,
   quickWarmupMs: 1_000,
   quickSettleMs: 8_000,
+  /** With --against: 3 s rounds of the 15 s, 2 s rounds of --quick's 4 s. */
+  rounds: 5,
+  quickRounds: 2,
   channels: 16,
   inflight: 16,
   watchers: 100,
@@ -112,6 +120,7 @@ const VALUE_FLAGS = new Set([
   '--duration',
   '--warmup',
   '--settle',
+  '--rounds',
   '--workloads',
   '--channels',
   '--inflight',
@@ -133,6 +142,7 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
   let duration: number | undefined;
   let warmup: number | undefined;
   let settle: number | undefined;
+  let rounds: number | undefined;
   let fsyncSamples: number | undefined;
   const a: BenchArgs = {
     targets: [],
@@ -143,6 +153,7 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
     durationMs: 0,
     warmupMs: 0,
     settleMs: 0,
+    rounds: 1,
     workloads: [...WORKLOAD_NAMES],
     channels: DEFAULTS.channels,
     inflight: DEFAULTS.inflight,
@@ -195,13 +206,16 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
         break;
       case '--duration':
         duration = parseDuration(flag, v);
-        if (duration < 500) throw new FlagError('--duration must be at least 500ms');
+        if (duration < MIN_ROUND_MS) throw new FlagError(`--duration must be at least ${MIN_ROUND_MS}ms`);
         break;
       case '--warmup':
         warmup = parseDuration(flag, v);
         break;
       case '--settle':
         settle = parseDuration(flag, v);
+        break;
+      case '--rounds':
+        rounds = positiveInt(flag, v, 100);
         break;
       case '--workloads': {
         const names = v.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -255,6 +269,9 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
   a.durationMs = duration ?? (a.quick ? DEFAULTS.quickDurationMs : DEFAULTS.durationMs);
   a.warmupMs = warmup ?? Math.min(a.quick ? DEFAULTS.quickWarmupMs : DEFAULTS.warmupMs, Math.floor(a.durationMs / 4));
   a.settleMs = settle ?? (a.quick ? DEFAULTS.quickSettleMs : DEFAULTS.settleMs);
+  if (rounds !== undefined && a.targets.length === 1 && rounds > 1) throw new FlagError('--rounds alternates two systems: it goes with --against etcd');
+  a.rounds = a.targets.length === 1 ? 1 : (rounds ?? (a.quick ? DEFAULTS.quickRounds : DEFAULTS.rounds));
+  if (a.durationMs / a.rounds < MIN_ROUND_MS) throw new FlagError(`--rounds ${a.rounds} leaves rounds of ${Math.floor(a.durationMs / a.rounds)} ms: each must measure at least ${MIN_ROUND_MS} ms (raise --duration or lower --rounds)`);
   a.fsyncSamples = fsyncSamples ?? (a.quick ? DEFAULTS.quickFsyncSamples : DEFAULTS.fsyncSamples);
   if (a.results === '') a.results = defaultResults(repoRoot);
   return a;

@@ -15,6 +15,7 @@ import { addHistograms, EMPTY_HISTOGRAM, fsyncStats, scrapeWalFsync, subtractHis
 import { Progress } from './progress.js';
 import { checksTable, checkTargets, compare, diskTable, renderHtml, wasBusy, workloadTable, type BenchResults, type DiskResult } from './report.js';
 import { CLUSTER_SETTINGS, cpuSeconds, givenEndpoints, machineBusySeconds, REPO_ROOT, startCluster, type Target } from './targets.js';
+import { mergeRounds, REWARM_MS } from './rounds.js';
 import { runWorkload, SETTLE_WORKLOADS, SPECS, type RunContext, type WorkloadResult } from './workloads.js';
 
 type Runnable = Exclude<WorkloadName, 'disk'>;
@@ -47,8 +48,16 @@ function helpText(): string {
   return lines.join('\n');
 }
 
-async function runOne(live: Live, name: Runnable, args: BenchArgs, progress: Progress, step: number): Promise<WorkloadResult & { walFsync?: ReturnType<typeof fsyncStats> }> {
-  const label = `${live.target.name} ${name}`;
+/** One run of a workload on one system (one round of it); `fsync` is the WAL fsyncs in its window, when scraped. */
+async function runOne(
+  live: Live,
+  name: Runnable,
+  args: BenchArgs,
+  progress: Progress,
+  step: number,
+  round: string,
+): Promise<{ result: WorkloadResult; fsync: PromHistogram | undefined }> {
+  const label = `${live.target.name} ${name}${round}`;
   progress.begin(step, label);
   const t0 = performance.now();
   const scrapes: { start?: Promise<PromHistogram | undefined>; end?: Promise<PromHistogram | undefined> } = {};
@@ -80,7 +89,7 @@ async function runOne(live: Live, name: Runnable, args: BenchArgs, progress: Pro
       cpu[edge] ??= mark();
     },
   };
-  const r: WorkloadResult & { walFsync?: ReturnType<typeof fsyncStats> } = await runWorkload(name, ctx);
+  const r = await runWorkload(name, ctx);
   if (cpu.start && cpu.end && cpu.end.at > cpu.start.at) {
     const secs = (cpu.end.at - cpu.start.at) / 1000;
     const { start, end } = cpu;
@@ -93,17 +102,17 @@ async function runOne(live: Live, name: Runnable, args: BenchArgs, progress: Pro
     }
   }
   const [before, after] = await Promise.all([scrapes.start, scrapes.end]);
+  let fsync: PromHistogram | undefined;
   if (before !== undefined && after !== undefined) {
-    const delta = subtractHistogram(after, before);
-    live.fsync = addHistograms([live.fsync, delta]);
-    r.walFsync = fsyncStats(delta);
+    fsync = subtractHistogram(after, before);
+    live.fsync = addHistograms([live.fsync, fsync]);
   }
   const unit = name === 'watch' ? 'events' : 'ops';
   progress.end(
     step,
     `${label}: ${r.ops} ${unit}, ${Math.round(r.opsPerSec)} ${unit}/s, p50 ${r.latency.p50.toFixed(2)} ms, p99 ${r.latency.p99.toFixed(2)} ms${r.errors > 0 ? `, ${r.errors} errors (${r.errorSamples[0] ?? ''})` : ''}`,
   );
-  return r;
+  return { result: r, fsync };
 }
 
 /** The measured window in which other processes used the most CPU, if that was measured. */
@@ -158,14 +167,14 @@ async function main(argv: readonly string[]): Promise<number> {
   mkdirSync(dir, { recursive: true });
   const runnable = args.workloads.filter((w): w is Runnable => w !== 'disk');
   const withDisk = args.workloads.includes('disk');
-  const totalSteps = (withDisk ? 1 : 0) + 1 + (args.settleMs > 0 && runnable.length > 0 ? args.targets.length : 0) + runnable.length * args.targets.length;
+  const totalSteps = (withDisk ? 1 : 0) + 1 + (args.settleMs > 0 && runnable.length > 0 ? args.targets.length : 0) + runnable.length * args.targets.length * args.rounds;
   const progress = new Progress(process.stderr, totalSteps);
   let step = 0;
 
   out(`# Capstan bench: ${args.targets.join(' vs ')}`);
   out();
   out(
-    `${args.endpoints ? `endpoints ${args.endpoints.join(',')}` : `${args.members} members each, started here`}; ${args.settleMs > 0 ? `each system settled by ${args.settleMs / 1000} s of puts first; ` : ''}${args.durationMs / 1000} s per workload after ${args.warmupMs / 1000} s of warm-up; ` +
+    `${args.endpoints ? `endpoints ${args.endpoints.join(',')}` : `${args.members} members each, started here`}; ${args.settleMs > 0 ? `each system settled by ${args.settleMs / 1000} s of puts first; ` : ''}${args.durationMs / 1000} s per workload after ${args.warmupMs / 1000} s of warm-up${args.rounds > 1 ? ` (${args.rounds} alternating rounds of ${Math.floor(args.durationMs / args.rounds) / 1000} s, each after the first warmed up for ${Math.min(args.warmupMs, REWARM_MS) / 1000} s)` : ''}; ` +
       `${args.channels} channels x ${args.inflight} in flight; results in ${dir}`,
   );
   out(`load average ${loadavgStart.map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} CPUs${loadavgStart[0]! > os.cpus().length ? ' (busy at start; the build just before counts)' : ''}`);
@@ -239,19 +248,40 @@ async function main(argv: readonly string[]): Promise<number> {
         }
       }
     }
+    // Each round measures an equal slice of --duration; rounds after the first re-warm briefly.
+    const slice = Math.floor(args.durationMs / args.rounds);
     for (const [wi, name] of runnable.entries()) {
-      // Alternate which system goes first, so neither always runs on a disk the other just filled.
-      const order = wi % 2 === 0 ? lives : [...lives].reverse();
-      const these: WorkloadResult[] = [];
-      for (const live of order) {
-        try {
-          const r = await runOne(live, name, args, progress, ++step);
-          results.push(r);
-          these.push(r);
-        } catch (err) {
-          failures++;
-          progress.note(`bench: ${live.target.name} ${name} failed: ${(err as Error).message}`);
+      const done = new Map<Live, { results: WorkloadResult[]; fsync: (PromHistogram | undefined)[] }>();
+      const failed = new Set<Live>();
+      for (let round = 0; round < args.rounds; round++) {
+        // Alternate which system goes first, by workload and by round, so neither always runs on a
+        // disk the other just filled.
+        const order = (wi + round) % 2 === 0 ? lives : [...lives].reverse();
+        const roundArgs = { ...args, durationMs: slice, warmupMs: round === 0 ? args.warmupMs : Math.min(args.warmupMs, REWARM_MS) };
+        for (const live of order) {
+          step++;
+          if (failed.has(live)) continue;
+          try {
+            const one = await runOne(live, name, roundArgs, progress, step, args.rounds > 1 ? ` ${round + 1}/${args.rounds}` : '');
+            const d = done.get(live) ?? { results: [], fsync: [] };
+            d.results.push(one.result);
+            d.fsync.push(one.fsync);
+            done.set(live, d);
+          } catch (err) {
+            failures++;
+            failed.add(live);
+            progress.note(`bench: ${live.target.name} ${name} failed: ${(err as Error).message}`);
+          }
         }
+      }
+      const these: WorkloadResult[] = [];
+      for (const live of lives) {
+        const d = done.get(live);
+        if (d === undefined || failed.has(live)) continue;
+        const r: WorkloadResult & { walFsync?: ReturnType<typeof fsyncStats> } = mergeRounds(d.results);
+        if (d.fsync.every((f) => f !== undefined)) r.walFsync = fsyncStats(addHistograms(d.fsync as PromHistogram[]));
+        results.push(r);
+        these.push(r);
       }
       if (these.length > 0) {
         these.sort((a, b) => args.targets.indexOf(a.target) - args.targets.indexOf(b.target));
@@ -324,6 +354,7 @@ async function main(argv: readonly string[]): Promise<number> {
       durationMs: args.durationMs,
       warmupMs: args.warmupMs,
       settleMs: args.settleMs,
+      rounds: args.rounds,
       channels: args.channels,
       inflight: args.inflight,
       tcpConnections: Object.fromEntries(lives.map((l) => [l.target.name, l.connections ?? null])),

@@ -26,7 +26,7 @@ const WATCH_CREATE_MS = 30_000;
 /** A closed-loop slot whose request failed waits this long before the next. */
 const ERROR_BACKOFF_MS = 10;
 /** Error messages kept per workload, as examples. */
-const ERROR_SAMPLES = 5;
+export const ERROR_SAMPLES = 5;
 
 export interface WorkloadSpec {
   readonly name: WorkloadName;
@@ -42,7 +42,9 @@ export interface WorkloadResult {
   description: string;
   channels: number;
   inflight: number;
-  /** The measured window (warm-up excluded). */
+  /** Alternating rounds this result adds up (rounds.ts); absent for one. */
+  rounds?: number;
+  /** The measured window (warm-up excluded); over all rounds. */
   durationMs: number;
   ops: number;
   errors: number;
@@ -62,7 +64,7 @@ export interface WorkloadResult {
   cpu?: {
     clientPercent: number;
     membersPercent: number | undefined;
-    /** Every other process on the machine (the system not being measured included), when known. */
+    /** Every other process on the machine (the system not being measured included), when known; the busiest round's. */
     otherPercent?: number;
   };
 }
@@ -583,8 +585,11 @@ async function watch(ctx: RunContext): Promise<WorkloadResult> {
               putErrors++;
               if (putErrorSamples.length < ERROR_SAMPLES) putErrorSamples.push(errText(err));
             } else {
-              if (recorded) acked.push(mySeq);
-              putHist.recordMs(performance.now() - sent);
+              // Puts of the measured window only, as the events.
+              if (recorded) {
+                acked.push(mySeq);
+                putHist.recordMs(performance.now() - sent);
+              }
             }
             maybeDone();
           });
@@ -636,6 +641,8 @@ async function watch(ctx: RunContext): Promise<WorkloadResult> {
       watchersComplete,
       allReceived: missing === 0 && acked.length > 0,
       putLatency: putHist.summary(),
+      // For adding rounds up (rounds.ts).
+      putLatencyHistogram: putHist.buckets(),
     });
   } finally {
     cleanup();

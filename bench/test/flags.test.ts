@@ -14,6 +14,7 @@ t.test('defaults', async (t) => {
   t.equal(a.durationMs, DEFAULTS.durationMs);
   t.equal(a.warmupMs, DEFAULTS.warmupMs);
   t.equal(a.settleMs, DEFAULTS.settleMs);
+  t.equal(a.rounds, 1, 'one system: one block per workload');
   t.same(a.workloads, [...WORKLOAD_NAMES]);
   t.equal(a.channels, 16);
   t.equal(a.inflight, 16);
@@ -29,6 +30,7 @@ t.test('--against etcd --quick and the rest', async (t) => {
   t.equal(a.durationMs, DEFAULTS.quickDurationMs);
   t.equal(a.warmupMs, DEFAULTS.quickWarmupMs);
   t.equal(a.settleMs, DEFAULTS.quickSettleMs);
+  t.equal(a.rounds, DEFAULTS.quickRounds, 'two systems, --quick: 2 s rounds');
   t.same(a.workloads, ['put', 'watch'], 'canonical order');
   t.equal(a.channels, 4);
   t.equal(a.inflight, 8);
@@ -39,6 +41,10 @@ t.test('--against etcd --quick and the rest', async (t) => {
   t.equal(parseArgs(['--duration', '2s'], ROOT).warmupMs, 500, 'warm-up at most a quarter of the duration');
   t.equal(parseArgs(['--settle', '0'], ROOT).settleMs, 0, '--settle 0: no settling');
   t.equal(parseArgs(['--quick', '--settle=12s'], ROOT).settleMs, 12_000, '--settle wins over --quick');
+  t.equal(parseArgs(['--against', 'etcd'], ROOT).rounds, DEFAULTS.rounds, 'two systems: alternating rounds');
+  t.equal(parseArgs(['--against', 'etcd', '--rounds', '3'], ROOT).rounds, 3);
+  t.equal(parseArgs(['--against', 'etcd', '--rounds=1'], ROOT).rounds, 1, 'one block per system, as before rounds');
+  t.equal(parseArgs(['--rounds', '1'], ROOT).rounds, 1, 'one round of one system is allowed');
   t.same(parseArgs(['--target', 'etcd'], ROOT).targets, ['etcd']);
   t.same(parseArgs(['--endpoints', '127.0.0.1:2379,http://127.0.0.1:22379'], ROOT).endpoints, ['127.0.0.1:2379', 'http://127.0.0.1:22379']);
   t.equal(parseDuration('--duration', '1.5s'), 1500);
@@ -61,6 +67,9 @@ t.test('bad flags are FlagErrors with a message that says what is wrong', async 
     [['--duration', 'soon'], /bad duration/],
     [['--settle', 'a while'], /--settle: bad duration/],
     [['--duration', '100ms'], /at least 500ms/],
+    [['--rounds', '2'], /goes with --against etcd/],
+    [['--against', 'etcd', '--rounds', '0'], /between 1 and 100/],
+    [['--against', 'etcd', '--duration', '2s', '--rounds', '5'], /rounds of 400 ms: each must measure at least 500 ms/],
     [['--workloads', 'put,bogus'], /unknown bogus/],
     [['--channels', '0'], /between 1 and 256/],
     [['--inflight', '-3'], /positive integer/],

@@ -1,0 +1,149 @@
+/**
+ * Rounds: with two systems, each workload runs in short alternating rounds (Capstan, etcd,
+ * etcd, Capstan, ...) instead of one block per system, so both are measured across the same
+ * minutes and a slow spell of the machine lands on both. This module adds the rounds of one
+ * system back up into the one result the tables and the report show.
+ */
+import { Histogram, type HistogramBuckets, type LatencySummary } from './hist.js';
+import { ERROR_SAMPLES, type WorkloadResult } from './workloads.js';
+
+/** A later round's warm-up: the system sat idle while the other one ran. */
+export const REWARM_MS = 500;
+
+/**
+ * How a workload's extra figures add up over rounds. `sum`: counts; `min`: a count every round
+ * must reach (watchers that saw every put); `all`: a check every round must pass; `histogram`:
+ * buckets, added; `latency`: a LatencySummary re-made from the buckets stored under
+ * `${key}Histogram`. A figure not listed
+ * is a setting, the same in every round.
+ */
+const EXTRA_MERGE: Record<string, 'sum' | 'min' | 'all' | 'histogram' | 'latency'> = {
+  putsSent: 'sum',
+  putsAcknowledged: 'sum',
+  putErrors: 'sum',
+  expectedEvents: 'sum',
+  receivedEvents: 'sum',
+  missingEvents: 'sum',
+  duplicateEvents: 'sum',
+  watchersComplete: 'min',
+  allReceived: 'all',
+  putLatency: 'latency',
+  putLatencyHistogram: 'histogram',
+  failedCompares: 'sum',
+  granted: 'sum',
+  revokeFailures: 'sum',
+  streamsClosedEarly: 'sum',
+};
+
+function addBuckets(parts: readonly HistogramBuckets[]): Histogram {
+  const h = new Histogram();
+  for (const p of parts) h.add(Histogram.fromBuckets(p));
+  return h;
+}
+
+/** The latency of several histograms together; min, max and mean exact, percentiles from the buckets. */
+export function mergeLatency(parts: readonly { latency: LatencySummary; histogram: HistogramBuckets }[]): { latency: LatencySummary; histogram: HistogramBuckets } {
+  const h = addBuckets(parts.map((p) => p.histogram));
+  const s = h.summary();
+  const filled = parts.filter((p) => p.latency.count > 0);
+  if (filled.length === 0) return { latency: s, histogram: h.buckets() };
+  const min = Math.min(...filled.map((p) => p.latency.min));
+  const max = Math.max(...filled.map((p) => p.latency.max));
+  const clamp = (v: number): number => Math.max(min, Math.min(max, v));
+  return {
+    latency: {
+      count: s.count,
+      min,
+      mean: filled.reduce((a, p) => a + p.latency.mean * p.latency.count, 0) / s.count,
+      p50: clamp(s.p50),
+      p90: clamp(s.p90),
+      p99: clamp(s.p99),
+      p999: clamp(s.p999),
+      max,
+    },
+    histogram: h.buckets(),
+  };
+}
+
+function mergeExtra(rounds: readonly WorkloadResult[]): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...rounds[0]!.extra };
+  for (const key of Object.keys(out)) {
+    const values = rounds.map((r) => r.extra[key]);
+    switch (EXTRA_MERGE[key]) {
+      case 'sum':
+        out[key] = values.reduce((a: number, v) => a + Number(v), 0);
+        break;
+      case 'histogram':
+        out[key] = addBuckets(values as HistogramBuckets[]).buckets();
+        break;
+      case 'min':
+        out[key] = Math.min(...values.map(Number));
+        break;
+      case 'all':
+        out[key] = values.every((v) => v === true);
+        break;
+      case 'latency': {
+        const hists = rounds.map((r) => r.extra[`${key}Histogram`] as HistogramBuckets | undefined);
+        if (hists.every((h) => h !== undefined)) {
+          out[key] = mergeLatency(rounds.map((r, i) => ({ latency: r.extra[key] as LatencySummary, histogram: hists[i]! }))).latency;
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  return out;
+}
+
+/** Weighted by each round's window; undefined when a round did not know. */
+function weighted(rounds: readonly WorkloadResult[], get: (r: WorkloadResult) => number | undefined): number | undefined {
+  let sum = 0;
+  let ms = 0;
+  for (const r of rounds) {
+    const v = get(r);
+    if (v === undefined) return undefined;
+    sum += v * r.durationMs;
+    ms += r.durationMs;
+  }
+  return ms > 0 ? sum / ms : undefined;
+}
+
+/** One system's rounds of one workload as one result (a single round is returned as it is). */
+export function mergeRounds(rounds: readonly WorkloadResult[]): WorkloadResult {
+  if (rounds.length === 0) throw new Error('mergeRounds: no rounds');
+  const first = rounds[0]!;
+  for (const r of rounds) {
+    if (r.workload !== first.workload || r.target !== first.target) throw new Error(`mergeRounds: ${r.target} ${r.workload} mixed with ${first.target} ${first.workload}`);
+  }
+  if (rounds.length === 1) return first;
+  const durationMs = rounds.reduce((a, r) => a + r.durationMs, 0);
+  const ops = rounds.reduce((a, r) => a + r.ops, 0);
+  const { latency, histogram } = mergeLatency(rounds);
+  const merged: WorkloadResult = {
+    ...first,
+    rounds: rounds.length,
+    durationMs,
+    ops,
+    errors: rounds.reduce((a, r) => a + r.errors, 0),
+    errorSamples: rounds.flatMap((r) => r.errorSamples).slice(0, ERROR_SAMPLES),
+    opsPerSec: durationMs > 0 ? ops / (durationMs / 1000) : 0,
+    latency,
+    histogram,
+    // The measured seconds of every round, back to back.
+    throughput: rounds.flatMap((r) => r.throughput),
+    extra: mergeExtra(rounds),
+  };
+  if (rounds.every((r) => r.cpu !== undefined)) {
+    const others = rounds.map((r) => r.cpu!.otherPercent);
+    merged.cpu = {
+      clientPercent: weighted(rounds, (r) => r.cpu!.clientPercent)!,
+      membersPercent: weighted(rounds, (r) => r.cpu!.membersPercent),
+      // The busiest round: the noise verdict is about any window, and each round is one.
+      ...(others.every((o) => o !== undefined) ? { otherPercent: Math.max(...(others as number[])) } : {}),
+    };
+  } else {
+    delete merged.cpu;
+  }
+  return merged;
+}

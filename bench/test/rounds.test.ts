@@ -1,0 +1,105 @@
+// Adding up a system's alternating rounds of one workload: the merged result must be what one
+// window holding every round's requests would have given.
+import t from 'tap';
+import { Histogram } from '../src/hist.js';
+import { mergeLatency, mergeRounds } from '../src/rounds.js';
+import type { WorkloadResult } from '../src/workloads.js';
+
+function round(values: number[], opts: { durationMs?: number; extra?: Record<string, unknown>; cpu?: WorkloadResult['cpu']; errors?: string[] } = {}): WorkloadResult {
+  const h = new Histogram();
+  for (const v of values) h.recordMs(v);
+  const durationMs = opts.durationMs ?? 1000;
+  return {
+    workload: 'put-seq',
+    target: 'capstan',
+    description: 'test',
+    channels: 1,
+    inflight: 1,
+    durationMs,
+    ops: values.length,
+    errors: opts.errors?.length ?? 0,
+    errorSamples: opts.errors ?? [],
+    opsPerSec: values.length / (durationMs / 1000),
+    latency: h.summary(),
+    histogram: h.buckets(),
+    throughput: [values.length],
+    extra: opts.extra ?? {},
+    cpu: opts.cpu,
+  };
+}
+
+t.test('one round comes back as it is', async (t) => {
+  const r = round([1, 2, 3]);
+  t.equal(mergeRounds([r]), r);
+  t.throws(() => mergeRounds([]), /no rounds/);
+});
+
+t.test('latency, counts and throughput of rounds add up to one window of them all', async (t) => {
+  // Round one fast, round two slow: the merged p50 sits between, p99 in the slow round.
+  const fast = Array.from({ length: 900 }, (_, i) => 1 + (i % 100) / 100);
+  const slow = Array.from({ length: 100 }, (_, i) => 20 + i / 10);
+  const a = round(fast, { durationMs: 1000, errors: ['e1', 'e2', 'e3'] });
+  const b = round(slow, { durationMs: 2000, errors: ['e4', 'e5', 'e6'] });
+  const m = mergeRounds([a, b]);
+  const whole = new Histogram();
+  for (const v of [...fast, ...slow]) whole.recordMs(v);
+  const w = whole.summary();
+  t.equal(m.rounds, 2);
+  t.equal(m.ops, 1000);
+  t.equal(m.durationMs, 3000);
+  t.equal(m.opsPerSec, 1000 / 3);
+  t.equal(m.errors, 6);
+  t.same(m.errorSamples, ['e1', 'e2', 'e3', 'e4', 'e5'], 'at most five samples, first rounds first');
+  t.equal(m.latency.count, 1000);
+  t.equal(m.latency.min, w.min);
+  t.equal(m.latency.max, w.max);
+  t.ok(Math.abs(m.latency.mean - w.mean) < 1e-9, `mean ${m.latency.mean} = ${w.mean}`);
+  for (const q of ['p50', 'p90', 'p99', 'p999'] as const) t.equal(m.latency[q], w[q], `${q} as one window`);
+  t.ok(m.latency.p99 >= 20, 'the slow round sets the p99');
+  t.same(m.histogram, whole.buckets());
+  t.same(m.throughput, [900, 100], 'the measured seconds of each round, back to back');
+});
+
+t.test('extras: counts add, checks must hold in every round, settings stay', async (t) => {
+  const put = (ms: number[]): { putLatency: unknown; putLatencyHistogram: unknown } => {
+    const h = new Histogram();
+    for (const v of ms) h.recordMs(v);
+    return { putLatency: h.summary(), putLatencyHistogram: h.buckets() };
+  };
+  const a = round([1], { extra: { watchers: 100, expectedEvents: 200, receivedEvents: 200, missingEvents: 0, watchersComplete: 100, allReceived: true, ...put([2, 3]) } });
+  const b = round([1], { extra: { watchers: 100, expectedEvents: 300, receivedEvents: 299, missingEvents: 1, watchersComplete: 99, allReceived: false, ...put([4, 40]) } });
+  const x = mergeRounds([a, b]).extra;
+  t.equal(x.watchers, 100, 'a setting is not added up');
+  t.equal(x.expectedEvents, 500);
+  t.equal(x.receivedEvents, 499);
+  t.equal(x.missingEvents, 1);
+  t.equal(x.watchersComplete, 99, 'watchers that saw every put in every round');
+  t.equal(x.allReceived, false, 'one round missing an event fails the check');
+  const pl = x.putLatency as { count: number; min: number; max: number; p50: number };
+  t.equal(pl.count, 4);
+  t.equal(pl.min, 2);
+  t.equal(pl.max, 40);
+  t.equal(pl.p50, (put([2, 3, 4, 40]).putLatency as { p50: number }).p50, 'p50 as one window of the four puts');
+  t.same(x.putLatencyHistogram, put([2, 3, 4, 40]).putLatencyHistogram);
+});
+
+t.test('CPU: averaged over the windows, the busiest round for other processes', async (t) => {
+  const a = round([1], { durationMs: 1000, cpu: { clientPercent: 10, membersPercent: 100, otherPercent: 5 } });
+  const b = round([1], { durationMs: 3000, cpu: { clientPercent: 30, membersPercent: 60, otherPercent: 25 } });
+  t.same(mergeRounds([a, b]).cpu, { clientPercent: 25, membersPercent: 70, otherPercent: 25 });
+  const c = round([1], { durationMs: 1000, cpu: { clientPercent: 10, membersPercent: undefined } });
+  t.same(mergeRounds([a, c]).cpu, { clientPercent: 10, membersPercent: undefined }, 'members unknown in a round: unknown');
+  t.equal(mergeRounds([a, round([1])]).cpu, undefined, 'a round without CPU figures: none');
+});
+
+t.test('rounds of different workloads or systems are refused', async (t) => {
+  const a = round([1]);
+  t.throws(() => mergeRounds([a, { ...a, target: 'etcd' }]), /mixed/);
+  t.throws(() => mergeRounds([a, { ...a, workload: 'put' }]), /mixed/);
+});
+
+t.test('empty rounds merge to an empty latency', async (t) => {
+  const m = mergeLatency([{ latency: new Histogram().summary(), histogram: [] }]);
+  t.equal(m.latency.count, 0);
+  t.same(m.histogram, []);
+});
