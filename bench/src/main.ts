@@ -15,7 +15,7 @@ import { addHistograms, EMPTY_HISTOGRAM, fsyncStats, scrapeWalFsync, subtractHis
 import { Progress } from './progress.js';
 import { checksTable, checkTargets, compare, diskTable, renderHtml, wasBusy, workloadTable, type BenchResults, type DiskResult } from './report.js';
 import { CLUSTER_SETTINGS, cpuSeconds, givenEndpoints, machineBusySeconds, REPO_ROOT, startCluster, type Target } from './targets.js';
-import { mergeRounds, REWARM_MS } from './rounds.js';
+import { mergeRounds, roundArgs } from './rounds.js';
 import { runWorkload, SETTLE_WORKLOADS, SPECS, type RunContext, type WorkloadResult } from './workloads.js';
 
 type Runnable = Exclude<WorkloadName, 'disk'>;
@@ -174,7 +174,7 @@ async function main(argv: readonly string[]): Promise<number> {
   out(`# Capstan bench: ${args.targets.join(' vs ')}`);
   out();
   out(
-    `${args.endpoints ? `endpoints ${args.endpoints.join(',')}` : `${args.members} members each, started here`}; ${args.settleMs > 0 ? `each system settled by ${args.settleMs / 1000} s of puts first; ` : ''}${args.durationMs / 1000} s per workload after ${args.warmupMs / 1000} s of warm-up${args.rounds > 1 ? ` (${args.rounds} alternating rounds of ${Math.floor(args.durationMs / args.rounds) / 1000} s, each after the first warmed up for ${Math.min(args.warmupMs, REWARM_MS) / 1000} s)` : ''}; ` +
+    `${args.endpoints ? `endpoints ${args.endpoints.join(',')}` : `${args.members} members each, started here`}; ${args.settleMs > 0 ? `each system settled by ${args.settleMs / 1000} s of puts first; ` : ''}${args.durationMs / 1000} s per workload after ${args.warmupMs / 1000} s of warm-up${args.rounds > 1 ? ` (${args.rounds} alternating rounds of ${roundArgs(args, 1).durationMs / 1000} s, each after the first warmed up for ${roundArgs(args, 1).warmupMs / 1000} s)` : ''}; ` +
       `${args.channels} channels x ${args.inflight} in flight; results in ${dir}`,
   );
   out(`load average ${loadavgStart.map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} CPUs${loadavgStart[0]! > os.cpus().length ? ' (busy at start; the build just before counts)' : ''}`);
@@ -248,8 +248,6 @@ async function main(argv: readonly string[]): Promise<number> {
         }
       }
     }
-    // Each round measures an equal slice of --duration; rounds after the first re-warm briefly.
-    const slice = Math.floor(args.durationMs / args.rounds);
     for (const [wi, name] of runnable.entries()) {
       const done = new Map<Live, { results: WorkloadResult[]; fsync: (PromHistogram | undefined)[] }>();
       const failed = new Set<Live>();
@@ -257,12 +255,12 @@ async function main(argv: readonly string[]): Promise<number> {
         // Alternate which system goes first, by workload and by round, so neither always runs on a
         // disk the other just filled.
         const order = (wi + round) % 2 === 0 ? lives : [...lives].reverse();
-        const roundArgs = { ...args, durationMs: slice, warmupMs: round === 0 ? args.warmupMs : Math.min(args.warmupMs, REWARM_MS) };
+        const settings = roundArgs(args, round);
         for (const live of order) {
           step++;
           if (failed.has(live)) continue;
           try {
-            const one = await runOne(live, name, roundArgs, progress, step, args.rounds > 1 ? ` ${round + 1}/${args.rounds}` : '');
+            const one = await runOne(live, name, settings, progress, step, args.rounds > 1 ? ` ${round + 1}/${args.rounds}` : '');
             const d = done.get(live) ?? { results: [], fsync: [] };
             d.results.push(one.result);
             d.fsync.push(one.fsync);

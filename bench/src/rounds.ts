@@ -4,18 +4,23 @@
  * minutes and a slow spell of the machine lands on both. This module adds the rounds of one
  * system back up into the one result the tables and the report show.
  */
+import type { BenchArgs } from './flags.js';
 import { Histogram, type HistogramBuckets, type LatencySummary } from './hist.js';
 import { ERROR_SAMPLES, type WorkloadResult } from './workloads.js';
 
 /** A later round's warm-up: the system sat idle while the other one ran. */
 export const REWARM_MS = 500;
 
+/** The settings of round `round` (from 0): an equal slice of --duration; after the first, a short re-warm. */
+export function roundArgs(args: BenchArgs, round: number): BenchArgs {
+  return { ...args, durationMs: Math.floor(args.durationMs / args.rounds), warmupMs: round === 0 ? args.warmupMs : Math.min(args.warmupMs, REWARM_MS) };
+}
+
 /**
  * How a workload's extra figures add up over rounds. `sum`: counts; `min`: a count every round
  * must reach (watchers that saw every put); `all`: a check every round must pass; `histogram`:
  * buckets, added; `latency`: a LatencySummary re-made from the buckets stored under
- * `${key}Histogram`. A figure not listed
- * is a setting, the same in every round.
+ * `${key}Histogram`. A figure not listed is a setting, the same in every round.
  */
 const EXTRA_MERGE: Record<string, 'sum' | 'min' | 'all' | 'histogram' | 'latency'> = {
   putsSent: 'sum',
