@@ -677,7 +677,7 @@ export class RaftMember implements Member {
       const after = failpoints.pass('raftAfterSave');
       if (after !== undefined) await fire('raftAfterSave', after);
       if (rd.snapshot !== undefined) this.storage.applySnapshot(rd.snapshot);
-      if (rd.entries.length > 0) this.storage.append(rd.entries);
+      if (rd.entries.length > 0) this.storage.append(rd.entries.map(detached));
       if (rd.hardState !== undefined) this.storage.setHardState(rd.hardState);
     }
     if (rd.hardState !== undefined) this.committed = rd.hardState.commit;
@@ -797,7 +797,9 @@ export class RaftMember implements Member {
     } else if (e.data.length === 0) {
       this.sm.applyEmpty(e.index);
     } else {
-      const p = packr.unpack(e.data) as Proposal;
+      // A view of its own: msgpackr hangs a DataView on the buffer it reads, and the entry's stays
+      // in the in-memory log until a snapshot compacts it.
+      const p = packr.unpack(e.data.subarray()) as Proposal;
       const result = this.applyProposal(e.index, p);
       const w = this.proposedHere(p) ? this.waiters.get(p.i) : undefined;
       if (w !== undefined) {
@@ -977,4 +979,15 @@ async function dirSize(dir: string): Promise<number> {
     );
   }
   return total;
+}
+
+/**
+ * The entry with its data copied out of whatever buffer it was cut from. Entries stay in the
+ * in-memory log until a snapshot compacts them (up to snapshot-count of them), and a view pins its
+ * whole buffer: a proposal is a slice of msgpackr's shared scratch buffer (it grows to hundreds of
+ * KiB), a follower's entry a slice of the socket chunk it arrived in.
+ */
+export function detached(e: Entry): Entry {
+  if (e.data.length === 0) return e;
+  return { term: e.term, index: e.index, type: e.type, data: Buffer.from(e.data) };
 }

@@ -3,9 +3,10 @@
 // stopped and restarted from its data dir.
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { isStorageError, type Entry, type MemoryStorage } from '@capstan/raft';
 import t, { type Test } from 'tap';
 import { listenMux, shutdown, type Mux } from '../src/listen.js';
-import { RaftMember, type MemberConfig } from '../src/member.js';
+import { detached, RaftMember, type MemberConfig } from '../src/member.js';
 import { packr } from '../src/peer.js';
 import { freePorts } from './helpers/ports.js';
 
@@ -105,6 +106,38 @@ t.test('a three-member cluster replicates, forwards, reads linearizably and surv
   t.equal(back.member.sm.store.range({ key: b('after/'), rangeEnd: b('after0') }).count, 20, 'the restarted member caught up');
   const hashes = await Promise.all(live().map(async (r) => (await r.member.sm.store.hashKV(22)).hash));
   t.equal(new Set(hashes).size, 1, 'HashKV equal on every member at one revision');
+});
+
+t.test('detached copies an entry\'s data out of the buffer it was cut from', async (t) => {
+  const big = Buffer.alloc(100_000, 7);
+  const e: Entry = { term: 3, index: 9, type: 0, data: big.subarray(500, 800) };
+  const d = detached(e);
+  t.same({ ...d, data: [...d.data] }, { ...e, data: [...e.data] }, 'same entry, same bytes');
+  t.not(d.data.buffer, big.buffer, 'not a view of the big buffer');
+  const empty: Entry = { term: 3, index: 10, type: 0, data: new Uint8Array(0) };
+  t.equal(detached(empty), empty, 'an empty entry is kept as it is');
+});
+
+t.test('entries in the in-memory log do not pin the buffers they were cut from', async (t) => {
+  const { running } = await startCluster(t, 3);
+  const live = running as Running[];
+  await until('a leader', () => live.some((r) => r.member.isLeader));
+  const leader = live.find((r) => r.member.isLeader)!;
+  const follower = live.find((r) => !r.member.isLeader)!;
+  // A large value first: msgpackr's shared scratch buffer grows past it, and the later proposals
+  // are cut from that one buffer; followers read them off the socket in chunks of up to 64 KiB.
+  await leader.member.propose({ put: { key: b('big'), value: Buffer.alloc(200_000, 1) } });
+  for (let i = 0; i < 30; i++) await (i % 2 === 0 ? leader : follower).member.propose({ put: { key: b(`small/${i}`), value: b(`v${i}`) } });
+  for (const r of live) {
+    await r.member.readBarrier();
+    const storage = (r.member as unknown as { storage: MemoryStorage }).storage;
+    const ents = storage.entries(storage.firstIndex(), storage.lastIndex() + 1, Number.MAX_SAFE_INTEGER);
+    if (isStorageError(ents)) throw new Error(`storage: ${ents}`);
+    const small = ents.filter((e) => e.data.length > 0 && e.data.length < 1024);
+    t.ok(small.length >= 30, `${small.length} small entries in the log`);
+    const pinning = small.filter((e) => e.data.buffer.byteLength > Buffer.poolSize);
+    t.equal(pinning.length, 0, `no small entry is a view of a buffer larger than Node's ${Buffer.poolSize}-byte pool slab`);
+  }
 });
 
 t.test('a member that missed more than --snapshot-count entries catches up by snapshot', async (t) => {
