@@ -673,7 +673,7 @@ export class RaftMember implements Member {
     if (rd.snapshot !== undefined || rd.entries.length > 0 || rd.hardState !== undefined) {
       const before = failpoints.pass('raftBeforeSave');
       if (before !== undefined) await fire('raftBeforeSave', before);
-      await this.wal.save({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot });
+      await this.wal.save({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot }, { inlineSync: this.inlineSync(rd) });
       const after = failpoints.pass('raftAfterSave');
       if (after !== undefined) await fire('raftAfterSave', after);
       if (rd.snapshot !== undefined) this.storage.applySnapshot(rd.snapshot);
@@ -701,6 +701,17 @@ export class RaftMember implements Member {
       if (r !== undefined) r.index = rs.index;
     }
     this.serveReads();
+  }
+
+  /**
+   * A leader with one write of its own in flight, saving at most that one entry, runs the
+   * fdatasync on its own thread: the thread pool's hand-off there and back was on that write's
+   * critical path (sequential puts, p50 about 4% lower in five A/B runs), and nothing else waits
+   * for the event loop meanwhile. Under load it would stall the loop for every fsync (16x16 puts
+   * fell by a third), and followers gained nothing measurable.
+   */
+  private inlineSync(rd: Ready): boolean {
+    return this.role === Role.Leader && rd.entries.length <= 1 && this.waiters.size <= 1;
   }
 
   private sendMessages(msgs: readonly Message[]): void {

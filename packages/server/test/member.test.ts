@@ -4,6 +4,7 @@
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { isStorageError, type Entry, type MemoryStorage } from '@capstan/raft';
+import type { Wal } from '@capstan/wal';
 import t, { type Test } from 'tap';
 import { listenMux, shutdown, type Mux } from '../src/listen.js';
 import { detached, RaftMember, type MemberConfig } from '../src/member.js';
@@ -138,6 +139,44 @@ t.test('entries in the in-memory log do not pin the buffers they were cut from',
     const pinning = small.filter((e) => e.data.buffer.byteLength > Buffer.poolSize);
     t.equal(pinning.length, 0, `no small entry is a view of a buffer larger than Node's ${Buffer.poolSize}-byte pool slab`);
   }
+});
+
+t.test('a leader asks for an inline fdatasync for a lone write, and not under load', async (t) => {
+  const { running } = await startCluster(t, 3);
+  const live = running as Running[];
+  await until('a leader', () => live.some((r) => r.member.isLeader));
+  const leader = live.find((r) => r.member.isLeader)!;
+  // A write through each member first: its publish is proposed ahead of it, so none of those comes
+  // in between later.
+  for (const r of live) await r.member.propose({ put: { key: b('warm'), value: b('v') } });
+  // What each member asks of its WAL for the batches that carry entries. Whether the WAL honours
+  // it depends on how fast the disk is just then (wal.test covers that).
+  const asked = new Map<Running, boolean[]>();
+  for (const r of live) {
+    const wal = (r.member as unknown as { wal: Wal }).wal;
+    const save = wal.save.bind(wal);
+    const mine: boolean[] = [];
+    asked.set(r, mine);
+    wal.save = (batch, options) => {
+      if ((batch.entries?.length ?? 0) > 0) mine.push(options?.inlineSync === true);
+      return save(batch, options);
+    };
+  }
+  const inline = (r: Running): number => asked.get(r)!.filter((x) => x).length;
+
+  for (let i = 0; i < 10; i++) await leader.member.propose({ put: { key: b(`lone/${i}`), value: b('v') } });
+  t.equal(inline(leader), 10, 'one write at a time: each of its batches inline');
+  t.equal(asked.get(leader)!.length, 10);
+  for (const f of live.filter((r) => r !== leader)) {
+    t.ok(asked.get(f)!.length >= 10, 'the followers saved the same writes');
+    t.equal(inline(f), 0, 'followers never ask');
+  }
+
+  const [inline0, batches0] = [inline(leader), asked.get(leader)!.length];
+  await Promise.all(Array.from({ length: 200 }, (_, i) => leader.member.propose({ put: { key: b(`burst/${i}`), value: b('v') } })));
+  const [inlineN, batchesN] = [inline(leader) - inline0, asked.get(leader)!.length - batches0];
+  // At most the last, once it is alone.
+  t.ok(batchesN >= 1 && inlineN <= 1, `200 writes in flight: ${inlineN} of ${batchesN} batches inline`);
 });
 
 t.test('a member that missed more than --snapshot-count entries catches up by snapshot', async (t) => {

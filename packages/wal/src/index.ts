@@ -4,6 +4,8 @@ export {
   SNAP_DIR,
   type WalOptions,
   type SaveBatch,
+  type SaveOptions,
+  INLINE_SYNC_MAX_SECONDS,
   type Replay,
   type OpenedWal,
 } from './wal.js';
