@@ -94,16 +94,12 @@ class NodeFileHandle implements FileHandle {
     );
   }
 
-  datasync(inline = false): Promise<void> {
+  async datasync(inline = false): Promise<void> {
     if (inline) {
-      try {
-        fs.fdatasyncSync(this.fd);
-      } catch (e) {
-        return Promise.reject(e as Error);
-      }
-      return Promise.resolve();
+      fs.fdatasyncSync(this.fd);
+      return;
     }
-    return new Promise((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
   }
 
   sync(): Promise<void> {

@@ -177,30 +177,35 @@ t.test('save resolves with a Persisted token that only the WAL can make', async 
   await wal.close();
 });
 
-/** The node file system, counting the WAL's fdatasyncs and how many run at once. */
-function countingFs(): { fs: FileSystem; datasyncs: () => number; maxInFlight: () => number } {
-  let inFlight = 0;
-  let maxInFlight = 0;
-  let datasyncs = 0;
-  const fs: FileSystem = {
+/** The node file system with the fdatasync of the WAL's segment files replaced by `datasync`. */
+function walDatasyncFs(datasync: (inner: (inline?: boolean) => Promise<void>, inline?: boolean) => Promise<void>): FileSystem {
+  return {
     ...nodeFileSystem,
     async open(p, mode) {
       const h = await nodeFileSystem.open(p, mode);
       if (!p.includes(`${path.sep}wal${path.sep}`)) return h;
       const inner = h.datasync.bind(h);
-      h.datasync = async () => {
-        inFlight++;
-        datasyncs++;
-        maxInFlight = Math.max(maxInFlight, inFlight);
-        try {
-          await inner();
-        } finally {
-          inFlight--;
-        }
-      };
+      h.datasync = (inline?: boolean) => datasync(inner, inline);
       return h;
     },
   };
+}
+
+/** The node file system, counting the WAL's fdatasyncs and how many run at once. */
+function countingFs(): { fs: FileSystem; datasyncs: () => number; maxInFlight: () => number } {
+  let inFlight = 0;
+  let maxInFlight = 0;
+  let datasyncs = 0;
+  const fs = walDatasyncFs(async (inner, inline) => {
+    inFlight++;
+    datasyncs++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    try {
+      await inner(inline);
+    } finally {
+      inFlight--;
+    }
+  });
   return { fs, datasyncs: () => datasyncs, maxInFlight: () => maxInFlight };
 }
 
@@ -268,18 +273,10 @@ t.test('inlineSync: the fdatasync runs on the calling thread, unless the last on
   // one takes is up to the test (`slow`: longer than INLINE_SYNC_MAX_SECONDS), not the machine.
   const asked: boolean[] = [];
   let slow = false;
-  const recording: FileSystem = {
-    ...nodeFileSystem,
-    async open(p, mode) {
-      const h = await nodeFileSystem.open(p, mode);
-      if (!p.includes(`${path.sep}wal${path.sep}`)) return h;
-      h.datasync = async (inline?: boolean) => {
-        asked.push(inline === true);
-        if (slow) await new Promise((r) => setTimeout(r, INLINE_SYNC_MAX_SECONDS * 1000 * 3));
-      };
-      return h;
-    },
-  };
+  const recording = walDatasyncFs(async (_inner, inline) => {
+    asked.push(inline === true);
+    if (slow) await new Promise((r) => setTimeout(r, INLINE_SYNC_MAX_SECONDS * 1000 * 3));
+  });
   const { wal } = await openWal(dir, { fs: recording });
   asked.length = 0;
   await wal.save({ entries: [entry(1, 1)], hardState: hs(1, 0) });
