@@ -1,10 +1,9 @@
 /** A member's listeners: gRPC and HTTP on its URLs, in the clear or over TLS. */
 import type { Server as HttpServer } from 'node:http';
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { routeStreamsBefore } from './grpc/fastunary.js';
+import { GrpcServer } from './grpc/server.js';
 import { RAFT_STREAM_SNIFF } from './raftstream.js';
 import { checkPeerSAN, tlsServerOptions, type TLSConfig } from './tls.js';
 
@@ -28,10 +27,8 @@ export interface Mux {
 }
 
 export interface MuxOptions {
-  /** Serves the HTTP/2 connections. */
-  readonly grpc?: grpc.Server;
-  /** Sees each HTTP/2 stream before grpc-js and answers the ones it takes (fastunary.ts). */
-  readonly fastUnary?: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => boolean;
+  /** Serves the HTTP/2 connections: our own server (the client port) or grpc-js's (the peer port). */
+  readonly grpc?: grpc.Server | GrpcServer;
   /** Serves the HTTP/1 connections (/health, /metrics, /version). */
   readonly http?: HttpServer;
   /** Takes the connections that open with the Raft stream's preface (raftstream.ts), paused. */
@@ -55,10 +52,8 @@ export interface MuxOptions {
 export async function listenMux(urls: readonly string[], opts: MuxOptions): Promise<Mux> {
   const { grpc: server, http, raft } = opts;
   if (server === undefined && http === undefined && raft === undefined) throw new Error('listenMux: nothing to serve');
-  const injector = server?.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  if (server !== undefined && opts.fastUnary !== undefined && !routeStreamsBefore(server, opts.fastUnary)) {
-    opts.log?.('warn', 'grpc-js internals not as expected: every call goes through grpc-js');
-  }
+  const own = server instanceof GrpcServer ? server : undefined;
+  const injector = server instanceof grpc.Server ? server.createConnectionInjector(grpc.ServerCredentials.createInsecure()) : undefined;
   const listeners: NetServer[] = [];
   const sockets = new Set<Socket>();
   const track = (socket: Socket): void => {
@@ -69,7 +64,8 @@ export async function listenMux(urls: readonly string[], opts: MuxOptions): Prom
     socket.on('error', () => socket.destroy());
   };
   const toGrpc = (socket: Socket): void => {
-    if (injector !== undefined) injector.injectConnection(socket);
+    if (own !== undefined) own.accept(socket);
+    else if (injector !== undefined) injector.injectConnection(socket);
     else socket.destroy();
   };
   const toHttp = (socket: Socket): void => {
@@ -87,7 +83,7 @@ export async function listenMux(urls: readonly string[], opts: MuxOptions): Prom
   /** Routes by the first bytes: the Raft stream's preface to it, HTTP/2 to gRPC, anything else to HTTP. */
   const sniff = (socket: Socket): void => {
     if (raft === undefined && http === undefined) return toGrpc(socket);
-    if (raft === undefined && injector === undefined) return toHttp(socket);
+    if (raft === undefined && server === undefined) return toHttp(socket);
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
       head = Buffer.concat([head, chunk]);
@@ -124,7 +120,7 @@ export async function listenMux(urls: readonly string[], opts: MuxOptions): Prom
       socket.destroy();
     });
   };
-  const alpn = [...(injector !== undefined ? ['h2'] : []), ...(http !== undefined ? ['http/1.1'] : [])];
+  const alpn = [...(server !== undefined ? ['h2'] : []), ...(http !== undefined ? ['http/1.1'] : [])];
   try {
     for (const url of urls) {
       const u = new URL(url);
@@ -160,6 +156,7 @@ export async function listenMux(urls: readonly string[], opts: MuxOptions): Prom
       // them the drain's second, then cut what is left.
       const closed = Promise.all(listeners.map((s) => new Promise((r) => s.close(r))));
       injector?.drain(1000);
+      void own?.close();
       await Promise.race([closed, new Promise((r) => setTimeout(r, 1000).unref())]);
       for (const s of sockets) s.destroy();
       injector?.destroy();

@@ -32,7 +32,7 @@ export class Metrics {
   readonly walFsync: Histogram;
   readonly backendCommit: Histogram;
   readonly proposalsFailed: Counter;
-  /** Its interceptor goes on the client gRPC server. */
+  /** The client gRPC server reports each call's status to it. */
   readonly grpcHandled = new HandledCounter();
   readonly snapshotSaves: Histogram;
 

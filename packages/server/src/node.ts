@@ -4,7 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { DEFAULT_BCRYPT_COST, MAX_BCRYPT_COST, MIN_BCRYPT_COST, WatchHub } from '@capstan/mvcc';
-import { addClientServices, fastUnary, GRPC_OVERHEAD_BYTES, serverOptions } from './grpc/index.js';
+import { addClientServices, GrpcServer, maxReceiveBytes } from './grpc/index.js';
 import { NO_CHANNELZ } from './grpc/channelz.js';
 import { listenMux, shutdown, type Mux } from './listen.js';
 import { RaftMember, type MemberConfig } from './member.js';
@@ -87,7 +87,8 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
     'grpc.max_send_message_length': MAX_PEER_MESSAGE_BYTES,
   });
   member.transport.register(peerServer);
-  const clientServer = new grpc.Server(serverOptions(member.limits, [metrics.grpcHandled.interceptor]));
+  const handled = metrics.grpcHandled;
+  const clientServer = new GrpcServer({ maxReceiveBytes: maxReceiveBytes(member.limits), onStatus: (path, type, code) => handled.count(path, type, code) });
   let bcryptCost = cfg.bcryptCost ?? DEFAULT_BCRYPT_COST;
   if (bcryptCost < MIN_BCRYPT_COST || bcryptCost > MAX_BCRYPT_COST) {
     logger.log('warn', 'use default bcrypt cost instead of the invalid given cost', {
@@ -98,12 +99,12 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
     });
     bcryptCost = DEFAULT_BCRYPT_COST;
   }
-  const fastMethods = addClientServices(clientServer, member, hub, {
+  clientServer.setFastMethods(addClientServices(clientServer, member, hub, {
     log: (rec) => logger.log(rec.level === 'error' ? 'error' : rec.level === 'warn' ? 'warn' : 'info', String(rec.msg ?? 'grpc'), rec),
     bcryptCost,
     // Without a token, the verified client certificate's CN is the user (etcd's AuthInfoFromTLS).
     clientCertAuth: cfg.clientTLS?.clientCertAuth === true,
-  });
+  }));
   const timers: NodeJS.Timeout[] = [];
   const health = async (): Promise<{ ok: boolean; reason?: string }> => {
     if (member.leaderId === 0) return { ok: false, reason: 'RAFT NO LEADER' };
@@ -117,19 +118,14 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
   try {
     // As etcd's: peer connections whose certificate names hosts must come from one of them.
     muxes.push(await listenMux(cfg.listenPeerURLs, { grpc: peerServer, raft: member.transport.acceptStream, tls: cfg.peerTLS, checkSAN: true, log: logger.log }));
-    const handled = metrics.grpcHandled;
-    const fast = fastUnary(fastMethods, {
-      maxReceiveBytes: member.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
-      onStatus: (path, code) => handled.countUnary(path, code),
-    });
-    muxes.push(await listenMux(cfg.listenClientURLs, { grpc: clientServer, fastUnary: fast, http: clientHttp, tls: cfg.clientTLS, log: logger.log }));
+    muxes.push(await listenMux(cfg.listenClientURLs, { grpc: clientServer, http: clientHttp, tls: cfg.clientTLS, log: logger.log }));
     // etcd serves https metrics URLs with the client TLS settings.
     if (cfg.listenMetricsURLs.length > 0) muxes.push(await listenMux(cfg.listenMetricsURLs, { http: metricsHttp, tls: cfg.clientTLS, log: logger.log }));
   } catch (err) {
     for (const m of muxes) await m.close();
     await member.stop();
     peerServer.forceShutdown();
-    clientServer.forceShutdown();
+    clientServer.forceClose();
     throw err;
   }
   timers.push(...autoCompaction(member, cfg, logger.log));
@@ -147,7 +143,7 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
         const [peerMux, clientMux, metricsMux] = muxes;
         await clientMux!.close();
         clientHttp.closeAllConnections();
-        await shutdown(clientServer);
+        await clientServer.close();
         await member.stop();
         await peerMux!.close();
         await shutdown(peerServer);

@@ -1,10 +1,10 @@
-// Unary calls answered beside grpc-js (fastunary.ts): which calls take that path, and that what a
-// client gets back there (answers, error statuses, limits) is what grpc-js would have sent.
+// The client port's gRPC server (grpc/server.ts on h2/connection.ts): what a client gets back
+// (answers, error statuses, limits, deadlines) is what grpc-js's server would have sent.
 import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
 import { codec, serviceDefinition } from '../src/grpc/index.js';
-import { parseGrpcTimeout } from '../src/grpc/fastunary.js';
+import { parseGrpcTimeout } from '../src/grpc/server.js';
 import { serveLocal } from './helpers/local-member.js';
 
 const h = await serveLocal();
@@ -26,26 +26,26 @@ function call(path: string, body: Buffer, opts: grpc.CallOptions = {}): Promise<
   );
 }
 
-const fastSince = (n: number): Array<[string, number]> => h.fastCalls.slice(n);
+const callsSince = (n: number): Array<[string, number]> => h.calls.slice(n);
 
-t.test('a plain unary call is answered beside grpc-js, with the same bytes a client decodes', async (t) => {
-  const n = h.fastCalls.length;
+t.test('a unary call is answered with the bytes a grpc-js client decodes', async (t) => {
+  const n = h.calls.length;
   const put = putRes.decode(await call(KV.Put!.path, putReq.encode({ key: Buffer.from('fast/a'), value: Buffer.from('1') }))) as { header: { revision: number } };
   t.ok(put.header.revision > 0);
   const got = rangeRes.decode(await call(KV.Range!.path, rangeReq.encode({ key: Buffer.from('fast/a') })));
   t.equal(got.count, 1);
   t.equal(got.kvs[0]!.value.toString(), '1');
-  t.same(fastSince(n), [
+  t.same(callsSince(n), [
     [KV.Put!.path, grpc.status.OK],
     [KV.Range!.path, grpc.status.OK],
   ]);
 });
 
-t.test('a call with a deadline is answered there too, and its deadline kept', async (t) => {
-  const n = h.fastCalls.length;
+t.test('a call with a deadline is answered, and its deadline kept', async (t) => {
+  const n = h.calls.length;
   const got = rangeRes.decode(await call(KV.Range!.path, rangeReq.encode({ key: Buffer.from('fast/a') }), { deadline: Date.now() + 5000 }));
   t.equal(got.count, 1);
-  t.same(fastSince(n), [[KV.Range!.path, grpc.status.OK]]);
+  t.same(callsSince(n), [[KV.Range!.path, grpc.status.OK]]);
 
   // A raw HTTP/2 call whose request never finishes: only the server's timer can answer it.
   const session = http2.connect(`http://${h.addr}`);
@@ -68,7 +68,7 @@ t.test('a call with a deadline is answered there too, and its deadline kept', as
   const bad = await raw('soon');
   t.equal(bad.status, String(grpc.status.INTERNAL));
   t.equal(bad.message, 'Invalid grpc-timeout value "soon"');
-  t.same(fastSince(n + 1), [
+  t.same(callsSince(n + 1), [
     [KV.Range!.path, grpc.status.DEADLINE_EXCEEDED],
     [KV.Range!.path, grpc.status.INTERNAL],
   ]);
@@ -85,7 +85,7 @@ t.test('parseGrpcTimeout reads the header as grpc-js does', async (t) => {
 });
 
 t.test('errors: the status code and message grpc-js would send', async (t) => {
-  const n = h.fastCalls.length;
+  const n = h.calls.length;
   await t.rejects(call(KV.Put!.path, putReq.encode({ key: Buffer.alloc(0), value: Buffer.from('x') })), {
     code: grpc.status.INVALID_ARGUMENT,
     details: 'etcdserver: key is not provided',
@@ -100,10 +100,10 @@ t.test('errors: the status code and message grpc-js would send', async (t) => {
     details: /^Received message larger than max/,
   });
   t.same(
-    fastSince(n).map(([, code]) => code),
+    callsSince(n).map(([, code]) => code),
     [grpc.status.INVALID_ARGUMENT, grpc.status.INTERNAL, grpc.status.INVALID_ARGUMENT, grpc.status.RESOURCE_EXHAUSTED],
   );
-  await t.rejects(call('/etcdserverpb.KV/NoSuchMethod', Buffer.alloc(0)), { code: grpc.status.UNIMPLEMENTED }, 'unknown methods are left to grpc-js');
+  await t.rejects(call('/etcdserverpb.KV/NoSuchMethod', Buffer.alloc(0)), { code: grpc.status.UNIMPLEMENTED, details: 'The server does not implement the method /etcdserverpb.KV/NoSuchMethod' }, 'an unknown method');
   t.equal(rangeRes.decode(await call(KV.Range!.path, rangeReq.encode({ key: Buffer.from('fast/a') }))).count, 1, 'the server goes on');
 });
 

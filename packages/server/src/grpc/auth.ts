@@ -36,7 +36,15 @@ export interface AuthGateOptions {
 }
 
 type Msg = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-export type AuthCall = HasAuthContext & { readonly metadata: grpc.Metadata };
+export type AuthCall = HasAuthContext & {
+  readonly metadata: grpc.Metadata;
+  /** A metadata key's first value without building the Metadata (GrpcServer's calls have it: most calls carry no token). */
+  firstMetadata?(key: string): string | Buffer | undefined;
+};
+
+function firstMetadata(call: AuthCall, key: string): string | Buffer | undefined {
+  return call.firstMetadata !== undefined ? call.firstMetadata(key) : call.metadata.get(key)[0];
+}
 
 /** gRPC's Go code names, for watch cancel reasons (etcd writes the Go status error's text there). */
 const GO_CODE: Record<string, string> = {
@@ -74,7 +82,7 @@ export class AuthGate {
    * token: the certificate's CN with --client-cert-auth, else nobody (undefined).
    */
   async info(call: AuthCall): Promise<AuthInfo | undefined> {
-    const token = call.metadata.get(TOKEN_METADATA)[0] ?? call.metadata.get(TOKEN_METADATA_GATEWAY)[0];
+    const token = firstMetadata(call, TOKEN_METADATA) ?? firstMetadata(call, TOKEN_METADATA_GATEWAY);
     if (token !== undefined) {
       const t = String(token);
       const parts = t.split('.');

@@ -1,10 +1,10 @@
 /**
  * grpc_server_handled_total, as go-grpc-prometheus counts it for etcd: the RPCs the client server
- * answers, by type, service, method and status code. A server interceptor sees the status of every
- * call that reached a handler. What grpc-js refuses below the interceptors (an unknown method, a
- * message over the receive limit or one that does not decode, a passed deadline) and calls the
- * client cancelled (no status is sent) are not counted. The hot path only bumps a number; the
- * labelled series are built when /metrics is scraped.
+ * answers, by type, service, method and status code: every call that ends with a status,
+ * including the ones the server refuses itself (an unknown method, a message over the receive
+ * limit or one that does not decode, a passed deadline). Calls the client cancelled (no status is
+ * sent) are not counted. The hot path only bumps a number; the labelled series are built when
+ * /metrics is scraped.
  */
 import * as grpc from '@grpc/grpc-js';
 
@@ -33,33 +33,12 @@ interface MethodCounts {
   readonly byCode: number[];
 }
 
-function grpcType(requestStream: boolean, responseStream: boolean): GrpcType {
-  if (requestStream) return responseStream ? 'bidi_stream' : 'client_stream';
-  return responseStream ? 'server_stream' : 'unary';
-}
-
 export class HandledCounter {
   private readonly methods = new Map<string, MethodCounts>();
 
-  /** Counts the status each call of the server ends with. */
-  readonly interceptor: grpc.ServerInterceptor = (desc, call) => {
-    const m = this.method(desc.path, grpcType(desc.requestStream, desc.responseStream));
-    let counted = false;
-    return new grpc.ServerInterceptingCall(call, {
-      sendStatus(status, next) {
-        // A call ends with one status; a second one (after a failed send) is ignored by grpc-js too.
-        if (!counted) {
-          counted = true;
-          m.byCode[status.code] = (m.byCode[status.code] ?? 0) + 1;
-        }
-        next(status);
-      },
-    });
-  };
-
-  /** Counts a unary call answered outside grpc-js (fastunary.ts), which no interceptor sees. */
-  countUnary(path: string, code: grpc.status): void {
-    const m = this.method(path, 'unary');
+  /** Counts the status a call ended with (GrpcServer's onStatus). */
+  count(path: string, type: GrpcType, code: grpc.status): void {
+    const m = this.method(path, type);
     m.byCode[code] = (m.byCode[code] ?? 0) + 1;
   }
 

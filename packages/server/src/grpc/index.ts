@@ -4,12 +4,13 @@ export {
   CLIENT_SERVICES,
   DEFAULT_PROGRESS_INTERVAL_MS,
   GRPC_OVERHEAD_BYTES,
+  maxReceiveBytes,
   MAX_SEND_BYTES,
-  serverOptions,
   serviceDefinition,
   SNAPSHOT_CHUNK_BYTES,
   StatusError,
   type ClientServicesOptions,
+  type ServiceRegistry,
   type Decoded,
   type WatchHubLike,
   type WatchStreamLike,
@@ -17,4 +18,4 @@ export {
 export { rawClient, rawWatch, type RawCalls, type RawClientOptions, type RawWatch } from './client.js';
 export { AuthGate, goStatusText, TOKEN_METADATA, type AuthCall, type AuthGateOptions } from './auth.js';
 export { certCommonName, type HasAuthContext } from './identity.js';
-export { fastUnary, routeStreamsBefore, type FastCall, type FastMethod, type FastUnaryOptions } from './fastunary.js';
+export { GrpcServer, parseGrpcTimeout, type FastCall, type FastMethod, type GrpcServerOptions } from './server.js';

@@ -32,8 +32,7 @@ import {
 import { AlarmType, errRequestTooLarge, ServerError, type AlarmMember, type Member, type MemberInfo } from '../api.js';
 import { AuthGate, authService, goStatusText, type AuthCall } from './auth.js';
 import { codec, protoRoot } from './codec.js';
-import { NO_CHANNELZ } from './channelz.js';
-import type { FastMethod } from './fastunary.js';
+import type { FastMethod } from './server.js';
 import { encodeDeleteRangeResponse, encodePutResponse, encodeRangeResponse, encodeWatchResponse, type HeaderFields } from './wire.js';
 
 // ---------------------------------------------------------------- options and limits
@@ -47,14 +46,14 @@ export const SNAPSHOT_CHUNK_BYTES = 32 * 1024;
 /** etcd's ProgressReportInterval for progress_notify watchers. */
 export const DEFAULT_PROGRESS_INTERVAL_MS = 10 * 60 * 1000;
 
-/** Options for the grpc.Server that will carry the client services, as etcd sets them. */
-export function serverOptions(limits: { readonly maxRequestBytes: number }, interceptors: grpc.ServerInterceptor[] = []): grpc.ServerOptions {
-  return {
-    ...NO_CHANNELZ,
-    interceptors,
-    'grpc.max_receive_message_length': limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
-    'grpc.max_send_message_length': MAX_SEND_BYTES,
-  };
+/** What a request may weigh on the wire: etcd's --max-request-bytes plus the gRPC overhead it allows. */
+export function maxReceiveBytes(limits: { readonly maxRequestBytes: number }): number {
+  return limits.maxRequestBytes + GRPC_OVERHEAD_BYTES;
+}
+
+/** Where the services are registered: our GrpcServer, or a grpc-js Server. */
+export interface ServiceRegistry {
+  addService(def: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation): void;
 }
 
 /** The part of mvcc's WatchHub these services use. */
@@ -238,10 +237,10 @@ function drained(call: grpc.ServerWritableStream<unknown, unknown> | grpc.Server
 // ---------------------------------------------------------------- the services
 
 /**
- * Adds the client services to `server` and returns their unary methods by path, for fastUnary()
- * to answer plain calls beside grpc-js with the same handlers.
+ * Adds the client services to `server` and returns their unary methods by path, for GrpcServer to
+ * answer from bytes with the same handlers (setFastMethods).
  */
-export function addClientServices(server: grpc.Server, member: Member, watchHub: WatchHubLike, opts: ClientServicesOptions = {}): ReadonlyMap<string, FastMethod> {
+export function addClientServices(server: ServiceRegistry, member: Member, watchHub: WatchHubLike, opts: ClientServicesOptions = {}): ReadonlyMap<string, FastMethod> {
   const log: Log = opts.log ?? ((rec) => process.stderr.write(JSON.stringify({ ts: new Date().toISOString(), ...rec }) + '\n'));
   const progressIntervalMs = opts.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
 
@@ -260,7 +259,7 @@ export function addClientServices(server: grpc.Server, member: Member, watchHub:
   };
 
   type UnaryFn = (req: Msg, size: number, call: AuthCall) => Promise<Msg> | Msg;
-  /** Each unary handler's function, for the calls answered beside grpc-js (fastunary.ts). */
+  /** Each unary handler's function, for the calls answered from bytes (FastMethod, server.ts). */
   const unaryFns = new Map<unknown, UnaryFn>();
   const unary = (name: string, fn: UnaryFn): grpc.handleUnaryCall<Decoded<Msg>, Msg> => {
     const handler: grpc.handleUnaryCall<Decoded<Msg>, Msg> = (call, cb) => {

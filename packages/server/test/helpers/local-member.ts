@@ -7,9 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
 import { errLeaseNotFound, MvccError, StateMachine, WatchHub, type ApplyRequest, type ApplyResponse, type LeaseTimeToLiveResponse } from '@capstan/mvcc';
-import { addClientServices, fastUnary, GRPC_OVERHEAD_BYTES, serverOptions, type ClientServicesOptions } from '../../src/grpc/index.js';
+import { addClientServices, GrpcServer, maxReceiveBytes, type ClientServicesOptions } from '../../src/grpc/index.js';
 import { listenMux } from '../../src/listen.js';
 import { HandledCounter } from '../../src/grpc/handled.js';
 import {
@@ -200,11 +199,11 @@ export class LocalMember implements Member {
 export interface LocalServer {
   member: LocalMember;
   hub: WatchHub;
-  server: grpc.Server;
+  server: GrpcServer;
   /** What the server's calls ended with, as /metrics reports them. */
   handled: HandledCounter;
-  /** The calls answered beside grpc-js (fastunary.ts), with their status codes. */
-  fastCalls: Array<[path: string, code: number]>;
+  /** Every call that ended with a status, in order, with its code. */
+  calls: Array<[path: string, code: number]>;
   /** host:port on loopback. */
   addr: string;
   dir: string;
@@ -219,32 +218,31 @@ export async function serveLocal(opts: LocalMemberOptions & { services?: Omit<Cl
   const member = await LocalMember.open(join(dir, 'db'), opts);
   const hub = new WatchHub(member.sm.store);
   const handled = new HandledCounter();
-  const server = new grpc.Server(serverOptions(member.limits, [handled.interceptor]));
-  const logs: Array<Record<string, unknown>> = [];
-  const fastCalls: Array<[string, number]> = [];
-  const methods = addClientServices(server, member, hub, { ...opts.services, log: (r) => logs.push(r) });
-  // As a member listens: unary calls without a deadline are answered beside grpc-js (fastunary.ts).
-  const mux = await listenMux(['http://127.0.0.1:0'], {
-    grpc: server,
-    fastUnary: fastUnary(methods, { maxReceiveBytes: member.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES, onStatus: (path, code) => {
-        fastCalls.push([path, code]);
-        handled.countUnary(path, code);
-      },
-    }),
+  const calls: Array<[string, number]> = [];
+  const server = new GrpcServer({
+    maxReceiveBytes: maxReceiveBytes(member.limits),
+    onStatus: (path, type, code) => {
+      calls.push([path, code]);
+      handled.count(path, type, code);
+    },
   });
+  const logs: Array<Record<string, unknown>> = [];
+  // As a member listens.
+  server.setFastMethods(addClientServices(server, member, hub, { ...opts.services, log: (r) => logs.push(r) }));
+  const mux = await listenMux(['http://127.0.0.1:0'], { grpc: server });
   const port = mux.ports[0]!;
   return {
     member,
     hub,
     server,
     handled,
-    fastCalls,
+    calls,
     addr: `127.0.0.1:${port}`,
     dir,
     logs,
     stop: async () => {
       await mux.close();
-      server.forceShutdown();
+      server.forceClose();
       hub.close();
       await member.close();
       await rm(dir, { recursive: true, force: true });
