@@ -116,6 +116,20 @@ if (ETCDCTL === undefined) {
       t.match(old.stderr, /etcdserver: mvcc: required revision has been compacted/);
     });
 
+    t.test('URL endpoints: per-endpoint commands send the URL as :authority, which is served', async (t) => {
+      const urls = members.map((m) => m.client).join(',');
+      const status = await etcdctl(urls, ['endpoint', 'status', '-w', 'json']);
+      t.equal(status.code, 0, status.stderr);
+      t.same(
+        (JSON.parse(status.stdout) as Array<{ Endpoint: string }>).map((s) => s.Endpoint),
+        members.map((m) => m.client),
+      );
+      const file = join(dir, 'snap-url.db');
+      const save = await etcdctl(members[0]!.client, ['snapshot', 'save', file]);
+      t.match(save.stdout + save.stderr, /Snapshot saved at/);
+      t.ok(existsSync(file) && statSync(file).size > 0, 'the snapshot file is written');
+    });
+
     t.test('move-leader', async (t) => {
       const status = JSON.parse(await ok(['endpoint', 'status', '-w', 'json'])) as Array<{ Endpoint: string; Status: { leader: number; header: { member_id: number } } }>;
       const leader = status.find((s) => s.Status.header.member_id === s.Status.leader)!;
