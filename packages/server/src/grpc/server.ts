@@ -153,6 +153,7 @@ export class GrpcServer {
       call.setDeadline(ms);
     }
     if (route.def.requestStream) {
+      call.listen();
       readMessages(call, this.opts.maxReceiveBytes, (msg) => call.emit('data', call.decode(msg)), () => call.emit('end'));
       route.handler(call);
       return;
@@ -167,6 +168,7 @@ export class GrpcServer {
         return call.fail(grpc.status.INTERNAL, 'Error deserializing request');
       }
       call.request = request;
+      call.listen();
       if (route.def.responseStream) return route.handler(call);
       route.handler(call, (err: StatusLike | null, value?: unknown) => {
         if (err !== null && err !== undefined) return call.failWith(err);
@@ -291,10 +293,17 @@ class Call extends EventEmitter {
     private readonly opts: GrpcServerOptions,
   ) {
     super();
+  }
+
+  /**
+   * Wires the stream to grpc-js's call events, for a call a handler sees. A fast unary call skips
+   * it: nothing listens, and a call the client reset is noticed when its answer finds the stream closed.
+   */
+  listen(): void {
     // grpc-js: a handler ends a stream with an error status by emitting it.
     this.on('error', (err: StatusLike) => this.failWith(err));
-    stream.onDrain = () => this.emit('drain');
-    stream.onClose = (reset) => {
+    this.stream.onDrain = () => this.emit('drain');
+    this.stream.onClose = (reset) => {
       if (this.deadline !== undefined) clearTimeout(this.deadline);
       if (reset && !this.done) {
         this.done = true;
@@ -400,6 +409,7 @@ class Call extends EventEmitter {
   private finished(code: grpc.status): void {
     this.done = true;
     if (this.deadline !== undefined) clearTimeout(this.deadline);
-    this.opts.onStatus?.(this.path, this.type, code);
+    // A stream closed before its status was sent was reset by the client: no status, not counted.
+    if (!this.stream.closed) this.opts.onStatus?.(this.path, this.type, code);
   }
 }
