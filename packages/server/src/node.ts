@@ -88,7 +88,11 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
   });
   member.transport.register(peerServer);
   const handled = metrics.grpcHandled;
-  const clientServer = new GrpcServer({ maxReceiveBytes: maxReceiveBytes(member.limits), onStatus: (path, type, code) => handled.count(path, type, code) });
+  const clientServer = new GrpcServer({
+    maxReceiveBytes: maxReceiveBytes(member.limits),
+    onStatus: (path, type, code) => handled.count(path, type, code),
+    log: (msg, fields) => logger.log('error', msg, fields),
+  });
   let bcryptCost = cfg.bcryptCost ?? DEFAULT_BCRYPT_COST;
   if (bcryptCost < MIN_BCRYPT_COST || bcryptCost > MAX_BCRYPT_COST) {
     logger.log('warn', 'use default bcrypt cost instead of the invalid given cost', {

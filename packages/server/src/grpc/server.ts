@@ -59,6 +59,8 @@ export interface GrpcServerOptions {
   /** Each call's status (the handled-calls metric); calls the client cancelled have none. */
   readonly onStatus?: (path: string, type: GrpcType, code: grpc.status) => void;
   readonly limits?: H2Limits;
+  /** What went wrong inside a connection that is not the client's fault (the connection is closed). */
+  readonly log?: (msg: string, fields: Record<string, unknown>) => void;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -78,6 +80,17 @@ interface StatusLike {
   code?: number;
   details?: string;
   message?: string;
+  metadata?: grpc.Metadata;
+}
+
+/** Trailers with a handler's metadata after them, as grpc-js sends it. */
+function withMetadata(trailers: readonly string[], md: grpc.Metadata | undefined): readonly string[] {
+  if (!(md instanceof grpc.Metadata)) return trailers;
+  const out = [...trailers];
+  for (const [k, v] of Object.entries(md.toHttp2Headers())) {
+    for (const value of Array.isArray(v) ? v : [v]) out.push(k, String(value));
+  }
+  return out;
 }
 
 export class GrpcServer {
@@ -109,7 +122,9 @@ export class GrpcServer {
 
   /** Serves gRPC on a connection that has not sent anything yet (listen.ts routes it here). */
   accept(socket: Duplex): void {
-    const conn = new H2ServerConnection(socket, (s) => this.onStream(s), this.limits);
+    const conn = new H2ServerConnection(socket, (s) => this.onStream(s), this.limits, (err) =>
+      this.opts.log?.('HTTP/2 connection closed on an internal error', { error: err.message, stack: err.stack }),
+    );
     this.conns.add(conn);
     socket.once('close', () => this.conns.delete(conn));
   }
@@ -154,8 +169,8 @@ export class GrpcServer {
     }
     if (route.def.requestStream) {
       call.listen();
-      readMessages(call, this.opts.maxReceiveBytes, (msg) => call.emit('data', call.decode(msg)), () => call.emit('end'));
-      route.handler(call);
+      readMessages(call, this.opts.maxReceiveBytes, (msg) => call.deliver(msg), () => call.deliverEnd());
+      run(call, () => (route.def.responseStream ? route.handler(call) : route.handler(call, unaryCallback(call))));
       return;
     }
     readOne(call, this.opts.maxReceiveBytes, (msg) => {
@@ -169,13 +184,27 @@ export class GrpcServer {
       }
       call.request = request;
       call.listen();
-      if (route.def.responseStream) return route.handler(call);
-      route.handler(call, (err: StatusLike | null, value?: unknown) => {
-        if (err !== null && err !== undefined) return call.failWith(err);
-        call.answer(route.def.responseSerialize(value));
-      });
+      run(call, () => (route.def.responseStream ? route.handler(call) : route.handler(call, unaryCallback(call))));
     });
   }
+}
+
+/** A handler's synchronous throw ends its call with UNKNOWN, as grpc-js answers it; never the process. */
+function run(call: Call, handler: () => void): void {
+  try {
+    handler();
+  } catch {
+    call.fail(grpc.status.UNKNOWN, 'Unknown error');
+  }
+}
+
+/** grpc-js's callback for unary and client-streaming handlers: an error status, or the answer (with trailing metadata). */
+function unaryCallback(call: Call): (err: StatusLike | null, value?: unknown, trailer?: grpc.Metadata) => void {
+  return (err, value, trailer) => {
+    if (err !== null && err !== undefined) return call.failWith(err);
+    const bytes = call.serialize(value);
+    if (bytes !== undefined) call.answer(bytes, trailer);
+  };
 }
 
 function runFast(call: Call, fast: FastMethod, msg: Buffer): void {
@@ -197,15 +226,22 @@ function framed(msg: Buffer): Buffer {
   return out;
 }
 
-/** The bytes of a compressed message, or undefined if they do not inflate. */
-function inflate(call: Call, msg: Buffer): Buffer | undefined {
+/**
+ * A compressed message's bytes, inflated no further than `max` (a small message may inflate to
+ * gigabytes); or undefined when the call was answered with an error instead.
+ */
+function inflate(call: Call, msg: Buffer, max: number): Buffer | undefined {
   const enc = call.stream.header('grpc-encoding');
   try {
-    if (enc === 'gzip') return gunzipSync(msg);
-    if (enc === 'deflate') return inflateSync(msg);
-  } catch {
-    return undefined;
+    if (enc === 'gzip') return gunzipSync(msg, { maxOutputLength: max });
+    if (enc === 'deflate') return inflateSync(msg, { maxOutputLength: max });
+  } catch (err) {
+    if (err instanceof RangeError) {
+      call.fail(grpc.status.RESOURCE_EXHAUSTED, `Received message that decompresses to a size larger than ${max}`);
+      return undefined;
+    }
   }
+  call.fail(grpc.status.INTERNAL, 'Compressed message without grpc-encoding, or that does not inflate');
   return undefined;
 }
 
@@ -213,16 +249,30 @@ function tooLarge(call: Call, len: number, max: number): void {
   call.fail(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${len} vs ${max})`);
 }
 
+/** The length in a message's prefix, once its 5 bytes are in (chunks hold `bytes` bytes), else -1. */
+function prefixLength(chunks: readonly Buffer[], bytes: number): number {
+  if (bytes < MESSAGE_HEADER_BYTES) return -1;
+  const head = chunks[0]!.length >= MESSAGE_HEADER_BYTES ? chunks[0]! : Buffer.concat(chunks, bytes);
+  return head.readUInt32BE(1);
+}
+
 /** A unary or server-streaming request: one message, whole when the client half-closes. */
 function readOne(call: Call, max: number, onMessage: (msg: Buffer) => void): void {
   const s = call.stream;
   const chunks: Buffer[] = [];
   let bytes = 0;
+  let checked = false;
   s.onData = (chunk) => {
     if (call.done) return;
     bytes += chunk.length;
-    if (bytes > max + MESSAGE_HEADER_BYTES) return tooLarge(call, bytes - MESSAGE_HEADER_BYTES, max);
     chunks.push(chunk);
+    if (!checked) {
+      // Refused as soon as its prefix says it is too large, naming its length, as grpc-js does.
+      const len = prefixLength(chunks, bytes);
+      if (len > max) return tooLarge(call, len, max);
+      checked = len >= 0;
+    }
+    if (bytes > max + MESSAGE_HEADER_BYTES) tooLarge(call, bytes - MESSAGE_HEADER_BYTES, max);
   };
   s.onEnd = () => {
     if (call.done) return;
@@ -232,9 +282,8 @@ function readOne(call: Call, max: number, onMessage: (msg: Buffer) => void): voi
     }
     let msg = body.subarray(MESSAGE_HEADER_BYTES);
     if (body[0] !== 0) {
-      const inflated = inflate(call, msg);
-      if (inflated === undefined) return call.fail(grpc.status.INTERNAL, 'Compressed message without grpc-encoding, or that does not inflate');
-      if (inflated.length > max) return tooLarge(call, inflated.length, max);
+      const inflated = inflate(call, msg, max);
+      if (inflated === undefined) return;
       msg = inflated;
     }
     onMessage(msg);
@@ -256,8 +305,8 @@ function readMessages(call: Call, max: number, onMessage: (msg: Buffer) => void,
       const compressed = buf[0] !== 0;
       buf = buf.length === MESSAGE_HEADER_BYTES + len ? undefined : buf.subarray(MESSAGE_HEADER_BYTES + len);
       if (compressed) {
-        const inflated = inflate(call, msg);
-        if (inflated === undefined) return call.fail(grpc.status.INTERNAL, 'Compressed message without grpc-encoding, or that does not inflate');
+        const inflated = inflate(call, msg, max);
+        if (inflated === undefined) return;
         msg = inflated;
       }
       // A stream kept for long must not pin the socket chunk this message was cut from.
@@ -284,6 +333,9 @@ class Call extends EventEmitter {
   done = false;
   private md: grpc.Metadata | undefined;
   private deadline: NodeJS.Timeout | undefined;
+  /** Client messages (and their end) that came before a handler listened for them: grpc-js keeps them too. */
+  private queued: unknown[] | undefined;
+  private endQueued = false;
 
   constructor(
     readonly stream: H2Stream,
@@ -302,6 +354,10 @@ class Call extends EventEmitter {
   listen(): void {
     // grpc-js: a handler ends a stream with an error status by emitting it.
     this.on('error', (err: StatusLike) => this.failWith(err));
+    this.on('newListener', (event: string) => {
+      // Called before the listener is added: hand over what waited once it is.
+      if (event === 'data' && (this.queued !== undefined || this.endQueued)) process.nextTick(() => this.flushQueued());
+    });
     this.stream.onDrain = () => this.emit('drain');
     this.stream.onClose = (reset) => {
       if (this.deadline !== undefined) clearTimeout(this.deadline);
@@ -329,7 +385,8 @@ class Call extends EventEmitter {
     return this.md;
   }
 
-  firstMetadata(key: string): string | Buffer | undefined {
+  firstMetadata(name: string): string | Buffer | undefined {
+    const key = name.toLowerCase();
     if (this.md !== undefined || key.endsWith('-bin') || TRANSPORT_HEADERS.has(key)) return this.metadata.get(key)[0];
     return this.stream.header(key);
   }
@@ -351,8 +408,45 @@ class Call extends EventEmitter {
     return this.path;
   }
 
-  decode(msg: Buffer): unknown {
-    return this.def!.requestDeserialize(msg);
+  /** A client message of a streaming request, to the handler's 'data' listener (or kept until there is one). */
+  deliver(msg: Buffer): void {
+    let req: unknown;
+    try {
+      req = this.def!.requestDeserialize(msg);
+    } catch {
+      return this.fail(grpc.status.INTERNAL, 'Error deserializing request');
+    }
+    if (this.queued !== undefined || this.listenerCount('data') === 0) (this.queued ??= []).push(req);
+    else this.emit('data', req);
+  }
+
+  /** The client half-closed: 'end', after every message was handed over. */
+  deliverEnd(): void {
+    if (this.queued !== undefined || this.listenerCount('data') === 0) this.endQueued = true;
+    else this.emit('end');
+  }
+
+  private flushQueued(): void {
+    const q = this.queued;
+    this.queued = undefined;
+    for (const req of q ?? []) {
+      if (this.done) return;
+      this.emit('data', req);
+    }
+    if (this.endQueued && !this.done) {
+      this.endQueued = false;
+      this.emit('end');
+    }
+  }
+
+  /** A handler's answer as bytes, or undefined when it does not serialize (the call then ends INTERNAL, as grpc-js ends it). */
+  serialize(value: unknown): Buffer | undefined {
+    try {
+      return this.def!.responseSerialize(value);
+    } catch {
+      this.fail(grpc.status.INTERNAL, 'Error serializing response');
+      return undefined;
+    }
   }
 
   setDeadline(ms: number): void {
@@ -363,22 +457,24 @@ class Call extends EventEmitter {
     }, ms);
   }
 
-  /** A unary call's answer: headers, the message and OK trailers, in one write. */
-  answer(res: Buffer): void {
+  /** A unary call's answer: headers, the message and OK trailers (with a handler's metadata), in one write. */
+  answer(res: Buffer, trailer?: grpc.Metadata): void {
     if (this.done) return;
     this.finished(grpc.status.OK);
     const s = this.stream;
     s.respond(OK_HEADERS);
     s.write(framed(res));
-    s.end(OK_TRAILERS);
+    s.end(withMetadata(OK_TRAILERS, trailer));
   }
 
   /** Sends a message on a server stream; false when the caller should wait for 'drain'. */
   write(msg: unknown): boolean {
     if (this.done || this.writableEnded) return false;
     const s = this.stream;
+    const bytes = this.serialize(msg);
+    if (bytes === undefined) return false;
     if (!s.headersSent) s.respond(OK_HEADERS);
-    return s.write(framed(this.def!.responseSerialize(msg)));
+    return s.write(framed(bytes));
   }
 
   /** Ends a stream with OK. */
@@ -393,15 +489,15 @@ class Call extends EventEmitter {
   }
 
   failWith(err: StatusLike): void {
-    this.fail(typeof err.code === 'number' ? err.code : grpc.status.UNKNOWN, err.details ?? err.message ?? '');
+    this.fail(typeof err.code === 'number' ? err.code : grpc.status.UNKNOWN, err.details ?? err.message ?? '', err.metadata);
   }
 
   /** Ends the call with an error status: trailers, or a trailers-only answer when nothing was sent. */
-  fail(code: grpc.status, details: string): void {
+  fail(code: grpc.status, details: string, metadata?: grpc.Metadata): void {
     if (this.done) return;
     this.finished(code);
     const s = this.stream;
-    const status = ['grpc-status', String(code), 'grpc-message', encodeURI(details)];
+    const status = withMetadata(['grpc-status', String(code), 'grpc-message', encodeURI(details)], metadata);
     if (s.headersSent) s.end(status);
     else s.respond([':status', '200', 'content-type', 'application/grpc', ...status], true);
   }

@@ -5,6 +5,7 @@
  * ServerError) go out as that status with etcd's message; anything else is INTERNAL, logged.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import {
   DEFAULT_BCRYPT_COST,
@@ -218,7 +219,7 @@ function wireAlarm(a: AlarmMember): Msg {
 }
 
 /** Resolves when the stream can take more, or is gone. */
-function drained(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>): Promise<void> {
+export function drained(call: Pick<EventEmitter, 'on' | 'off'>): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
       call.off('drain', done);

@@ -55,6 +55,9 @@ export const DEFAULT_H2_LIMITS: H2Limits = {
   streamHighWaterBytes: 64 << 10,
 };
 
+/** A header block (HEADERS and its CONTINUATIONs) past this many times maxHeaderListBytes ends the connection. */
+const MAX_HEADER_BLOCK_FACTOR = 4;
+
 /** A connection-level failure (§5.4.1): GOAWAY with the code, then the connection closes. */
 class ConnectionError extends Error {
   override readonly name = 'ConnectionError';
@@ -91,6 +94,8 @@ export class H2Stream {
   remoteEnded = false;
   localEnded = false;
   closed = false;
+  /** We sent RST_STREAM: what the client still sends on it is dropped. */
+  resetSent = false;
   wantsDrain = false;
 
   constructor(
@@ -172,7 +177,12 @@ export class H2ServerConnection {
   private phase = Phase.Preface;
   private inBuf: Buffer | undefined;
   /** A header block spread over HEADERS and CONTINUATION frames (§6.10). */
-  private continuation: { id: number; flags: number; parts: Buffer[] } | undefined;
+  private continuation: { id: number; flags: number; parts: Buffer[]; bytes: number } | undefined;
+  /**
+   * Streams closed lately, and whether we reset them: frames the client had in flight to a stream we
+   * reset are dropped; a new HEADERS on one both sides ended is STREAM_CLOSED (§5.1).
+   */
+  private readonly recentlyClosed = new Map<number, boolean>();
   private lastStreamId = 0;
   private goingAway = false;
 
@@ -188,11 +198,22 @@ export class H2ServerConnection {
   socketBlocked = false;
   private readonly closedPromise: Promise<void>;
 
+  readonly limits: H2Limits;
+
   constructor(
     readonly socket: Duplex,
     private readonly onStream: StreamHandler,
-    readonly limits: H2Limits = DEFAULT_H2_LIMITS,
+    limits: H2Limits = DEFAULT_H2_LIMITS,
+    /** An exception from our side (not a protocol error of the client's): the connection is closed, the process goes on. */
+    private readonly onError?: (err: Error) => void,
   ) {
+    // Windows start at 64 KiB for a client until it has our SETTINGS (§6.9.2): we never offer less.
+    this.limits = {
+      ...limits,
+      streamWindowBytes: Math.max(DEFAULT_WINDOW_BYTES, limits.streamWindowBytes),
+      connectionWindowBytes: Math.max(DEFAULT_WINDOW_BYTES, limits.connectionWindowBytes),
+    };
+    limits = this.limits;
     this.decoder = new HpackDecoder(DEFAULT_HEADER_TABLE_BYTES, limits.maxHeaderListBytes);
     this.connRecvWindow = limits.connectionWindowBytes;
     this.closedPromise = new Promise((resolve) => socket.once('close', () => resolve()));
@@ -277,8 +298,10 @@ export class H2ServerConnection {
       }
       if (off < buf.length && this.phase === Phase.Frames) this.inBuf = buf.subarray(off);
     } catch (err) {
-      if (!(err instanceof ConnectionError)) throw err;
-      this.fail(err.code, err.message);
+      if (err instanceof ConnectionError) return this.fail(err.code, err.message);
+      // A bug of ours, or a stream handler's: this connection ends, the member does not.
+      this.onError?.(err instanceof Error ? err : new Error(String(err)));
+      this.fail(ErrorCode.InternalError, 'internal error');
     }
   }
 
@@ -427,7 +450,7 @@ export class H2ServerConnection {
       block = block.subarray(5);
     }
     if ((flags & Flag.EndHeaders) === 0) {
-      this.continuation = { id, flags, parts: [block] };
+      this.continuation = { id, flags, parts: [block], bytes: block.length };
       return;
     }
     this.onHeaderBlock(id, flags, block);
@@ -437,6 +460,9 @@ export class H2ServerConnection {
     const c = this.continuation;
     if (c === undefined || c.id !== id) throw new ConnectionError(ErrorCode.ProtocolError, 'unexpected CONTINUATION');
     c.parts.push(p);
+    c.bytes += p.length;
+    // A header block that never ends is an attack (the CONTINUATION flood), not a request.
+    if (c.bytes > MAX_HEADER_BLOCK_FACTOR * this.limits.maxHeaderListBytes) throw new ConnectionError(ErrorCode.EnhanceYourCalm, 'header block too large');
     if ((flags & Flag.EndHeaders) === 0) return;
     this.continuation = undefined;
     this.onHeaderBlock(id, c.flags, Buffer.concat(c.parts));
@@ -455,21 +481,33 @@ export class H2ServerConnection {
       if (!end || existing.remoteEnded) return this.resetStream(existing, ErrorCode.ProtocolError, true);
       return this.remoteEnd(existing);
     }
-    if (id <= this.lastStreamId) throw new ConnectionError(ErrorCode.StreamClosed, `HEADERS on closed stream ${id}`);
+    if (id <= this.lastStreamId) {
+      // Trailers the client sent before it saw our RST_STREAM: dropped. An id it never used: out of order (§5.1.1).
+      const reset = this.recentlyClosed.get(id);
+      if (reset === true) return;
+      if (reset === false) throw new ConnectionError(ErrorCode.StreamClosed, `HEADERS on closed stream ${id}`);
+      throw new ConnectionError(ErrorCode.ProtocolError, `HEADERS on stream ${id}, after stream ${this.lastStreamId}`);
+    }
     this.lastStreamId = id;
     if (this.goingAway || this.streams.size >= this.limits.maxConcurrentStreams) {
+      this.remember(id, true);
       this.push(frame(FrameType.RstStream, 0, id, u32(ErrorCode.RefusedStream)));
       this.schedule();
       return;
     }
     const s = new H2Stream(id, headers instanceof HpackError ? [] : headers, this, this.peerInitialWindow, this.limits.streamWindowBytes);
     this.streams.set(id, s);
+    // A request without a body is half-closed at once: an answer given in onStream ends the stream.
+    s.remoteEnded = end;
     if (headers instanceof HeaderListTooLong) {
       s.respond([':status', '431'], true);
       return;
     }
     this.onStream(s);
-    if (end && !s.closed) this.remoteEnd(s);
+    if (end && !s.closed) {
+      s.onEnd?.();
+      if (s.localEnded) this.closeStream(s, false);
+    }
   }
 
   private remoteEnd(s: H2Stream): void {
@@ -506,11 +544,13 @@ export class H2ServerConnection {
     this.sending.delete(s);
     if (s.remoteEnded) return this.closeStream(s, false);
     this.push(frame(FrameType.RstStream, 0, s.id, u32(ErrorCode.NoError)));
+    s.resetSent = true;
     this.closeStream(s, false);
   }
 
   resetStream(s: H2Stream, code: ErrorCode, byPeerError: boolean): void {
     this.push(frame(FrameType.RstStream, 0, s.id, u32(code)));
+    s.resetSent = true;
     this.closeStream(s, byPeerError || code !== ErrorCode.NoError);
   }
 
@@ -519,15 +559,27 @@ export class H2ServerConnection {
     s.closed = true;
     this.streams.delete(s.id);
     this.sending.delete(s);
+    this.remember(s.id, s.resetSent || reset);
     // A stream that never got its recvUnacked back still used the connection's window: that was granted as it came.
     s.onClose?.(reset);
     this.maybeFinish();
   }
 
+  private remember(id: number, reset: boolean): void {
+    this.recentlyClosed.set(id, reset);
+    // A Map iterates in insertion order: the first key is the oldest.
+    if (this.recentlyClosed.size > 2 * this.limits.maxConcurrentStreams) this.recentlyClosed.delete(this.recentlyClosed.keys().next().value!);
+  }
+
   private push(b: Buffer): void {
+    this.append(b);
+    this.schedule();
+  }
+
+  /** Adds to what the next flush writes (flush itself calls this: no new flush is scheduled). */
+  private append(b: Buffer): void {
     this.out.push(b);
     this.outBytes += b.length;
-    this.schedule();
   }
 
   private schedule(): void {
@@ -568,17 +620,21 @@ export class H2ServerConnection {
         this.connSendWindow -= n;
         const last = s.pendingBytes === 0 && s.ending && s.trailers === undefined;
         if (last) endSent = true;
-        this.out.push(frameHeader(FrameType.Data, last ? Flag.EndStream : 0, s.id, n), chunk);
-        this.outBytes += FRAME_HEADER_BYTES + n;
+        this.append(frameHeader(FrameType.Data, last ? Flag.EndStream : 0, s.id, n));
+        this.append(chunk);
       }
       if (s.pendingBytes > 0) {
+        if (s.wantsDrain && s.pendingBytes < this.limits.streamHighWaterBytes) {
+          s.wantsDrain = false;
+          s.onDrain?.();
+        }
         if (this.connSendWindow === 0) break;
         continue;
       }
       this.sending.delete(s);
       if (s.ending) {
         if (s.trailers !== undefined) this.sendHeaders(s, s.trailers, true);
-        else if (!endSent) this.out.push(frame(FrameType.Data, Flag.EndStream, s.id));
+        else if (!endSent) this.append(frame(FrameType.Data, Flag.EndStream, s.id));
         this.localEnd(s);
       } else if (s.wantsDrain) {
         s.wantsDrain = false;
@@ -591,6 +647,8 @@ export class H2ServerConnection {
 
   private fail(code: ErrorCode, message: string): void {
     if (this.phase === Phase.Closed) return;
+    // Nothing more for the streams: GOAWAY is the last frame.
+    this.sending.clear();
     this.push(frame(FrameType.GoAway, 0, 0, goAwayPayload(this.lastStreamId, code, message)));
     this.flushScheduled = false;
     this.flush();
