@@ -170,7 +170,7 @@ export class GrpcServer {
     if (route.def.requestStream) {
       call.listen();
       readMessages(call, this.opts.maxReceiveBytes, (msg) => call.deliver(msg), () => call.deliverEnd());
-      run(call, () => (route.def.responseStream ? route.handler(call) : route.handler(call, unaryCallback(call))));
+      run(call, route);
       return;
     }
     readOne(call, this.opts.maxReceiveBytes, (msg) => {
@@ -184,15 +184,20 @@ export class GrpcServer {
       }
       call.request = request;
       call.listen();
-      run(call, () => (route.def.responseStream ? route.handler(call) : route.handler(call, unaryCallback(call))));
+      run(call, route);
     });
   }
 }
 
-/** A handler's synchronous throw ends its call with UNKNOWN, as grpc-js answers it; never the process. */
-function run(call: Call, handler: () => void): void {
+/**
+ * Calls the route's handler as grpc-js would: (call) for server streams and bidi, (call, callback)
+ * for unary and client streams. A synchronous throw ends the call with UNKNOWN, as grpc-js
+ * answers it; never the process.
+ */
+function run(call: Call, route: Route): void {
   try {
-    handler();
+    if (route.def.responseStream) route.handler(call);
+    else route.handler(call, unaryCallback(call));
   } catch {
     call.fail(grpc.status.UNKNOWN, 'Unknown error');
   }

@@ -504,10 +504,7 @@ export class H2ServerConnection {
       return;
     }
     this.onStream(s);
-    if (end && !s.closed) {
-      s.onEnd?.();
-      if (s.localEnded) this.closeStream(s, false);
-    }
+    if (end && !s.closed) this.remoteEnd(s);
   }
 
   private remoteEnd(s: H2Stream): void {
@@ -543,9 +540,7 @@ export class H2ServerConnection {
     s.localEnded = true;
     this.sending.delete(s);
     if (s.remoteEnded) return this.closeStream(s, false);
-    this.push(frame(FrameType.RstStream, 0, s.id, u32(ErrorCode.NoError)));
-    s.resetSent = true;
-    this.closeStream(s, false);
+    this.resetStream(s, ErrorCode.NoError, false);
   }
 
   resetStream(s: H2Stream, code: ErrorCode, byPeerError: boolean): void {
@@ -650,21 +645,21 @@ export class H2ServerConnection {
     // Nothing more for the streams: GOAWAY is the last frame.
     this.sending.clear();
     this.push(frame(FrameType.GoAway, 0, 0, goAwayPayload(this.lastStreamId, code, message)));
-    this.flushScheduled = false;
-    this.flush();
-    this.phase = Phase.Closed;
-    for (const s of [...this.streams.values()]) this.closeStream(s, true);
-    this.socket.end();
-    // A client that does not close its side is not waited for.
-    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.finish();
   }
 
   private maybeFinish(): void {
     if (!this.goingAway || this.streams.size > 0 || this.phase === Phase.Closed) return;
+    this.finish();
+  }
+
+  /** Writes what is queued now, then ends the connection; its open streams are reset. */
+  private finish(): void {
     this.flushScheduled = false;
     this.flush();
-    this.phase = Phase.Closed;
+    this.onSocketClose();
     this.socket.end();
+    // A client that does not close its side is not waited for.
     setTimeout(() => this.socket.destroy(), 1000).unref();
   }
 
