@@ -1,15 +1,15 @@
 /**
  * Member-to-member transport: one Raft stream per peer (raftstream.ts: plain TCP or TLS, frames of
- * msgpack message batches), redialed with exponential backoff when it breaks; over gRPC, the
+ * Raft message batches, peercodec.ts), redialed with exponential backoff when it breaks; over gRPC, the
  * snapshot stream and a unary call for requests only the leader can answer (lease keepalives,
  * time-to-live). The gRPC service is defined with identity serializers: the payloads are already bytes.
  */
 import type { Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { Message, NodeId } from '@capstan/raft';
-import { Packr } from 'msgpackr';
 import { NO_CHANNELZ } from './grpc/channelz.js';
-import { dialRaftStream, encodeFrame, FrameDecoder } from './raftstream.js';
+import { decodeMessages, encodeMessages, packr } from './peercodec.js';
+import { dialRaftStream, FRAME_HEADER_BYTES, FrameDecoder, sealFrame } from './raftstream.js';
 import { peerChannelCredentials, type TLSConfig } from './tls.js';
 
 /** Largest peer message: a snapshot travels in one MsgSnap for now, so this bounds the store size that can be sent. */
@@ -21,7 +21,7 @@ const BACKOFF_MAX_MS = 1000;
 /** A forwarded request that gets no answer in this long fails (the caller maps it to a timeout). */
 export const FORWARD_TIMEOUT_MS = 5000;
 
-export const packr = new Packr({ useRecords: false, int64AsType: 'bigint', moreTypes: false });
+export { packr };
 
 const identity = (b: Buffer): Buffer => b;
 /** A peer method on bytes that are already encoded (msgpack), so the serializers pass them through. */
@@ -89,7 +89,7 @@ class Peer {
       this.handlers.onUnreachable(this.id);
       return;
     }
-    s.write(encodeFrame(packr.pack(msgs)));
+    s.write(sealFrame(encodeMessages(msgs, FRAME_HEADER_BYTES)));
   }
 
   forward(req: unknown): Promise<unknown> {
@@ -191,12 +191,8 @@ export class PeerTransport {
         return;
       }
       for (const f of frames) {
-        let msgs: Message[];
-        try {
-          msgs = packr.unpack(f) as Message[];
-        } catch {
-          continue;
-        }
+        const msgs = decodeMessages(f);
+        if (msgs instanceof Error) continue;
         if (msgs.length > 0) this.peers.get(msgs[0]!.from)?.heard();
         this.handlers.onMessages(msgs);
       }

@@ -15,7 +15,8 @@ import { peerVerifyOptions, type TLSConfig } from './tls.js';
 export const RAFT_STREAM_PREFACE = Buffer.from('RAFT capstan/1\n');
 /** What listen.ts sniffs to hand a connection to the Raft stream. */
 export const RAFT_STREAM_SNIFF = RAFT_STREAM_PREFACE.subarray(0, 2);
-const HEADER_BYTES = 4;
+export const FRAME_HEADER_BYTES = 4;
+const HEADER_BYTES = FRAME_HEADER_BYTES;
 const EMPTY = Buffer.alloc(0);
 
 /** One frame: the length header and the payload, in one buffer so it goes out in one write. */
@@ -24,6 +25,12 @@ export function encodeFrame(payload: Buffer): Buffer {
   out.writeUInt32BE(payload.length, 0);
   payload.copy(out, HEADER_BYTES);
   return out;
+}
+
+/** Fills in the length header of a frame whose payload was written after FRAME_HEADER_BYTES reserved bytes. */
+export function sealFrame(frame: Buffer): Buffer {
+  frame.writeUInt32BE(frame.length - HEADER_BYTES, 0);
+  return frame;
 }
 
 export class FrameError extends Error {
