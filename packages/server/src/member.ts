@@ -46,6 +46,7 @@ import {
   type MemberStatus,
 } from './api.js';
 import { askPeers, packr, PeerTransport, errorPayload } from './peer.js';
+import { decodeProposal, encodeProposal, type Proposal, type ProposerRef } from './proposal.js';
 import type { TLSConfig } from './tls.js';
 
 /** etcd's --max-request-bytes default. */
@@ -107,30 +108,6 @@ type LeaderWaiter = Settle<void>;
 interface SnapshotData {
   members: MemberInfo[];
   alarms?: AlarmMember[];
-}
-
-/**
- * Who proposed an entry and which of its waiters to wake: the member, its incarnation (a restarted
- * member numbers its requests from 1 again, while entries its previous life proposed may still be
- * committed and applied after the restart: without it they woke the new waiter of the same number
- * and answered it with their result), and the request number.
- */
-interface ProposerRef {
-  o: NodeId;
-  g: number;
-  i: number;
-}
-
-/** What a proposed entry carries: who proposed it (to find the waiter) and the request. */
-interface Proposal extends ProposerRef {
-  /** A request for the state machine... */
-  r?: ApplyRequest;
-  /** ...or a member publishing its name and client URLs (etcd's attribute publish)... */
-  a?: { id: bigint; name: string; clientURLs: string[] };
-  /** ...or new peer URLs for a member (etcd's MemberUpdate)... */
-  u?: { id: bigint; peerURLs: string[] };
-  /** ...or an alarm raised or disarmed. */
-  al?: { action: 'activate' | 'deactivate'; memberID: bigint; alarm: AlarmType };
 }
 
 /** What a ConfChange entry's context carries: the member being added, and who waits for it. */
@@ -337,7 +314,7 @@ export class RaftMember implements Member {
   private async proposeRaw(body: Pick<Proposal, 'r' | 'a' | 'u' | 'al'>): Promise<ApplyResponse> {
     if (this.stopped) throw errStopped();
     const i = this.nextReq++;
-    const data = packr.pack({ o: this.id, g: this.incarnation, i, ...body } satisfies Proposal);
+    const data = encodeProposal({ o: this.id, g: this.incarnation, i, ...body });
     if (data.length > this.cfg.maxRequestBytes) throw errRequestTooLarge();
     await this.waitForLeader();
     if (this.committed - this.applied > MAX_GAP_APPLY_COMMIT) return Promise.reject(errTooManyRequests());
@@ -808,9 +785,8 @@ export class RaftMember implements Member {
     } else if (e.data.length === 0) {
       this.sm.applyEmpty(e.index);
     } else {
-      // A view of its own: msgpackr hangs a DataView on the buffer it reads, and the entry's stays
-      // in the in-memory log until a snapshot compacts it.
-      const p = packr.unpack(e.data.subarray()) as Proposal;
+      const p = decodeProposal(e.data);
+      if (p instanceof Error) throw p;
       const result = this.applyProposal(e.index, p);
       const w = this.proposedHere(p) ? this.waiters.get(p.i) : undefined;
       if (w !== undefined) {
