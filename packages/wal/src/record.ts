@@ -50,10 +50,9 @@ const packr = new Packr({ useRecords: false });
 // copyBuffers: entry data must not pin the whole segment read buffer in memory.
 const unpackr = new Unpackr({ useRecords: false, copyBuffers: true, mapsAsObjects: true });
 
-function payloadOf(r: WalRecord): unknown[] {
+/** The payload of a record other than an entry (RecordEncoder writes those itself, writeEntryPayload). */
+function payloadOf(r: Exclude<WalRecord, { type: RecordType.Entry }>): unknown[] {
   switch (r.type) {
-    case RecordType.Entry:
-      return [r.entry.term, r.entry.index, r.entry.type, r.entry.data];
     case RecordType.HardState:
       return [r.hardState.term, r.hardState.vote, r.hardState.commit];
     case RecordType.Snapshot:
@@ -110,6 +109,56 @@ export function isRecordType(t: number): t is RecordType {
 
 
 
+/** The most an entry's payload takes besides its data: the array byte, three numbers and the bin header. */
+const ENTRY_PAYLOAD_MAX_FIXED = 1 + 3 * 9 + 5;
+
+/**
+ * An entry's payload, [term, index, type, data], in the msgpack msgpackr writes for it (positive
+ * ints in their smallest form, float64 from 2^32 up, since msgpackr reads a uint64 as a bigint),
+ * so decodePayload reads it like any other. Returns where it ends.
+ */
+function writeEntryPayload(b: Buffer, off: number, e: Entry): number {
+  b[off++] = 0x94;
+  off = writeUint(b, off, e.term);
+  off = writeUint(b, off, e.index);
+  off = writeUint(b, off, e.type);
+  const n = e.data.length;
+  if (n < 0x100) {
+    b[off++] = 0xc4;
+    b[off++] = n;
+  } else if (n < 0x10000) {
+    b[off++] = 0xc5;
+    off = b.writeUInt16BE(n, off);
+  } else {
+    b[off++] = 0xc6;
+    off = b.writeUInt32BE(n, off);
+  }
+  b.set(e.data, off);
+  return off + n;
+}
+
+function writeUint(b: Buffer, off: number, v: number): number {
+  if (v < 0x80) {
+    b[off] = v;
+    return off + 1;
+  }
+  if (v < 0x100) {
+    b[off] = 0xcc;
+    b[off + 1] = v;
+    return off + 2;
+  }
+  if (v < 0x10000) {
+    b[off] = 0xcd;
+    return b.writeUInt16BE(v, off + 1);
+  }
+  if (v < 2 ** 32) {
+    b[off] = 0xce;
+    return b.writeUInt32BE(v, off + 1);
+  }
+  b[off] = 0xcb;
+  return b.writeDoubleBE(v, off + 1);
+}
+
 /**
  * Frames records into one reusable buffer, so a whole batch goes to the kernel in a single write.
  * `ends[i]` is where record i ends, which is where a batch may be split across segments.
@@ -140,15 +189,23 @@ export class RecordEncoder {
   }
 
   add(r: WalRecord, batchEnd = false): void {
-    const payload = packr.pack(payloadOf(r));
     const start = this.len;
-    this.reserve(HEADER_BYTES + payload.length);
+    let end: number;
+    if (r.type === RecordType.Entry) {
+      // The commonest record, written as msgpack by hand straight into the batch: no pack() and no copy.
+      const e = r.entry;
+      this.reserve(HEADER_BYTES + ENTRY_PAYLOAD_MAX_FIXED + e.data.length);
+      end = writeEntryPayload(this.buf, start + HEADER_BYTES, e);
+    } else {
+      const payload = packr.pack(payloadOf(r));
+      this.reserve(HEADER_BYTES + payload.length);
+      // Copied at once: msgpackr hands back a view into its own buffer, reused by the next pack().
+      this.buf.set(payload, start + HEADER_BYTES);
+      end = start + HEADER_BYTES + payload.length;
+    }
     const b = this.buf;
-    b.writeUInt32LE(payload.length, start + LENGTH_AT);
+    b.writeUInt32LE(end - start - HEADER_BYTES, start + LENGTH_AT);
     b[start + TYPE_AT] = batchEnd ? r.type | BATCH_END_FLAG : r.type;
-    // Copied at once: msgpackr hands back a view into its own buffer, reused by the next pack().
-    b.set(payload, start + HEADER_BYTES);
-    const end = start + HEADER_BYTES + payload.length;
     this.crc = crc32c(b.subarray(start + TYPE_AT, end), this.crc);
     b.writeUInt32LE(this.crc, start + CRC_AT);
     this.len = end;
