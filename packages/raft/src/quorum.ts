@@ -21,9 +21,15 @@ export function majority(n: number): number {
 export function committedIndex(voters: readonly NodeId[], acked: (id: NodeId) => number | undefined): number {
   const n = voters.length;
   if (n === 0) return Infinity;
+  // Insertion sort, descending, as etcd's does for small configurations: this runs on every
+  // acknowledgement, and Array.prototype.sort allocates its work space each time.
   const srt = new Array<number>(n);
-  for (let i = 0; i < n; i++) srt[i] = acked(voters[i]!) ?? 0;
-  srt.sort((a, b) => b - a);
+  for (let i = 0; i < n; i++) {
+    const v = acked(voters[i]!) ?? 0;
+    let j = i;
+    for (; j > 0 && srt[j - 1]! < v; j--) srt[j] = srt[j - 1]!;
+    srt[j] = v;
+  }
   return srt[majority(n) - 1]!;
 }
 
