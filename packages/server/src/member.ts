@@ -311,12 +311,22 @@ export class RaftMember implements Member {
     return this.proposeRaw({ r: req });
   }
 
-  private async proposeRaw(body: Pick<Proposal, 'r' | 'a' | 'u' | 'al'>): Promise<ApplyResponse> {
-    if (this.stopped) throw errStopped();
+  private proposeRaw(body: Pick<Proposal, 'r' | 'a' | 'u' | 'al'>): Promise<ApplyResponse> {
+    if (this.stopped) return Promise.reject(errStopped());
     const i = this.nextReq++;
-    const data = encodeProposal({ o: this.id, g: this.incarnation, i, ...body });
-    if (data.length > this.cfg.maxRequestBytes) throw errRequestTooLarge();
-    await this.waitForLeader();
+    let data: Buffer;
+    try {
+      data = encodeProposal({ o: this.id, g: this.incarnation, i, ...body });
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    if (data.length > this.cfg.maxRequestBytes) return Promise.reject(errRequestTooLarge());
+    // With a leader known (nearly always) the proposal goes in now, without a promise to wait on first.
+    if (this.lead !== 0) return this.proposeData(i, data);
+    return this.waitForLeader().then(() => this.proposeData(i, data));
+  }
+
+  private proposeData(i: number, data: Buffer): Promise<ApplyResponse> {
     if (this.committed - this.applied > MAX_GAP_APPLY_COMMIT) return Promise.reject(errTooManyRequests());
     return new Promise<ApplyResponse>((resolve, reject) => {
       const timer = setTimeout(() => {

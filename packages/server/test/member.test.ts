@@ -224,10 +224,11 @@ t.test("an entry proposed by this member in an earlier life never answers a requ
   const r = running[0]!;
   await until('a leader', () => r.member.isLeader);
   const m = r.member as unknown as { id: number; incarnation: number; nextReq: number; rn: { propose(data: Uint8Array): unknown } };
+  // The forged entry goes in first, numbered as the next request will be.
   const i = m.nextReq;
-  const answer = r.member.propose({ put: { key: b('new'), value: b('this life') } });
-  // proposeRaw appends its entry only after awaiting waitForLeader: the forged one goes first.
   m.rn.propose(packr.pack({ o: m.id, g: (m.incarnation + 1) >>> 0, i, r: { put: { key: b('old'), value: b('earlier life') } } }));
+  const answer = r.member.propose({ put: { key: b('new'), value: b('this life') } });
+  t.equal(m.nextReq, i + 1, 'the new request took the number the forged entry carries');
   const res = await answer;
   const store = r.member.sm.store;
   const oldKv = store.range({ key: b('old') }).kvs[0];

@@ -35,6 +35,9 @@ export interface AuthGateOptions {
   readonly requestTimeoutMs?: number;
 }
 
+/** No user: what a proposal from a caller without token or certificate carries (read, never changed). */
+const NO_USER_HEADER: AuthHeader = Object.freeze({ username: '', authRevision: 0 });
+
 type Msg = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 export type AuthCall = HasAuthContext & {
   readonly metadata: grpc.Metadata;
@@ -98,6 +101,16 @@ export class AuthGate {
       if (cn !== undefined) return { username: cn, revision: this.store.revision };
     }
     return undefined;
+  }
+
+  /**
+   * The header of a call with no token, when no certificate can name a user either: known at once,
+   * without the promises of header() (most calls, and every one while auth is off).
+   */
+  anonymousHeader(call: AuthCall): AuthHeader | undefined {
+    if (this.opts.clientCertAuth === true) return undefined;
+    if (firstMetadata(call, TOKEN_METADATA) !== undefined || firstMetadata(call, TOKEN_METADATA_GATEWAY) !== undefined) return undefined;
+    return NO_USER_HEADER;
   }
 
   /** The header every client proposal carries (no user: empty name, revision 0, refused once auth is on). */

@@ -280,7 +280,11 @@ export function addClientServices(server: ServiceRegistry, member: Member, watch
   };
 
   /** Every client proposal carries its sender, so the apply can check it in log order (etcd's RequestHeader). */
-  const propose = async <T>(call: AuthCall, req: ApplyRequest): Promise<T> => (await member.propose({ ...req, header: await gate.header(call) })) as T;
+  const propose = <T>(call: AuthCall, req: ApplyRequest): Promise<T> => {
+    const anonymous = gate.anonymousHeader(call);
+    if (anonymous !== undefined) return member.propose({ ...req, header: anonymous }) as Promise<T>;
+    return gate.header(call).then((header) => member.propose({ ...req, header }) as Promise<T>);
+  };
 
   // ------------------------------------------------------------ KV
   const kv: grpc.UntypedServiceImplementation = {
