@@ -118,7 +118,7 @@ export function decodeProposal(data: Uint8Array): Proposal | ProposalError {
       return new ProposalError(`proposal does not decode: ${(err as Error).message}`);
     }
   }
-  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   if (buf.length < FIXED_BYTES) return new ProposalError(`put proposal of ${buf.length} bytes`);
   let off = 1;
   const o = buf.readDoubleLE(off);

@@ -42,6 +42,8 @@ t.test('a put reads back as msgpack would have given it, field by field', async 
     const back = decodeProposal(bytes);
     if (back instanceof Error) throw back;
     t.same(plain(back), viaMsgpack(p), `put ${n}`);
+    // Raft hands out entries' data as plain Uint8Arrays too.
+    t.same(plain(decodeProposal(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length))), viaMsgpack(p), `put ${n}, from a Uint8Array`);
   }
 });
 
