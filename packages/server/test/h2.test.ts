@@ -4,9 +4,19 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import http2 from 'node:http2';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import t, { type Test } from 'tap';
-import { DEFAULT_H2_LIMITS, H2ServerConnection, type H2Limits, type H2Stream } from '../src/h2/connection.js';
-import { CLIENT_PREFACE, ErrorCode, Flag, FrameType, Setting, frame, settingsPayload, u32 } from '../src/h2/frames.js';
+import {
+  DEFAULT_H2_LIMITS,
+  H2ServerConnection,
+  MAX_EMPTY_FRAMES,
+  MAX_OWED_CONTROL_FRAMES,
+  RESET_BURST,
+  RESET_REFILL_PER_SECOND,
+  type H2Limits,
+  type H2Stream,
+} from '../src/h2/connection.js';
+import { CLIENT_PREFACE, ErrorCode, Flag, FrameType, MAX_STREAM_ID, MAX_WINDOW_BYTES, Setting, frame, settingsPayload, u32 } from '../src/h2/frames.js';
 import { HpackDecoder, HpackEncoder } from '../src/h2/hpack.js';
 
 const MiB = 1 << 20;
@@ -135,7 +145,13 @@ class TestServer {
   }
 }
 
-async function startServer(t: Test, handler: (s: H2Stream) => void = app, limits: Partial<H2Limits> = {}): Promise<TestServer> {
+async function startServer(
+  t: Test,
+  handler: (s: H2Stream) => void = app,
+  limits: Partial<H2Limits> = {},
+  /** The connections' clock (the rapid-reset bucket's). */
+  now?: () => number,
+): Promise<TestServer> {
   const srv = new TestServer();
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
@@ -147,7 +163,7 @@ async function startServer(t: Test, handler: (s: H2Stream) => void = app, limits
       s.onClose = (reset) => srv.closeDeferred(s).resolve(reset);
       handler(s);
     };
-    srv.conns.push(new H2ServerConnection(socket, onStream, { ...DEFAULT_H2_LIMITS, ...limits }));
+    srv.conns.push(new H2ServerConnection(socket, onStream, { ...DEFAULT_H2_LIMITS, ...limits }, undefined, now));
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -232,6 +248,8 @@ interface RawOptions {
   ackSettings?: boolean;
   /** Give every received DATA frame's bytes back at once with WINDOW_UPDATEs; default false. */
   grant?: boolean;
+  /** Answer the server's PINGs, as every client does; default true. */
+  ackPings?: boolean;
 }
 
 class RawClient {
@@ -300,8 +318,8 @@ class RawClient {
     if (!this.streamRecvWindows.has(id)) this.streamRecvWindows.set(id, this.recvInitialWindow);
   }
 
-  /** HEADERS (END_HEADERS always), optionally padded and with a priority block. */
-  headers(id: number, list: string[], o: { end?: boolean; padding?: number; priority?: boolean } = {}): void {
+  /** HEADERS (END_HEADERS always), optionally padded and with a priority block (on stream 0 unless `dependsOn`). */
+  headers(id: number, list: string[], o: { end?: boolean; padding?: number; priority?: boolean; dependsOn?: number } = {}): void {
     this.open(id);
     const block = this.enc.encode(list);
     let flags = Flag.EndHeaders | (o.end ? Flag.EndStream : 0);
@@ -310,16 +328,16 @@ class RawClient {
       flags |= Flag.Padded;
       parts.push(Buffer.of(o.padding));
     }
-    if (o.priority) {
+    if (o.priority || o.dependsOn !== undefined) {
       flags |= Flag.Priority;
-      parts.push(u32(0x80000000), Buffer.of(200)); // exclusive on stream 0, weight 201
+      parts.push(u32(0x80000000 | (o.dependsOn ?? 0)), Buffer.of(200)); // exclusive, weight 201
     }
     parts.push(block);
     if (o.padding !== undefined) parts.push(Buffer.alloc(o.padding));
     this.send(FrameType.Headers, flags, id, Buffer.concat(parts));
   }
 
-  request(id: number, path: string, o: { end?: boolean; extra?: string[]; padding?: number; priority?: boolean } = {}): void {
+  request(id: number, path: string, o: { end?: boolean; extra?: string[]; padding?: number; priority?: boolean; dependsOn?: number } = {}): void {
     const list = [':method', 'POST', ':scheme', 'http', ':authority', 'h2.test', ':path', path, ...(o.extra ?? [])];
     this.headers(id, list, o);
   }
@@ -419,6 +437,9 @@ class RawClient {
         }
         if (this.opts.ackSettings ?? true) this.send(FrameType.Settings, Flag.Ack, 0);
         return;
+      case FrameType.Ping:
+        if ((f.flags & Flag.Ack) === 0 && (this.opts.ackPings ?? true)) this.ping(f.payload, Flag.Ack);
+        return;
       case FrameType.WindowUpdate: {
         const inc = f.payload.readUInt32BE(0) & 0x7fffffff;
         if (f.id === 0) this.connSendWindow += inc;
@@ -484,9 +505,10 @@ class RawClient {
     return m;
   }
 
-  async goaway(): Promise<{ last: number; code: number; debug: string }> {
-    const f = await this.waitFor((f) => f.type === FrameType.GoAway, 'GOAWAY');
-    return { last: f.payload.readUInt32BE(0) & 0x7fffffff, code: f.payload.readUInt32BE(4), debug: f.payload.subarray(8).toString() };
+  /** The first GOAWAY from index `from` on. */
+  async goaway(from = 0): Promise<{ last: number; code: number; debug: string }> {
+    const f = await this.waitFor((f) => f.type === FrameType.GoAway, 'GOAWAY', from);
+    return goAwayOf(f);
   }
 
   /** The response headers of a stream, as an object. */
@@ -526,6 +548,10 @@ class RawClient {
     const h = this.frames.filter((f) => isHeaders(f, id));
     return h.length > 1 ? pairs(h[h.length - 1]!.headers!) : undefined;
   }
+}
+
+function goAwayOf(f: Frame): { last: number; code: number; debug: string } {
+  return { last: f.payload.readUInt32BE(0) & 0x7fffffff, code: f.payload.readUInt32BE(4), debug: f.payload.subarray(8).toString() };
 }
 
 function pairs(list: readonly string[]): Record<string, string> {
@@ -1121,6 +1147,34 @@ const errorCases: ErrorCase[] = [
     last: 1,
   },
   {
+    name: 'a first frame other than SETTINGS',
+    preface: false,
+    act: (c) => c.write(CLIENT_PREFACE, frame(FrameType.Ping, 0, 0, Buffer.alloc(8))),
+    code: ErrorCode.ProtocolError,
+  },
+  {
+    name: 'a SETTINGS ack as the first frame',
+    preface: false,
+    act: (c) => c.write(CLIENT_PREFACE, frame(FrameType.Settings, Flag.Ack, 0)),
+    code: ErrorCode.ProtocolError,
+  },
+  { name: 'a PRIORITY of 4 bytes on an idle stream', act: (c) => c.send(FrameType.Priority, 0, 1, Buffer.alloc(4)), code: ErrorCode.FrameSizeError },
+  {
+    name: 'a PRIORITY on an idle stream that depends on itself',
+    act: (c) => c.send(FrameType.Priority, 0, 1, Buffer.concat([u32(1), Buffer.of(15)])),
+    code: ErrorCode.ProtocolError,
+  },
+  {
+    name: 'DATA on a stream that both sides have ended',
+    act: async (c) => {
+      c.request(1, '/echo', { end: true });
+      await c.streamEnd(1);
+      c.data(1, Buffer.from('x'));
+    },
+    code: ErrorCode.StreamClosed,
+    last: 1,
+  },
+  {
     name: 'HEADERS whose padding is longer than the frame',
     act: (c) => c.send(FrameType.Headers, Flag.EndHeaders | Flag.Padded, 1, Buffer.of(200, 0x82)),
     code: ErrorCode.ProtocolError,
@@ -1268,9 +1322,9 @@ t.test('a header block of endless CONTINUATIONs is cut off, not buffered', async
 
 // ------------------------------------------------------------ 10. close()
 
-t.test('close(): GOAWAY(NO_ERROR), the stream in flight completes, new ones are refused, resolves once closed', async (t) => {
+t.test('close(): GOAWAY(2^31-1) and a PING, then GOAWAY(last stream) at its ack; streams in between are served; resolves once closed', async (t) => {
   const srv = await startServer(t);
-  const c = await RawClient.connect(t, srv.port);
+  const c = await RawClient.connect(t, srv.port, { ackPings: false });
   c.request(1, '/echo');
   await c.response(1);
   const conn = srv.conns[0]!;
@@ -1278,10 +1332,21 @@ t.test('close(): GOAWAY(NO_ERROR), the stream in flight completes, new ones are 
   const closing = conn.close().then(() => {
     resolved = true;
   });
-  const g = await c.goaway();
-  t.same(g, { last: 1, code: ErrorCode.NoError, debug: '' });
-  c.request(3, '/echo', { end: true });
-  t.equal(await c.rst(3), ErrorCode.RefusedStream, 'a new stream after GOAWAY is refused');
+  const first = await c.waitFor((f) => f.type === FrameType.GoAway, 'GOAWAY');
+  t.same(goAwayOf(first), { last: MAX_STREAM_ID, code: ErrorCode.NoError, debug: '' }, 'the first GOAWAY lets every stream through');
+  const ping = await c.waitFor((f) => f.type === FrameType.Ping && (f.flags & Flag.Ack) === 0, 'PING');
+  t.ok(c.frames.indexOf(ping) > c.frames.indexOf(first), 'the PING follows it');
+  // A stream the client opened before it saw the GOAWAY: it is served.
+  c.request(3, '/echo', { end: true, extra: ['x-hello', 'in between'] });
+  t.equal((await c.response(3))['x-hello'], 'in between');
+  await c.streamEnd(3);
+  t.same(c.trailers(3), { 'x-bytes': '0', 'x-end': 'ok' });
+  t.equal(c.frames.filter((f) => f.type === FrameType.GoAway).length, 1, 'no second GOAWAY before the PING is answered');
+  c.ping(ping.payload, Flag.Ack);
+  const g = await c.goaway(c.frames.indexOf(first) + 1);
+  t.same(g, { last: 3, code: ErrorCode.NoError, debug: '' }, 'the second GOAWAY names the last stream served');
+  c.request(5, '/echo', { end: true });
+  t.equal(await c.rst(5), ErrorCode.RefusedStream, 'a new stream after it is refused');
   t.equal(resolved, false, 'not resolved while stream 1 is open');
   t.equal(conn.streamCount, 1);
   c.data(1, Buffer.from('still served'), { end: true });
@@ -1293,9 +1358,10 @@ t.test('close(): GOAWAY(NO_ERROR), the stream in flight completes, new ones are 
   await c.closed;
   t.same(
     srv.streams.map((s) => s.id),
-    [1],
+    [1, 3],
   );
   t.equal(await srv.closeOf(1), false);
+  t.equal(c.frames.filter((f) => f.type === FrameType.GoAway).length, 2);
 
   // A second close() on a closed connection resolves too.
   await conn.close();
@@ -1309,7 +1375,7 @@ t.test('close(): GOAWAY(NO_ERROR), the stream in flight completes, new ones are 
   const closing2 = srv.conns[1]!.close();
   const [code, last] = (await goaway) as [number, number];
   t.equal(code, http2.constants.NGHTTP2_NO_ERROR);
-  t.equal(last, 1);
+  t.equal(last, MAX_STREAM_ID);
   req.end('after GOAWAY');
   const a = await answer;
   t.equal(a.body.toString(), 'before after GOAWAY');
@@ -1319,7 +1385,7 @@ t.test('close(): GOAWAY(NO_ERROR), the stream in flight completes, new ones are 
   if (!client.destroyed) await once(client, 'close');
 });
 
-t.test('close() with no stream open ends the connection at once', async (t) => {
+t.test('close() with no stream open ends the connection after the PING round trip', async (t) => {
   const srv = await startServer(t);
   const client = await connectNode(t, srv.port);
   await call(client, '/echo');
@@ -1328,6 +1394,35 @@ t.test('close() with no stream open ends the connection at once', async (t) => {
   t.equal(srv.conns[0]!.socket.destroyed, true);
   const [code] = (await goaway) as [number];
   t.equal(code, http2.constants.NGHTTP2_NO_ERROR);
+
+  // A client that answers the PING and stays: both GOAWAYs, then the server ends the connection.
+  const c = await RawClient.connect(t, srv.port);
+  c.request(1, '/echo', { end: true });
+  await c.streamEnd(1);
+  await srv.conns[1]!.close();
+  await c.closed;
+  t.same(
+    c.frames.filter((f) => f.type === FrameType.GoAway || f.type === FrameType.Ping).map((f) => (f.type === FrameType.Ping ? 'PING' : goAwayOf(f).last)),
+    [MAX_STREAM_ID, 'PING', 1],
+  );
+});
+
+t.test('close() with a client that never answers the PING: the second GOAWAY comes anyway', async (t) => {
+  const srv = await startServer(t);
+  const c = await RawClient.connect(t, srv.port, { ackPings: false });
+  c.request(1, '/echo');
+  await c.response(1);
+  const closing = srv.conns[0]!.close();
+  const first = await c.waitFor((f) => f.type === FrameType.GoAway, 'GOAWAY');
+  // It goes once the PING has had its time (GOAWAY_PING_TIMEOUT_MS, 1 s).
+  const g = await c.goaway(c.frames.indexOf(first) + 1);
+  t.same(g, { last: 1, code: ErrorCode.NoError, debug: '' });
+  c.request(3, '/echo', { end: true });
+  t.equal(await c.rst(3), ErrorCode.RefusedStream);
+  c.data(1, Buffer.alloc(0), { end: true });
+  await c.streamEnd(1);
+  await closing;
+  await c.closed;
 });
 
 t.test('GOAWAY from the client: its open streams complete, then the connection ends', async (t) => {
@@ -1424,4 +1519,361 @@ t.test('padding and priority on HEADERS and DATA are stripped', async (t) => {
   await c.streamEnd(7);
   t.notOk(c.frames.some((f) => f.type === FrameType.GoAway));
   t.same(c.violations, []);
+});
+
+// ------------------------------------------------------------ 13. PRIORITY, checked and ignored
+
+const priorityPayload = (dependsOn: number): Buffer => Buffer.concat([u32(dependsOn), Buffer.of(15)]);
+
+t.test('PRIORITY of a bad length or on itself resets an open stream, is ignored on a closed one; a good one goes anywhere', async (t) => {
+  const srv = await startServer(t);
+  const c = await RawClient.connect(t, srv.port);
+  c.request(1, '/echo');
+  await c.response(1);
+  c.send(FrameType.Priority, 0, 1, Buffer.alloc(4));
+  t.equal(await c.rst(1), ErrorCode.FrameSizeError, 'a PRIORITY of 4 bytes: FRAME_SIZE_ERROR');
+  t.equal(await srv.closeOf(1), true);
+  c.request(3, '/echo');
+  await c.response(3);
+  c.send(FrameType.Priority, 0, 3, priorityPayload(3));
+  t.equal(await c.rst(3), ErrorCode.ProtocolError, 'a stream that depends on itself: PROTOCOL_ERROR');
+  t.equal(await srv.closeOf(3), true);
+  // Closed streams, reset (1, 3) and ended by both sides (5): nothing left to reset.
+  c.request(5, '/echo', { end: true });
+  await c.streamEnd(5);
+  for (const id of [1, 3, 5]) {
+    c.send(FrameType.Priority, 0, id, Buffer.alloc(6));
+    c.send(FrameType.Priority, 0, id, priorityPayload(id));
+    c.send(FrameType.Priority, 0, id, priorityPayload(0));
+  }
+  // Idle streams stay idle: stream 7 may still be opened after a PRIORITY for 101.
+  c.send(FrameType.Priority, 0, 101, priorityPayload(0));
+  c.send(FrameType.Priority, 0, 9, priorityPayload(101));
+  c.request(7, '/echo', { end: true, priority: true, extra: ['x-hello', 'after priorities'] });
+  t.equal((await c.response(7))['x-hello'], 'after priorities');
+  await c.streamEnd(7);
+  c.request(9, '/echo', { end: true });
+  await c.streamEnd(9);
+  await c.roundTrip();
+  t.same(
+    c.frames.filter((f) => f.type === FrameType.RstStream).map((f) => f.id),
+    [1, 3],
+    'no RST_STREAM but those two',
+  );
+  t.notOk(c.frames.some((f) => f.type === FrameType.GoAway));
+  t.same(c.violations, []);
+});
+
+t.test('HEADERS whose priority makes the stream depend on itself: RST_STREAM(PROTOCOL_ERROR), never in the app', async (t) => {
+  const srv = await startServer(t);
+  const c = await RawClient.connect(t, srv.port);
+  // x-hello goes into both HPACK tables with this block: the next one refers to it by index.
+  c.request(1, '/echo', { end: true, dependsOn: 1, extra: ['x-hello', 'kept'] });
+  t.equal(await c.rst(1), ErrorCode.ProtocolError);
+  c.request(3, '/echo', { dependsOn: 1, extra: ['x-hello', 'kept'] });
+  t.equal((await c.response(3))['x-hello'], 'kept', "the server's HPACK table kept in step through the refused block");
+  // Trailers that make their stream depend on itself.
+  c.headers(3, ['x-trailer', '1'], { end: true, dependsOn: 3 });
+  t.equal(await c.rst(3), ErrorCode.ProtocolError);
+  t.equal(await srv.closeOf(3), true);
+  t.same(
+    srv.streams.map((s) => s.id),
+    [3],
+  );
+  t.notOk(c.frames.some((f) => f.type === FrameType.GoAway));
+});
+
+// ------------------------------------------------------------ 14. floods
+
+/** Resolves once `cond` holds, looked at after each turn of the event loop. */
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setImmediate(r));
+}
+
+/** The frames a server connection hands its socket from now on, read from the writes (each is whole frames). */
+function spyOnWrites(socket: Duplex): Frame[] {
+  const frames: Frame[] = [];
+  const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
+  socket.write = ((chunk: Buffer, ...rest: unknown[]): boolean => {
+    for (let off = 0; off + 9 <= chunk.length; ) {
+      const len = chunk.readUIntBE(off, 3);
+      const type = chunk[off + 3]!;
+      const payload = type === FrameType.Data ? Buffer.alloc(0) : Buffer.from(chunk.subarray(off + 9, off + 9 + len));
+      frames.push({ type, flags: chunk[off + 4]!, id: chunk.readUInt32BE(off + 5) & 0x7fffffff, payload });
+      off += 9 + len;
+    }
+    return write(chunk, ...rest);
+  }) as typeof socket.write;
+  return frames;
+}
+
+t.test('PING acks a client leaves unread pile up to MAX_OWED_CONTROL_FRAMES, one more is ENHANCE_YOUR_CALM', async (t) => {
+  const srv = await startServer(t);
+  for (const pings of [MAX_OWED_CONTROL_FRAMES, MAX_OWED_CONTROL_FRAMES + 1]) {
+    await t.test(`${pings} PINGs`, async (t) => {
+      const c = await RawClient.connect(t, srv.port, { settings: [[Setting.InitialWindowSize, MAX_WINDOW_BYTES]] });
+      c.windowUpdate(0, MAX_WINDOW_BYTES - 65535);
+      await c.roundTrip(); // what the server owed so far has gone, into a socket with room
+      const conn = srv.conns[srv.conns.length - 1]!;
+      const written = spyOnWrites(conn.socket);
+      let drained = false;
+      conn.socket.on('drain', () => (drained = true));
+      // The client reads nothing more and asks for more than the socket buffers of both ends hold.
+      c.socket.pause();
+      c.request(1, '/big', { end: true, extra: ['x-size', String(16 * MiB)] });
+      await until(() => conn.socketBlocked);
+      const batch = Array.from({ length: 100 }, (_, i) => frame(FrameType.Ping, 0, 0, Buffer.from(`ping${String(i).padStart(4, '0')}`)));
+      for (let n = 0; n < pings; n += 100) c.write(...batch.slice(0, Math.min(100, pings - n)));
+      const acks = (): number => written.filter((f) => f.type === FrameType.Ping && (f.flags & Flag.Ack) !== 0).length;
+      const goaway = (): Frame | undefined => written.find((f) => f.type === FrameType.GoAway);
+      await until(() => acks() >= pings || goaway() !== undefined);
+      t.equal(drained, false, 'the socket had no room all along (else this proves nothing)');
+      t.equal(acks(), pings, 'every PING was answered');
+      if (pings === MAX_OWED_CONTROL_FRAMES) {
+        t.equal(goaway(), undefined, 'no GOAWAY at the limit');
+        t.equal(conn.socket.writableEnded, false);
+      } else {
+        t.equal(goAwayOf(goaway()!).code, ErrorCode.EnhanceYourCalm, 'GOAWAY(ENHANCE_YOUR_CALM) past it');
+        t.equal(conn.socket.writableEnded, true, 'the server has ended the connection');
+      }
+    });
+  }
+});
+
+t.test('rapid reset: streams reset before their answer draw on RESET_BURST tokens, refilled at RESET_REFILL_PER_SECOND', async (t) => {
+  let clock = 0;
+  const srv = await startServer(
+    t,
+    (s) => {
+      if (s.header(':path') === '/answered') s.respond([':status', '200']);
+    },
+    {},
+    () => clock,
+  );
+  const c = await RawClient.connect(t, srv.port);
+  let id = 1;
+  const openAndReset = (path: string, n: number): void => {
+    for (let i = 0; i < n; i++, id += 2) {
+      c.request(id, path);
+      c.send(FrameType.RstStream, 0, id, u32(ErrorCode.Cancel));
+    }
+  };
+  // Calls cancelled once their answer has begun (a watch, a server stream) cost nothing.
+  openAndReset('/answered', 2 * RESET_BURST);
+  await c.roundTrip();
+  // A burst of calls cancelled before any answer, as a client's deadlines may.
+  openAndReset('/quiet', RESET_BURST);
+  await c.roundTrip();
+  // A second later, what has come back.
+  clock += 1000;
+  openAndReset('/quiet', RESET_REFILL_PER_SECOND);
+  await c.roundTrip();
+  t.notOk(
+    c.frames.some((f) => f.type === FrameType.GoAway),
+    'no GOAWAY within the burst and its refill',
+  );
+  const last = id;
+  openAndReset('/quiet', 1);
+  const g = await c.goaway();
+  t.equal(g.code, ErrorCode.EnhanceYourCalm, g.debug);
+  t.equal(g.last, last);
+  await c.closed;
+  t.equal(srv.streams.length, 3 * RESET_BURST + RESET_REFILL_PER_SECOND + 1);
+  t.equal(srv.conns[0]!.streamCount, 0);
+});
+
+t.test('empty DATA and CONTINUATION frames: MAX_EMPTY_FRAMES in a row are taken, one more is ENHANCE_YOUR_CALM', async (t) => {
+  const srv = await startServer(t);
+  const c = await RawClient.connect(t, srv.port);
+  // An empty DATA that ends its stream ends something: that is how clients end a request.
+  let id = 1;
+  for (let i = 0; i < 2 * MAX_EMPTY_FRAMES; i++, id += 2) {
+    c.request(id, '/echo');
+    c.data(id, Buffer.alloc(0), { end: true });
+  }
+  await c.streamEnd(id - 2);
+  // A frame with data in it starts the count again.
+  c.request(id, '/echo');
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < MAX_EMPTY_FRAMES; i++) c.data(id, Buffer.alloc(0));
+    c.data(id, Buffer.from('x'));
+  }
+  await c.roundTrip();
+  t.notOk(c.frames.some((f) => f.type === FrameType.GoAway));
+  for (let i = 0; i <= MAX_EMPTY_FRAMES; i++) c.data(id, Buffer.alloc(0));
+  const g = await c.goaway();
+  t.equal(g.code, ErrorCode.EnhanceYourCalm, g.debug);
+  t.equal(g.last, id);
+
+  const d = await RawClient.connect(t, srv.port);
+  const block = d.enc.encode([...requestHeaders('/echo'), 'x-hello', 'continued']);
+  d.send(FrameType.Headers, Flag.EndStream, 1, block.subarray(0, 3));
+  for (let i = 0; i < MAX_EMPTY_FRAMES; i++) d.send(FrameType.Continuation, 0, 1);
+  d.send(FrameType.Continuation, 0, 1, block.subarray(3, 4));
+  for (let i = 0; i < MAX_EMPTY_FRAMES; i++) d.send(FrameType.Continuation, 0, 1);
+  d.send(FrameType.Continuation, Flag.EndHeaders, 1, block.subarray(4));
+  t.equal((await d.response(1))['x-hello'], 'continued');
+  await d.streamEnd(1);
+  d.send(FrameType.Headers, Flag.EndStream, 3, block.subarray(0, 3));
+  for (let i = 0; i <= MAX_EMPTY_FRAMES; i++) d.send(FrameType.Continuation, 0, 3);
+  const g2 = await d.goaway();
+  t.equal(g2.code, ErrorCode.EnhanceYourCalm, g2.debug);
+  t.equal(g2.last, 1);
+});
+
+// ------------------------------------------------------------ 15. malformed requests (§8.1.1, §8.2, §8.3)
+
+const REQ = [':method', 'POST', ':scheme', 'http', ':path', '/echo'];
+
+const malformedRequests: [string, string[]][] = [
+  ['a pseudo-header after a regular one', [':method', 'POST', ':scheme', 'http', 'x-a', '1', ':path', '/echo']],
+  ['a second :path', [...REQ, ':path', '/echo']],
+  ['a second :method', [...REQ, ':method', 'POST']],
+  ['a second :authority', [...REQ, ':authority', 'a', ':authority', 'b']],
+  ['an unknown pseudo-header', [...REQ, ':protocol', 'websocket']],
+  ['a response pseudo-header', [...REQ, ':status', '200']],
+  ['no :method', [':scheme', 'http', ':path', '/echo']],
+  ['no :scheme', [':method', 'POST', ':path', '/echo']],
+  ['no :path', [':method', 'POST', ':scheme', 'http', ':authority', 'h2.test']],
+  ['an empty :path', [':method', 'POST', ':scheme', 'http', ':path', '']],
+  ['an upper-case name', [...REQ, 'X-Hello', 'world']],
+  ['a name with a space', [...REQ, 'x hello', 'world']],
+  ['an empty name', [...REQ, '', 'world']],
+  ['connection', [...REQ, 'connection', 'keep-alive']],
+  ['keep-alive', [...REQ, 'keep-alive', 'timeout=5']],
+  ['proxy-connection', [...REQ, 'proxy-connection', 'keep-alive']],
+  ['transfer-encoding', [...REQ, 'transfer-encoding', 'chunked']],
+  ['upgrade', [...REQ, 'upgrade', 'h2c']],
+  ['te other than trailers', [...REQ, 'te', 'gzip']],
+  ['te with trailers and more', [...REQ, 'te', 'trailers, deflate']],
+  ['a content-length that is no number', [...REQ, 'content-length', '12a']],
+  ['a negative content-length', [...REQ, 'content-length', '-1']],
+  ['two content-lengths that differ', [...REQ, 'content-length', '1', 'content-length', '2']],
+  ['a content-length and END_STREAM on the HEADERS', [...REQ, 'content-length', '5']],
+  ['CONNECT with a :path', [':method', 'CONNECT', ':authority', 'h2.test:443', ':path', '/']],
+  ['CONNECT with a :scheme', [':method', 'CONNECT', ':authority', 'h2.test:443', ':scheme', 'https']],
+  ['CONNECT without :authority', [':method', 'CONNECT']],
+];
+
+t.test('a malformed request is a stream error: RST_STREAM(PROTOCOL_ERROR), and the app never sees it', async (t) => {
+  const srv = await startServer(t);
+  const c = await RawClient.connect(t, srv.port);
+  let id = 1;
+  for (const [name, list] of malformedRequests) {
+    c.headers(id, list, { end: true });
+    t.equal(await c.rst(id), ErrorCode.ProtocolError, name);
+    id += 2;
+  }
+  // One with its body on the way: what the client sends on it before it sees the reset is dropped.
+  c.headers(id, [...REQ, 'connection', 'close']);
+  c.data(id, Buffer.from('body'), { end: true });
+  t.equal(await c.rst(id), ErrorCode.ProtocolError);
+  id += 2;
+  c.request(id, '/echo', { end: true, extra: ['x-hello', 'still here'] });
+  t.equal((await c.response(id))['x-hello'], 'still here');
+  await c.streamEnd(id);
+  t.same(
+    srv.streams.map((s) => s.id),
+    [id],
+    'only the last reached the app',
+  );
+  t.notOk(c.frames.some((f) => f.type === FrameType.GoAway));
+  t.same(c.violations, []);
+});
+
+t.test('requests that are well formed, however unusual, reach the app', async (t) => {
+  const srv = await startServer(t);
+  const c = await RawClient.connect(t, srv.port);
+  const requests: [string, string[]][] = [
+    ['no :authority', REQ],
+    ['pseudo-headers in another order', [':path', '/echo', ':authority', 'h2.test', ':scheme', 'https', ':method', 'POST']],
+    [
+      'as grpc-js sends it',
+      [
+        ...[':method', 'POST', ':scheme', 'http', ':path', '/echo', ':authority', '127.0.0.1:2379'],
+        ...['grpc-accept-encoding', 'identity,deflate,gzip', 'accept-encoding', 'identity', 'user-agent', 'grpc-node-js/1.14.7'],
+        ...['content-type', 'application/grpc', 'te', 'trailers', 'grpc-timeout', '4999m', 'authorization', 'Bearer x.y.z'],
+      ],
+    ],
+    [
+      'as grpc-go sends it',
+      [
+        ...[':method', 'POST', ':scheme', 'http', ':path', '/echo', ':authority', 'localhost:2379'],
+        ...['content-type', 'application/grpc', 'user-agent', 'grpc-go/1.59.0', 'te', 'trailers', 'grpc-timeout', '4999831u'],
+      ],
+    ],
+    ['a content-length of 0 and END_STREAM on the HEADERS', [...REQ, 'content-length', '0']],
+    ['a host field and odd but allowed name characters', [...REQ, 'host', 'h2.test', "x-odd!#$%&'*+.^_`|~", 'yes']],
+    ['CONNECT with :authority alone', [':method', 'CONNECT', ':authority', 'h2.test:443']],
+  ];
+  let id = 1;
+  for (const [name, list] of requests) {
+    c.headers(id, list, { end: true });
+    t.equal((await c.response(id))[':status'], '200', name);
+    const end = await c.streamEnd(id);
+    t.not(end.type, FrameType.RstStream, name);
+    id += 2;
+  }
+  t.equal(srv.streams.length, requests.length);
+  t.same(c.violations, []);
+});
+
+t.test('content-length: DATA that adds up to it is served; more, or less by the end of the stream, is a stream error', async (t) => {
+  const srv = await startServer(t);
+  const c = await RawClient.connect(t, srv.port);
+  const withLength = (n: number): string[] => [...REQ, 'content-length', String(n)];
+  // In pieces, padding not counted; ended by trailers; empty; the same length twice.
+  c.headers(1, withLength(10));
+  c.data(1, Buffer.from('hello'), { padding: 7 });
+  c.data(1, Buffer.from('world'), { end: true });
+  c.headers(3, withLength(5));
+  c.data(3, Buffer.from('hello'));
+  c.headers(3, ['x-trailer', '1'], { end: true });
+  c.headers(5, withLength(0));
+  c.data(5, Buffer.alloc(0), { end: true });
+  c.headers(7, [...withLength(5), 'content-length', '5']);
+  c.data(7, Buffer.from('hello'), { end: true });
+  for (const [id, bytes] of [
+    [1, 10],
+    [3, 5],
+    [5, 0],
+    [7, 5],
+  ] as const) {
+    await c.streamEnd(id);
+    t.same(c.trailers(id), { 'x-bytes': String(bytes), 'x-end': 'ok' }, `stream ${id}`);
+  }
+  // More than it says; less by an END_STREAM on DATA; less by trailers.
+  c.headers(9, withLength(2));
+  c.data(9, Buffer.from('abc'));
+  c.headers(11, withLength(5));
+  c.data(11, Buffer.from('abc'), { end: true });
+  c.headers(13, withLength(5));
+  c.data(13, Buffer.from('abc'));
+  c.headers(13, ['x-trailer', '1'], { end: true });
+  for (const id of [9, 11, 13]) {
+    t.equal(await c.rst(id), ErrorCode.ProtocolError, `stream ${id}`);
+    t.equal(await srv.closeOf(id), true);
+  }
+  t.equal(c.body(9).length, 0, 'the data past the length never reached the app');
+  t.notOk(c.frames.some((f) => f.type === FrameType.GoAway));
+  t.same(c.violations, []);
+});
+
+t.test('trailers with a pseudo-header or a malformed field are a stream error', async (t) => {
+  const srv = await startServer(t);
+  const c = await RawClient.connect(t, srv.port);
+  c.request(1, '/echo');
+  c.data(1, Buffer.from('x'));
+  c.headers(1, [':path', '/echo'], { end: true });
+  t.equal(await c.rst(1), ErrorCode.ProtocolError);
+  t.equal(await srv.closeOf(1), true);
+  c.request(3, '/echo');
+  c.headers(3, ['X-Trailer', '1'], { end: true });
+  t.equal(await c.rst(3), ErrorCode.ProtocolError);
+  c.request(5, '/echo');
+  c.headers(5, ['x-trailer', '1'], { end: true });
+  await c.streamEnd(5);
+  t.same(c.trailers(5), { 'x-bytes': '0', 'x-end': 'ok' });
+  t.equal(await srv.closeOf(5), false);
+  t.notOk(c.frames.some((f) => f.type === FrameType.GoAway));
 });

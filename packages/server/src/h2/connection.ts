@@ -10,8 +10,10 @@
  * in one socket write.
  *
  * What it does: the preface and SETTINGS exchange, HEADERS/CONTINUATION, DATA with flow control
- * both ways, RST_STREAM, PING, WINDOW_UPDATE, GOAWAY (both ways), and the connection and stream
- * errors of §5.4. What it does not: server push (never sent), priorities (read and ignored).
+ * both ways, RST_STREAM, PING, WINDOW_UPDATE, GOAWAY (both ways, and close() in two steps, §6.8),
+ * the connection and stream errors of §5.4, the request checks of §8.2 and §8.3, and limits on what
+ * a hostile client can make us buffer or do for nothing (floods of acks, resets, empty frames).
+ * What it does not: server push (never sent), priorities (checked, then ignored).
  */
 import type { Duplex } from 'node:stream';
 import {
@@ -24,6 +26,7 @@ import {
   FRAME_HEADER_BYTES,
   FrameType,
   MAX_MAX_FRAME_BYTES,
+  MAX_STREAM_ID,
   MAX_WINDOW_BYTES,
   Setting,
   frame,
@@ -57,6 +60,36 @@ export const DEFAULT_H2_LIMITS: H2Limits = {
 
 /** A header block (HEADERS and its CONTINUATIONs) past this many times maxHeaderListBytes ends the connection. */
 const MAX_HEADER_BLOCK_FACTOR = 4;
+
+/**
+ * Control frames we owe the client (PING and SETTINGS acks, RST_STREAMs) handed to a socket that has
+ * no room for them: past this many, ENHANCE_YOUR_CALM. A client that sends PINGs and reads nothing
+ * would otherwise have us buffer acks without end. nghttp2 caps its queued acks at 1000 too.
+ */
+export const MAX_OWED_CONTROL_FRAMES = 1000;
+
+/**
+ * Rapid reset (CVE-2023-44487): a stream the client opens and resets before we answer costs us the
+ * work it started and the client nothing. Such resets draw on a bucket of RESET_BURST tokens refilled
+ * at RESET_REFILL_PER_SECOND (nghttp2's defaults); an empty bucket is ENHANCE_YOUR_CALM. gRPC clients
+ * cancel calls (deadlines, aborted watches), a few at a time: far inside that.
+ */
+export const RESET_BURST = 1000;
+export const RESET_REFILL_PER_SECOND = 33;
+
+/**
+ * Frames that carry nothing and end nothing (DATA without data or END_STREAM, CONTINUATION without a
+ * fragment or END_HEADERS), in a row: past this many, ENHANCE_YOUR_CALM. They cost us a frame's work
+ * each and no flow control; no client needs more than a few.
+ */
+export const MAX_EMPTY_FRAMES = 100;
+
+/** close(): how long the PING between its two GOAWAYs may take before the second goes anyway. */
+const GOAWAY_PING_TIMEOUT_MS = 1000;
+/** The payload of that PING: its ack is told apart from the acks of a client's own PINGs by it. */
+const GOAWAY_PING = Buffer.from('goaway!!', 'latin1');
+
+const monotonicNow = (): number => performance.now();
 
 /** A connection-level failure (§5.4.1): GOAWAY with the code, then the connection closes. */
 class ConnectionError extends Error {
@@ -97,6 +130,8 @@ export class H2Stream {
   /** We sent RST_STREAM: what the client still sends on it is dropped. */
   resetSent = false;
   wantsDrain = false;
+  /** What the request's content-length says is still to come in DATA; -1 without one. */
+  contentLeft = -1;
 
   constructor(
     readonly id: number,
@@ -168,6 +203,15 @@ const enum Phase {
   Closed,
 }
 
+/** Where close() is (§6.8). */
+const enum Closing {
+  No,
+  /** GOAWAY(2^31-1) and a PING sent: streams the client opened before it saw them are still served. */
+  Announced,
+  /** GOAWAY with the last stream served: the connection ends when those streams have. */
+  Final,
+}
+
 export class H2ServerConnection {
   private readonly streams = new Map<number, H2Stream>();
   /** Streams with data or an end waiting to go out, in the order they asked. */
@@ -177,14 +221,27 @@ export class H2ServerConnection {
   private phase = Phase.Preface;
   private inBuf: Buffer | undefined;
   /** A header block spread over HEADERS and CONTINUATION frames (§6.10). */
-  private continuation: { id: number; flags: number; parts: Buffer[]; bytes: number } | undefined;
+  private continuation: { id: number; flags: number; selfDependent: boolean; parts: Buffer[]; bytes: number } | undefined;
   /**
    * Streams closed lately, and whether we reset them: frames the client had in flight to a stream we
-   * reset are dropped; a new HEADERS on one both sides ended is STREAM_CLOSED (§5.1).
+   * reset are dropped; DATA or HEADERS on one both sides ended is STREAM_CLOSED (§5.1).
    */
   private readonly recentlyClosed = new Map<number, boolean>();
   private lastStreamId = 0;
-  private goingAway = false;
+  /** The client has sent its SETTINGS, which must come first (§3.4). */
+  private settingsSeen = false;
+  private closing = Closing.No;
+  private closingTimer: NodeJS.Timeout | undefined;
+  /** The client sent GOAWAY: it opens no more streams, and the connection ends when its open ones have. */
+  private peerGoingAway = false;
+
+  /** Control frames queued since the socket last took a write with room to spare (MAX_OWED_CONTROL_FRAMES). */
+  private owedControl = 0;
+  /** The rapid-reset bucket (RESET_BURST), as of resetTokensAt by the clock. */
+  private resetTokens = RESET_BURST;
+  private resetTokensAt: number;
+  /** Empty frames in a row (MAX_EMPTY_FRAMES). */
+  private emptyFrames = 0;
 
   private peerInitialWindow = DEFAULT_WINDOW_BYTES;
   private peerMaxFrame = DEFAULT_MAX_FRAME_BYTES;
@@ -206,6 +263,8 @@ export class H2ServerConnection {
     limits: H2Limits = DEFAULT_H2_LIMITS,
     /** An exception from our side (not a protocol error of the client's): the connection is closed, the process goes on. */
     private readonly onError?: (err: Error) => void,
+    /** Milliseconds, for the rapid-reset bucket: read once per connection and once per stream reset unanswered. */
+    private readonly now: () => number = monotonicNow,
   ) {
     // Windows start at 64 KiB for a client until it has our SETTINGS (§6.9.2): we never offer less.
     this.limits = {
@@ -216,10 +275,12 @@ export class H2ServerConnection {
     limits = this.limits;
     this.decoder = new HpackDecoder(DEFAULT_HEADER_TABLE_BYTES, limits.maxHeaderListBytes);
     this.connRecvWindow = limits.connectionWindowBytes;
+    this.resetTokensAt = now();
     this.closedPromise = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
     socket.on('drain', () => {
       this.socketBlocked = false;
+      this.owedControl = 0;
       this.schedule();
     });
     socket.on('close', () => this.onSocketClose());
@@ -251,16 +312,34 @@ export class H2ServerConnection {
   }
 
   /**
-   * Graceful close: GOAWAY (no new streams), then the connection ends when its open streams have;
-   * resolves when the socket is closed.
+   * Graceful close (§6.8): GOAWAY with the largest stream id and a PING; once the PING comes back (or
+   * after GOAWAY_PING_TIMEOUT_MS) a second GOAWAY with the last stream served, and new streams are
+   * refused; the connection ends when its open streams have. Resolves when the socket is closed.
    */
   close(): Promise<void> {
-    if (this.phase !== Phase.Closed && !this.goingAway) {
-      this.goingAway = true;
-      this.push(frame(FrameType.GoAway, 0, 0, goAwayPayload(this.lastStreamId, ErrorCode.NoError)));
-      this.maybeFinish();
+    if (this.phase === Phase.Closed || this.closing !== Closing.No) return this.closedPromise;
+    // A client that has sent GOAWAY opens nothing more: there is nothing in flight to wait for.
+    if (this.peerGoingAway) {
+      this.finalGoAway();
+      return this.closedPromise;
     }
+    this.closing = Closing.Announced;
+    // Streams the client opens before it has read this are still served; the PING's ack comes after
+    // the last of them, which sets the last stream id of the second GOAWAY.
+    this.push(frame(FrameType.GoAway, 0, 0, goAwayPayload(MAX_STREAM_ID, ErrorCode.NoError)));
+    this.push(frame(FrameType.Ping, 0, 0, GOAWAY_PING));
+    this.closingTimer = setTimeout(() => this.finalGoAway(), GOAWAY_PING_TIMEOUT_MS);
+    this.closingTimer.unref();
     return this.closedPromise;
+  }
+
+  private finalGoAway(): void {
+    clearTimeout(this.closingTimer);
+    this.closingTimer = undefined;
+    if (this.phase === Phase.Closed || this.closing === Closing.Final) return;
+    this.closing = Closing.Final;
+    this.push(frame(FrameType.GoAway, 0, 0, goAwayPayload(this.lastStreamId, ErrorCode.NoError)));
+    this.maybeFinish();
   }
 
   destroy(): void {
@@ -295,6 +374,7 @@ export class H2ServerConnection {
         const payload = buf.subarray(off + FRAME_HEADER_BYTES, off + FRAME_HEADER_BYTES + len);
         off += FRAME_HEADER_BYTES + len;
         this.onFrame(type, flags, id, payload);
+        if (this.owedControl > MAX_OWED_CONTROL_FRAMES) throw new ConnectionError(ErrorCode.EnhanceYourCalm, 'control frames not read');
       }
       if (off < buf.length && this.phase === Phase.Frames) this.inBuf = buf.subarray(off);
     } catch (err) {
@@ -306,6 +386,10 @@ export class H2ServerConnection {
   }
 
   private onFrame(type: number, flags: number, id: number, p: Buffer): void {
+    if (!this.settingsSeen) {
+      if (type !== FrameType.Settings || (flags & Flag.Ack) !== 0) throw new ConnectionError(ErrorCode.ProtocolError, 'the preface must end with SETTINGS');
+      this.settingsSeen = true;
+    }
     if (this.continuation !== undefined && type !== FrameType.Continuation) {
       throw new ConnectionError(ErrorCode.ProtocolError, 'expected CONTINUATION');
     }
@@ -317,14 +401,15 @@ export class H2ServerConnection {
       case FrameType.Continuation:
         return this.onContinuation(flags, id, p);
       case FrameType.Priority:
-        if (id === 0) throw new ConnectionError(ErrorCode.ProtocolError, 'PRIORITY on stream 0');
-        return;
+        return this.onPriority(id, p);
       case FrameType.RstStream: {
         if (id === 0) throw new ConnectionError(ErrorCode.ProtocolError, 'RST_STREAM on stream 0');
         if (p.length !== 4) throw new ConnectionError(ErrorCode.FrameSizeError, 'RST_STREAM length');
         if (id > this.lastStreamId) throw new ConnectionError(ErrorCode.ProtocolError, 'RST_STREAM on an idle stream');
         const s = this.streams.get(id);
-        if (s !== undefined) this.closeStream(s, true);
+        if (s === undefined) return;
+        if (!s.headersSent) this.takeResetToken();
+        this.closeStream(s, true);
         return;
       }
       case FrameType.Settings:
@@ -334,12 +419,13 @@ export class H2ServerConnection {
       case FrameType.Ping:
         if (id !== 0) throw new ConnectionError(ErrorCode.ProtocolError, 'PING on a stream');
         if (p.length !== 8) throw new ConnectionError(ErrorCode.FrameSizeError, 'PING length');
-        if ((flags & Flag.Ack) === 0) this.push(frame(FrameType.Ping, Flag.Ack, 0, p));
+        if ((flags & Flag.Ack) === 0) this.pushOwed(frame(FrameType.Ping, Flag.Ack, 0, p));
+        else if (this.closing === Closing.Announced && p.equals(GOAWAY_PING)) this.finalGoAway();
         return;
       case FrameType.GoAway:
         if (id !== 0) throw new ConnectionError(ErrorCode.ProtocolError, 'GOAWAY on a stream');
         // The client opens no more streams; the ones it has run to their end.
-        this.goingAway = true;
+        this.peerGoingAway = true;
         this.maybeFinish();
         return;
       case FrameType.WindowUpdate:
@@ -386,8 +472,31 @@ export class H2ServerConnection {
           break;
       }
     }
-    this.push(frame(FrameType.Settings, Flag.Ack, 0));
+    this.pushOwed(frame(FrameType.Settings, Flag.Ack, 0));
     if (this.sending.size > 0) this.schedule();
+  }
+
+  private onPriority(id: number, p: Buffer): void {
+    if (id === 0) throw new ConnectionError(ErrorCode.ProtocolError, 'PRIORITY on stream 0');
+    // Read and ignored, but checked (§6.3, §5.3.1). It may come for a stream in any state.
+    let code: ErrorCode;
+    if (p.length !== 5) code = ErrorCode.FrameSizeError;
+    else if ((p.readUInt32BE(0) & 0x7fffffff) === id) code = ErrorCode.ProtocolError;
+    else return;
+    // A stream error on an idle stream cannot be sent (no RST_STREAM there, §6.4): the connection
+    // takes it (§5.4.1 allows that). A closed stream has nothing left to reset.
+    if (id > this.lastStreamId) throw new ConnectionError(code, 'PRIORITY on an idle stream: bad length or depends on itself');
+    const s = this.streams.get(id);
+    if (s !== undefined) this.resetStream(s, code, true);
+  }
+
+  /** A stream the client reset before we answered it: one token of the rapid-reset bucket. */
+  private takeResetToken(): void {
+    const now = this.now();
+    this.resetTokens = Math.min(RESET_BURST, this.resetTokens + ((now - this.resetTokensAt) * RESET_REFILL_PER_SECOND) / 1000);
+    this.resetTokensAt = now;
+    if (this.resetTokens < 1) throw new ConnectionError(ErrorCode.EnhanceYourCalm, 'too many streams reset before their answer');
+    this.resetTokens -= 1;
   }
 
   private onWindowUpdate(id: number, p: Buffer): void {
@@ -420,15 +529,26 @@ export class H2ServerConnection {
       this.connRecvWindow += this.connRecvUnacked;
       this.connRecvUnacked = 0;
     }
-    const s = this.streams.get(id);
-    // A stream we closed (answered early, or reset) may still get what was in flight: dropped.
-    if (s === undefined) return;
-    if (s.remoteEnded) return this.resetStream(s, ErrorCode.StreamClosed, true);
-    if (p.length > s.recvWindow) return this.resetStream(s, ErrorCode.FlowControlError, true);
-    s.recvWindow -= p.length;
     const data = unpad(flags, p);
     if (data === undefined) throw new ConnectionError(ErrorCode.ProtocolError, 'bad padding');
     const end = (flags & Flag.EndStream) !== 0;
+    if (data.length > 0) this.emptyFrames = 0;
+    else if (!end && ++this.emptyFrames > MAX_EMPTY_FRAMES) throw new ConnectionError(ErrorCode.EnhanceYourCalm, 'empty DATA frames');
+    const s = this.streams.get(id);
+    if (s === undefined) {
+      // A stream we reset (or refused, or answered early) may still get what was in flight: dropped.
+      // One that both sides ended gets nothing more from a client that keeps to §5.1.
+      if (this.recentlyClosed.get(id) === false) throw new ConnectionError(ErrorCode.StreamClosed, `DATA on closed stream ${id}`);
+      return;
+    }
+    if (s.remoteEnded) return this.resetStream(s, ErrorCode.StreamClosed, true);
+    if (p.length > s.recvWindow) return this.resetStream(s, ErrorCode.FlowControlError, true);
+    s.recvWindow -= p.length;
+    if (s.contentLeft >= 0) {
+      s.contentLeft -= data.length;
+      // More DATA than the content-length: malformed (§8.1.1).
+      if (s.contentLeft < 0) return this.resetStream(s, ErrorCode.ProtocolError, true);
+    }
     if (!end) {
       s.recvUnacked += p.length;
       if (s.recvUnacked >= this.limits.streamWindowBytes / 2) {
@@ -445,30 +565,39 @@ export class H2ServerConnection {
     if (id === 0 || id % 2 === 0) throw new ConnectionError(ErrorCode.ProtocolError, `HEADERS on stream ${id}`);
     let block = unpad(flags, p);
     if (block === undefined) throw new ConnectionError(ErrorCode.ProtocolError, 'bad padding');
+    this.emptyFrames = 0;
+    let selfDependent = false;
     if ((flags & Flag.Priority) !== 0) {
       if (block.length < 5) throw new ConnectionError(ErrorCode.FrameSizeError, 'HEADERS priority');
+      selfDependent = (block.readUInt32BE(0) & 0x7fffffff) === id;
       block = block.subarray(5);
     }
     if ((flags & Flag.EndHeaders) === 0) {
-      this.continuation = { id, flags, parts: [block], bytes: block.length };
+      this.continuation = { id, flags, selfDependent, parts: [block], bytes: block.length };
       return;
     }
-    this.onHeaderBlock(id, flags, block);
+    this.onHeaderBlock(id, flags, block, selfDependent);
   }
 
   private onContinuation(flags: number, id: number, p: Buffer): void {
     const c = this.continuation;
     if (c === undefined || c.id !== id) throw new ConnectionError(ErrorCode.ProtocolError, 'unexpected CONTINUATION');
-    c.parts.push(p);
-    c.bytes += p.length;
-    // A header block that never ends is an attack (the CONTINUATION flood), not a request.
-    if (c.bytes > MAX_HEADER_BLOCK_FACTOR * this.limits.maxHeaderListBytes) throw new ConnectionError(ErrorCode.EnhanceYourCalm, 'header block too large');
+    if (p.length > 0) {
+      this.emptyFrames = 0;
+      c.parts.push(p);
+      c.bytes += p.length;
+      // A header block that never ends is an attack (the CONTINUATION flood), not a request.
+      if (c.bytes > MAX_HEADER_BLOCK_FACTOR * this.limits.maxHeaderListBytes) throw new ConnectionError(ErrorCode.EnhanceYourCalm, 'header block too large');
+    } else if ((flags & Flag.EndHeaders) === 0 && ++this.emptyFrames > MAX_EMPTY_FRAMES) {
+      throw new ConnectionError(ErrorCode.EnhanceYourCalm, 'empty CONTINUATION frames');
+    }
     if ((flags & Flag.EndHeaders) === 0) return;
     this.continuation = undefined;
-    this.onHeaderBlock(id, c.flags, Buffer.concat(c.parts));
+    this.onHeaderBlock(id, c.flags, Buffer.concat(c.parts), c.selfDependent);
   }
 
-  private onHeaderBlock(id: number, flags: number, block: Buffer): void {
+  /** `selfDependent`: the HEADERS had a priority block that made the stream depend on itself (§5.3.1). */
+  private onHeaderBlock(id: number, flags: number, block: Buffer, selfDependent: boolean): void {
     // Every block is decoded, even for a stream we refuse: the HPACK table must stay in step.
     const headers = this.decoder.decode(block);
     if (headers instanceof HpackError && !(headers instanceof HeaderListTooLong)) {
@@ -477,8 +606,9 @@ export class H2ServerConnection {
     const end = (flags & Flag.EndStream) !== 0;
     const existing = this.streams.get(id);
     if (existing !== undefined) {
-      // Trailers: they must end the stream (§8.1).
-      if (!end || existing.remoteEnded) return this.resetStream(existing, ErrorCode.ProtocolError, true);
+      // Trailers: they must end the stream (§8.1), without pseudo-headers (§8.1, §8.3).
+      if (!end || existing.remoteEnded || selfDependent) return this.resetStream(existing, ErrorCode.ProtocolError, true);
+      if (!(headers instanceof HpackError) && checkFields(headers, true) === MALFORMED) return this.resetStream(existing, ErrorCode.ProtocolError, true);
       return this.remoteEnd(existing);
     }
     if (id <= this.lastStreamId) {
@@ -489,14 +619,18 @@ export class H2ServerConnection {
       throw new ConnectionError(ErrorCode.ProtocolError, `HEADERS on stream ${id}, after stream ${this.lastStreamId}`);
     }
     this.lastStreamId = id;
-    if (this.goingAway || this.streams.size >= this.limits.maxConcurrentStreams) {
-      this.remember(id, true);
-      this.push(frame(FrameType.RstStream, 0, id, u32(ErrorCode.RefusedStream)));
-      this.schedule();
-      return;
+    if (this.closing === Closing.Final || this.peerGoingAway || this.streams.size >= this.limits.maxConcurrentStreams) {
+      return this.refuse(id, ErrorCode.RefusedStream);
+    }
+    let contentLength = -1;
+    if (!(headers instanceof HpackError)) {
+      contentLength = checkFields(headers, false);
+      // A malformed request (§8.1.1) never reaches the app; a body shorter than its content-length is one.
+      if (contentLength === MALFORMED || selfDependent || (end && contentLength > 0)) return this.refuse(id, ErrorCode.ProtocolError);
     }
     const s = new H2Stream(id, headers instanceof HpackError ? [] : headers, this, this.peerInitialWindow, this.limits.streamWindowBytes);
     this.streams.set(id, s);
+    s.contentLeft = contentLength;
     // A request without a body is half-closed at once: an answer given in onStream ends the stream.
     s.remoteEnded = end;
     if (headers instanceof HeaderListTooLong) {
@@ -507,7 +641,15 @@ export class H2ServerConnection {
     if (end && !s.closed) this.remoteEnd(s);
   }
 
+  /** RST_STREAM for a stream that never reached the app; what the client sends on it in the meantime is dropped. */
+  private refuse(id: number, code: ErrorCode): void {
+    this.remember(id, true);
+    this.pushOwed(frame(FrameType.RstStream, 0, id, u32(code)));
+  }
+
   private remoteEnd(s: H2Stream): void {
+    // A body shorter than its content-length: malformed (§8.1.1).
+    if (s.contentLeft > 0) return this.resetStream(s, ErrorCode.ProtocolError, true);
     s.remoteEnded = true;
     s.onEnd?.();
     if (s.localEnded) this.closeStream(s, false);
@@ -544,7 +686,7 @@ export class H2ServerConnection {
   }
 
   resetStream(s: H2Stream, code: ErrorCode, byPeerError: boolean): void {
-    this.push(frame(FrameType.RstStream, 0, s.id, u32(code)));
+    this.pushOwed(frame(FrameType.RstStream, 0, s.id, u32(code)));
     s.resetSent = true;
     this.closeStream(s, byPeerError || code !== ErrorCode.NoError);
   }
@@ -571,6 +713,12 @@ export class H2ServerConnection {
     this.schedule();
   }
 
+  /** A control frame the client made us owe it: counted until the socket has room (MAX_OWED_CONTROL_FRAMES). */
+  private pushOwed(b: Buffer): void {
+    this.owedControl++;
+    this.push(b);
+  }
+
   /** Adds to what the next flush writes (flush itself calls this: no new flush is scheduled). */
   private append(b: Buffer): void {
     this.out.push(b);
@@ -593,7 +741,8 @@ export class H2ServerConnection {
     const chunk = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out, this.outBytes);
     this.out = [];
     this.outBytes = 0;
-    if (!this.socket.write(chunk)) this.socketBlocked = true;
+    if (this.socket.write(chunk)) this.owedControl = 0;
+    else this.socketBlocked = true;
   }
 
   private pump(): void {
@@ -649,8 +798,8 @@ export class H2ServerConnection {
   }
 
   private maybeFinish(): void {
-    if (!this.goingAway || this.streams.size > 0 || this.phase === Phase.Closed) return;
-    this.finish();
+    if (this.streams.size > 0 || this.phase === Phase.Closed) return;
+    if (this.closing === Closing.Final || this.peerGoingAway) this.finish();
   }
 
   /** Writes what is queued now, then ends the connection; its open streams are reset. */
@@ -665,8 +814,109 @@ export class H2ServerConnection {
 
   private onSocketClose(): void {
     this.phase = Phase.Closed;
+    clearTimeout(this.closingTimer);
     for (const s of [...this.streams.values()]) this.closeStream(s, true);
   }
+}
+
+/** checkFields' answer for a malformed field section (§8.1.1): a stream error. */
+const MALFORMED = -2;
+
+const PSEUDO_METHOD = 1;
+const PSEUDO_SCHEME = 2;
+const PSEUDO_PATH = 4;
+const PSEUDO_AUTHORITY = 8;
+
+/**
+ * The checks of §8.2 and §8.3 on a request's header list, or on its trailers: the content-length it
+ * gives (-1 for none), or MALFORMED. Every request goes through it, so it is one pass over the list
+ * and allocates nothing; the names it compares are mostly the HPACK static table's own strings.
+ */
+function checkFields(h: readonly string[], trailers: boolean): number {
+  let pseudo = 0;
+  let regular = false;
+  let connect = false;
+  let contentLength = -1;
+  for (let i = 0; i < h.length; i += 2) {
+    const name = h[i]!;
+    const value = h[i + 1]!;
+    if (name.charCodeAt(0) === 0x3a) {
+      // A request's four, each once, before the regular fields; none in trailers.
+      if (regular || trailers) return MALFORMED;
+      let bit: number;
+      switch (name) {
+        case ':method':
+          bit = PSEUDO_METHOD;
+          connect = value === 'CONNECT';
+          break;
+        case ':scheme':
+          bit = PSEUDO_SCHEME;
+          break;
+        case ':path':
+          if (value.length === 0) return MALFORMED;
+          bit = PSEUDO_PATH;
+          break;
+        case ':authority':
+          bit = PSEUDO_AUTHORITY;
+          break;
+        default:
+          return MALFORMED;
+      }
+      if ((pseudo & bit) !== 0) return MALFORMED;
+      pseudo |= bit;
+      continue;
+    }
+    regular = true;
+    if (!isFieldName(name)) return MALFORMED;
+    switch (name) {
+      case 'te':
+        // The one connection-specific field HTTP/2 keeps, and only for this (§8.2.2).
+        if (value !== 'trailers') return MALFORMED;
+        break;
+      case 'connection':
+      case 'keep-alive':
+      case 'proxy-connection':
+      case 'transfer-encoding':
+      case 'upgrade':
+        return MALFORMED;
+      case 'content-length': {
+        if (trailers) break;
+        const n = decimal(value);
+        if (n < 0 || (contentLength >= 0 && n !== contentLength)) return MALFORMED;
+        contentLength = n;
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  if (trailers) return -1;
+  // CONNECT names a host, not a resource (§8.5).
+  if (connect) return pseudo === (PSEUDO_METHOD | PSEUDO_AUTHORITY) ? contentLength : MALFORMED;
+  const required = PSEUDO_METHOD | PSEUDO_SCHEME | PSEUDO_PATH;
+  return (pseudo & required) === required ? contentLength : MALFORMED;
+}
+
+/** §8.2.1: a field name has no controls, space, colon, upper case, DEL or octet past it. */
+function isFieldName(name: string): boolean {
+  if (name.length === 0) return false;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c <= 0x20 || c === 0x3a || (c >= 0x41 && c <= 0x5a) || c >= 0x7f) return false;
+  }
+  return true;
+}
+
+/** A content-length's value: decimal digits and nothing else, else -1. Past 15 digits is no body we take. */
+function decimal(s: string): number {
+  if (s.length === 0 || s.length > 15) return -1;
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const d = s.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return -1;
+    n = 10 * n + d;
+  }
+  return n;
 }
 
 /** A DATA or HEADERS payload without its padding (§6.1), or undefined if the padding does not fit. */

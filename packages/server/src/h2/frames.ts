@@ -52,6 +52,8 @@ export const Setting = {
   MaxHeaderListSize: 0x6,
 } as const;
 
+/** The largest stream id (§5.1.1): a GOAWAY with it lets every stream the client may have opened through (§6.8). */
+export const MAX_STREAM_ID = 2 ** 31 - 1;
 /** A flow-control window's start (§6.9.2) and the largest it may grow to (§6.9.1). */
 export const DEFAULT_WINDOW_BYTES = 65_535;
 export const MAX_WINDOW_BYTES = 2 ** 31 - 1;
