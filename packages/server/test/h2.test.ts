@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import http2 from 'node:http2';
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
+import { Duplex } from 'node:stream';
 import t, { type Test } from 'tap';
 import {
   DEFAULT_H2_LIMITS,
@@ -958,6 +958,84 @@ t.test('onDrain fires once the backlog is under streamHighWaterBytes', async (t)
   // The pump that sends these 300 bytes leaves 900 < 1000 behind, and would have called onDrain before writing them.
   await c.waitFor((f) => f.type === FrameType.Data && f.id === 1, 'DATA');
   t.equal(drains, 1, 'onDrain with 900 bytes left of 1000 allowed');
+});
+
+t.test("a stream whose answers pile up unsent gets no more window until they leave (inbound backpressure)", async (t) => {
+  // The echo app answers each chunk; the client's window for our answers is shut, so they pile up.
+  const srv = await startServer(t, app, { streamWindowBytes: 65535, streamHighWaterBytes: 1000 });
+  const c = await RawClient.connect(t, srv.port, { settings: [[Setting.InitialWindowSize, 0]] });
+  await c.serverSettings();
+  c.request(1, '/echo');
+  const body = pattern(200_000);
+  const sending = c.sendBody(1, body);
+  // All the window the stream started with is used, and its echo is stuck behind our shut window.
+  while ((c.streamSendWindows.get(1) ?? 1) > 0) await c.next();
+  await c.roundTrip();
+  const updates = (): number => c.frames.filter((f) => f.type === FrameType.WindowUpdate && f.id === 1).length;
+  t.equal(updates(), 0, 'no stream WINDOW_UPDATE while 65535 bytes of answers wait');
+  t.equal(srv.streams[0]!.pendingBytes, 65535, 'what came in is all that waits: nothing more could');
+  // Reading the answers lets the client send again, and the body completes.
+  c.windowUpdate(1, 1 << 30);
+  c.windowUpdate(0, 1 << 30);
+  await sending;
+  await c.streamEnd(1);
+  t.ok(updates() > 0, 'the window came back once the answers left');
+  t.ok(c.body(1).equals(body), 'the whole body echoed, in order');
+  t.same(c.violations, []);
+});
+
+t.test('the connection window is held while the socket takes nothing more, given back at drain', async (t) => {
+  // A socket of our own that never finishes a write: the connection is blocked from the first flush.
+  const written: Buffer[] = [];
+  let blocked = true;
+  const held: (() => void)[] = [];
+  const socket = new Duplex({
+    read() {},
+    write(chunk: Buffer, _enc, cb) {
+      written.push(chunk);
+      if (blocked) held.push(cb);
+      else cb();
+    },
+    highWaterMark: 1,
+  });
+  const turn = async (): Promise<void> => {
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+  };
+  // What the connection hands the socket, buffered or not.
+  const handed: Buffer[] = [];
+  const write = socket.write.bind(socket) as (chunk: Buffer) => boolean;
+  socket.write = ((chunk: Buffer) => {
+    handed.push(chunk);
+    return write(chunk);
+  }) as typeof socket.write;
+  const seen: H2Stream[] = [];
+  new H2ServerConnection(socket, (s) => seen.push(s), { ...DEFAULT_H2_LIMITS, connectionWindowBytes: 65535, streamWindowBytes: 1 << 20 });
+  // Our SETTINGS go out first, and the socket takes them without ever finishing: blocked.
+  await turn();
+  t.equal(written.length, 1);
+  const enc = new HpackEncoder();
+  const frames = (bufs: Buffer[]): Buffer => Buffer.concat(bufs);
+  socket.push(frames([CLIENT_PREFACE, frame(FrameType.Settings, 0, 0)]));
+  socket.push(frame(FrameType.Headers, Flag.EndHeaders, 1, enc.encode([':method', 'POST', ':scheme', 'http', ':path', '/sink'])));
+  // 65535 bytes: the whole connection window, more than half of which would be given back at once.
+  for (let off = 0; off < 65535; off += 16384) socket.push(frame(FrameType.Data, 0, 1, Buffer.alloc(Math.min(16384, 65535 - off))));
+  await turn();
+  const connUpdates = (): number => {
+    let n = 0;
+    for (const w of handed) {
+      for (let off = 0; off + 9 <= w.length; off += 9 + w.readUIntBE(off, 3)) if (w[off + 3] === FrameType.WindowUpdate && (w.readUInt32BE(off + 5) & 0x7fffffff) === 0) n++;
+    }
+    return n;
+  };
+  t.equal(seen.length, 1);
+  t.equal(connUpdates(), 0, 'no connection WINDOW_UPDATE while the socket is blocked');
+  // The socket takes what it was given: 'drain', and the window comes back.
+  blocked = false;
+  for (const cb of held) cb();
+  await turn();
+  t.equal(connUpdates(), 1, 'the connection window given back at drain');
+  socket.destroy();
 });
 
 t.test('end() without trailers once the data is out still ends the stream', async (t) => {

@@ -281,6 +281,7 @@ export class H2ServerConnection {
     socket.on('drain', () => {
       this.socketBlocked = false;
       this.owedControl = 0;
+      this.grantConnection();
       this.schedule();
     });
     socket.on('close', () => this.onSocketClose());
@@ -524,11 +525,7 @@ export class H2ServerConnection {
     if (p.length > this.connRecvWindow) throw new ConnectionError(ErrorCode.FlowControlError, 'connection window exceeded');
     this.connRecvWindow -= p.length;
     this.connRecvUnacked += p.length;
-    if (this.connRecvUnacked >= this.limits.connectionWindowBytes / 2) {
-      this.push(frame(FrameType.WindowUpdate, 0, 0, u32(this.connRecvUnacked)));
-      this.connRecvWindow += this.connRecvUnacked;
-      this.connRecvUnacked = 0;
-    }
+    this.grantConnection();
     const data = unpad(flags, p);
     if (data === undefined) throw new ConnectionError(ErrorCode.ProtocolError, 'bad padding');
     const end = (flags & Flag.EndStream) !== 0;
@@ -551,14 +548,30 @@ export class H2ServerConnection {
     }
     if (!end) {
       s.recvUnacked += p.length;
-      if (s.recvUnacked >= this.limits.streamWindowBytes / 2) {
-        this.push(frame(FrameType.WindowUpdate, 0, id, u32(s.recvUnacked)));
-        s.recvWindow += s.recvUnacked;
-        s.recvUnacked = 0;
-      }
+      this.grantStream(s);
     }
     if (data.length > 0) s.onData?.(data);
     if (end && !s.closed) this.remoteEnd(s);
+  }
+
+  /**
+   * Gives a stream's window back once half of it is used, unless the stream's answers are piling up
+   * unsent (past streamHighWaterBytes): a client that sends without reading what it is sent then
+   * waits (§5.2), where we would buffer its answers without end. pump() calls this again as they leave.
+   */
+  private grantStream(s: H2Stream): void {
+    if (s.recvUnacked < this.limits.streamWindowBytes / 2 || s.pendingBytes >= this.limits.streamHighWaterBytes || s.remoteEnded || s.closed) return;
+    this.push(frame(FrameType.WindowUpdate, 0, s.id, u32(s.recvUnacked)));
+    s.recvWindow += s.recvUnacked;
+    s.recvUnacked = 0;
+  }
+
+  /** The same for the connection: held while the socket takes no more of what we send (until 'drain'). */
+  private grantConnection(): void {
+    if (this.connRecvUnacked < this.limits.connectionWindowBytes / 2 || this.socketBlocked) return;
+    this.push(frame(FrameType.WindowUpdate, 0, 0, u32(this.connRecvUnacked)));
+    this.connRecvWindow += this.connRecvUnacked;
+    this.connRecvUnacked = 0;
   }
 
   private onHeaders(flags: number, id: number, p: Buffer): void {
@@ -767,6 +780,7 @@ export class H2ServerConnection {
         this.append(frameHeader(FrameType.Data, last ? Flag.EndStream : 0, s.id, n));
         this.append(chunk);
       }
+      if (s.recvUnacked > 0) this.grantStream(s);
       if (s.pendingBytes > 0) {
         if (s.wantsDrain && s.pendingBytes < this.limits.streamHighWaterBytes) {
           s.wantsDrain = false;
