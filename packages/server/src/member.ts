@@ -45,7 +45,8 @@ import {
   type MemberInfo,
   type MemberStatus,
 } from './api.js';
-import { askPeers, packr, PeerTransport, errorPayload } from './peer.js';
+import { askPeers, PeerTransport, errorPayload } from './peer.js';
+import { packr } from './peercodec.js';
 import { decodeProposal, encodeProposal, type Proposal, type ProposerRef } from './proposal.js';
 import type { TLSConfig } from './tls.js';
 

@@ -21,7 +21,6 @@ const BACKOFF_MAX_MS = 1000;
 /** A forwarded request that gets no answer in this long fails (the caller maps it to a timeout). */
 export const FORWARD_TIMEOUT_MS = 5000;
 
-export { packr };
 
 const identity = (b: Buffer): Buffer => b;
 /** A peer method on bytes that are already encoded (msgpack), so the serializers pass them through. */

@@ -16,20 +16,19 @@ export const RAFT_STREAM_PREFACE = Buffer.from('RAFT capstan/1\n');
 /** What listen.ts sniffs to hand a connection to the Raft stream. */
 export const RAFT_STREAM_SNIFF = RAFT_STREAM_PREFACE.subarray(0, 2);
 export const FRAME_HEADER_BYTES = 4;
-const HEADER_BYTES = FRAME_HEADER_BYTES;
 const EMPTY = Buffer.alloc(0);
 
 /** One frame: the length header and the payload, in one buffer so it goes out in one write. */
 export function encodeFrame(payload: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
   out.writeUInt32BE(payload.length, 0);
-  payload.copy(out, HEADER_BYTES);
+  payload.copy(out, FRAME_HEADER_BYTES);
   return out;
 }
 
 /** Fills in the length header of a frame whose payload was written after FRAME_HEADER_BYTES reserved bytes. */
 export function sealFrame(frame: Buffer): Buffer {
-  frame.writeUInt32BE(frame.length - HEADER_BYTES, 0);
+  frame.writeUInt32BE(frame.length - FRAME_HEADER_BYTES, 0);
   return frame;
 }
 
@@ -60,18 +59,18 @@ export class FrameDecoder {
       if (!head.equals(RAFT_STREAM_PREFACE)) return new FrameError('not a Raft stream: wrong preface');
       this.prefaceSeen = true;
     }
-    while (this.buffered >= HEADER_BYTES) {
+    while (this.buffered >= FRAME_HEADER_BYTES) {
       const len = this.peekLength();
       if (len > this.maxFrameBytes) return new FrameError(`frame of ${len} bytes is over the limit of ${this.maxFrameBytes}`);
-      if (this.buffered < HEADER_BYTES + len) break;
-      this.take(HEADER_BYTES);
+      if (this.buffered < FRAME_HEADER_BYTES + len) break;
+      this.take(FRAME_HEADER_BYTES);
       out.push(this.take(len));
     }
     return out;
   }
 
   private peekLength(): number {
-    if (this.chunks[0]!.length < HEADER_BYTES) this.chunks = [Buffer.concat(this.chunks, this.buffered)];
+    if (this.chunks[0]!.length < FRAME_HEADER_BYTES) this.chunks = [Buffer.concat(this.chunks, this.buffered)];
     return this.chunks[0]!.readUInt32BE(0);
   }
 

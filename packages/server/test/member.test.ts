@@ -8,7 +8,7 @@ import type { Wal } from '@capstan/wal';
 import t, { type Test } from 'tap';
 import { listenMux, shutdown, type Mux } from '../src/listen.js';
 import { detached, RaftMember, type MemberConfig } from '../src/member.js';
-import { packr } from '../src/peer.js';
+import { packr } from '../src/peercodec.js';
 import { freePorts } from './helpers/ports.js';
 
 const b = (s: string): Buffer => Buffer.from(s);

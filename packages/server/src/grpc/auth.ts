@@ -49,6 +49,11 @@ function firstMetadata(call: AuthCall, key: string): string | Buffer | undefined
   return call.firstMetadata !== undefined ? call.firstMetadata(key) : call.metadata.get(key)[0];
 }
 
+/** The call's auth token, from etcd's metadata key or the gateway's. */
+function tokenOf(call: AuthCall): string | Buffer | undefined {
+  return firstMetadata(call, TOKEN_METADATA) ?? firstMetadata(call, TOKEN_METADATA_GATEWAY);
+}
+
 /** gRPC's Go code names, for watch cancel reasons (etcd writes the Go status error's text there). */
 const GO_CODE: Record<string, string> = {
   INVALID_ARGUMENT: 'InvalidArgument',
@@ -85,7 +90,7 @@ export class AuthGate {
    * token: the certificate's CN with --client-cert-auth, else nobody (undefined).
    */
   async info(call: AuthCall): Promise<AuthInfo | undefined> {
-    const token = firstMetadata(call, TOKEN_METADATA) ?? firstMetadata(call, TOKEN_METADATA_GATEWAY);
+    const token = tokenOf(call);
     if (token !== undefined) {
       const t = String(token);
       const parts = t.split('.');
@@ -109,7 +114,7 @@ export class AuthGate {
    */
   anonymousHeader(call: AuthCall): AuthHeader | undefined {
     if (this.opts.clientCertAuth === true) return undefined;
-    if (firstMetadata(call, TOKEN_METADATA) !== undefined || firstMetadata(call, TOKEN_METADATA_GATEWAY) !== undefined) return undefined;
+    if (tokenOf(call) !== undefined) return undefined;
     return NO_USER_HEADER;
   }
 
