@@ -1,13 +1,17 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { MEMBER_INTERRUPT_BUDGET_BYTES, tuneV8ForMember } from '../src/v8tuning.js';
+import { MEMBER_HEAP_GROWING_PERCENT, MEMBER_INTERRUPT_BUDGET_BYTES, tuneV8ForMember } from '../src/v8tuning.js';
+
+const TUNE = `if (process.argv[1] === 'tune') (await import(${JSON.stringify(new URL('../src/v8tuning.js', import.meta.url).href)})).tuneV8ForMember([]);`;
+
+function run(flags: string[], program: string, mode: 'tune' | 'default'): string {
+  return execFileSync(process.execPath, [...flags, '--input-type=module', '-e', `${TUNE}\n${program}`, mode], { encoding: 'utf8' });
+}
 
 // A child runs a small function 300 times and asks V8 whether it was optimized: with the default
 // budget it is not yet, with the member's it is. Recompilation is made synchronous so the answer
 // does not depend on a background compiler thread.
-const PROBE = `
-const tune = process.argv[1] === 'tune';
-if (tune) (await import(${JSON.stringify(new URL('../src/v8tuning.js', import.meta.url).href)})).tuneV8ForMember([]);
+const HOT = `
 function f(a) { let s = 0; for (let i = 0; i < 4; i++) s += a[i] * 2 + 1; return s; }
 const arr = [1, 2, 3, 4];
 for (let i = 0; i < 300; i++) f(arr);
@@ -15,17 +19,39 @@ const OPTIMIZED = 16;
 console.log((%GetOptimizationStatus(f) & OPTIMIZED) !== 0 ? 'optimized' : 'not optimized');
 `;
 
-function probe(mode: 'tune' | 'default'): string {
-  return execFileSync(process.execPath, ['--allow-natives-syntax', '--no-concurrent-recompilation', '--input-type=module', '-e', PROBE, mode], { encoding: 'utf8' }).trim();
-}
-
 t.test('the member budget makes V8 optimize a hot function sooner', async (t) => {
-  t.equal(probe('default'), 'not optimized', 'control: V8 default budget');
-  t.equal(probe('tune'), 'optimized', `--interrupt-budget=${MEMBER_INTERRUPT_BUDGET_BYTES}`);
+  const flags = ['--allow-natives-syntax', '--no-concurrent-recompilation'];
+  t.equal(run(flags, HOT, 'default').trim(), 'not optimized', 'control: V8 default budget');
+  t.equal(run(flags, HOT, 'tune').trim(), 'optimized', `--interrupt-budget=${MEMBER_INTERRUPT_BUDGET_BYTES}`);
 });
 
-t.test('a budget given on the command line wins', async (t) => {
-  t.equal(tuneV8ForMember(['--interrupt-budget=67584']), false);
-  t.equal(tuneV8ForMember(['--interrupt_budget', '1000']), false);
-  t.equal(tuneV8ForMember(['--max-old-space-size=100']), true);
+// A child keeps some objects, collects, and V8 prints the factor it set the next limit with:
+// "[HeapController] Limit: old size: N KB, new limit: M KB (F)". Allocating this fast, V8's own
+// choice is its ceiling (4.0 here); the member's is fixed.
+const GROW = `
+const live = [];
+for (let i = 0; i < 200000; i++) live.push({ i, s: 'x' + i });
+globalThis.gc();
+console.log(live.length);
+`;
+
+function limitFactors(out: string): string[] {
+  return [...out.matchAll(/\[HeapController\] Limit: .*\(([\d.]+)\)/g)].map((m) => m[1]!);
+}
+
+t.test('the member heap grows to twice its live size before the next full collection', async (t) => {
+  const flags = ['--expose-gc', '--trace-gc-verbose'];
+  const expected = (1 + MEMBER_HEAP_GROWING_PERCENT / 100).toFixed(1);
+  const control = limitFactors(run(flags, GROW, 'default'));
+  t.ok(control.length > 0, 'V8 reports the factor');
+  t.notOk(control.includes(expected), `control: V8 chose ${control.join(', ')}`);
+  const tuned = limitFactors(run(flags, GROW, 'tune'));
+  t.ok(tuned.length > 0 && tuned.every((f) => f === expected), `tuned: ${tuned.join(', ')}`);
+});
+
+t.test('a flag given on the command line wins', async (t) => {
+  const growing = `--heap-growing-percent=${MEMBER_HEAP_GROWING_PERCENT}`;
+  t.same(tuneV8ForMember(['--interrupt-budget=67584']), [growing]);
+  t.same(tuneV8ForMember(['--interrupt_budget', '1000', '--heap_growing_percent=50']), []);
+  t.same(tuneV8ForMember(['--max-old-space-size=100']), [`--interrupt-budget=${MEMBER_INTERRUPT_BUDGET_BYTES}`, growing]);
 });
