@@ -188,6 +188,48 @@ t.test('a leader asks for an inline fdatasync for a lone write, and not under lo
   t.ok(batchesN >= 1 && inlineN <= 1, `200 writes in flight: ${inlineN} of ${batchesN} batches inline`);
 });
 
+t.test("a committed write is answered before the save of the entries after it", async (t) => {
+  const { running } = await startCluster(t, 3);
+  const live = running as Running[];
+  await until('a leader', () => live.some((r) => r.member.isLeader));
+  const leader = live.find((r) => r.member.isLeader)!;
+  for (const r of live) await r.member.propose({ put: { key: b('warm'), value: b('v') } });
+  const rn = (leader.member as unknown as { rn: { status(): { commit: number; lastIndex: number } } }).rn;
+  const wal = (leader.member as unknown as { wal: Wal }).wal;
+  const save = wal.save.bind(wal);
+  // The leader's next two saves of entries wait for a gate each: its loop stops at the first.
+  const gates: Array<{ reached: boolean; open: () => void; opened: Promise<void> }> = [];
+  for (let i = 0; i < 2; i++) {
+    let open!: () => void;
+    const opened = new Promise<void>((r) => (open = r));
+    gates.push({ reached: false, open, opened });
+  }
+  let held = 0;
+  wal.save = (batch, options) => {
+    const gate = (batch.entries?.length ?? 0) > 0 ? gates[held++] : undefined;
+    if (gate === undefined) return save(batch, options);
+    gate.reached = true;
+    return gate.opened.then(() => save(batch, options));
+  };
+  t.teardown(() => gates.forEach((g) => g.open()));
+
+  let bAnswered = false;
+  const bDone = leader.member.propose({ put: { key: b('B'), value: b('v') } }).then(() => (bAnswered = true));
+  await until('the leader saving B', () => gates[0]!.reached);
+  const bIndex = rn.status().lastIndex;
+  // Both followers have B: it commits without the leader's own copy.
+  await until('B committed by the followers', () => rn.status().commit >= bIndex);
+  const cDone = leader.member.propose({ put: { key: b('C'), value: b('v') } });
+  gates[0]!.open();
+  // The next Ready carries B to apply and C to save.
+  await until("the leader saving C", () => gates[1]!.reached);
+  await until('B answered while C is being saved', () => bAnswered, 5_000);
+  t.ok(bAnswered, 'B answered before C was durable');
+  gates[1]!.open();
+  await Promise.all([bDone, cDone]);
+  t.equal(held, 2, 'both saves were held');
+});
+
 t.test('a member that missed more than --snapshot-count entries catches up by snapshot', async (t) => {
   const { cfg, running } = await startCluster(t, 3, { snapshotCount: 50, snapshotCatchUpEntries: 10 });
   const live = (): Running[] => running.filter((r): r is Running => r !== undefined);
