@@ -723,6 +723,24 @@ t.test('DATA frames stay within the windows the client gives and its max frame s
   t.same(big.violations, []);
 });
 
+t.test('streams waiting for the connection window keep their turn, and finish whole', async (t) => {
+  const srv = await startServer(t);
+  // Large stream windows, the connection's 65535: 40000 for stream 1, 25535 for 3, none for 5.
+  const c = await RawClient.connect(t, srv.port, { settings: [[Setting.InitialWindowSize, 4 * MiB]] });
+  for (const id of [1, 3, 5]) c.request(id, '/big', { end: true, extra: ['x-size', '40000'] });
+  await c.response(5);
+  await c.roundTrip();
+  t.same([1, 3, 5].map((id) => c.body(id).length), [40000, 25535, 0], 'the window spent in request order');
+  const before = c.frames.length;
+  c.windowUpdate(0, 200000);
+  await c.streamEnd(3);
+  await c.streamEnd(5);
+  const after = c.frames.slice(before).filter((f) => f.type === FrameType.Data && f.payload.length > 0).map((f) => f.id);
+  t.same([...new Set(after)], [3, 5], `stream 3 is served out before stream 5 starts (${after.join(',')})`);
+  for (const id of [1, 3, 5]) t.ok(c.body(id).equals(pattern(40000)), `stream ${id} whole and in order`);
+  t.same(c.violations, []);
+});
+
 t.test('a SETTINGS that changes the window mid-stream moves the open streams windows', async (t) => {
   const srv = await startServer(t);
   const c = await RawClient.connect(t, srv.port, { settings: [[Setting.InitialWindowSize, 0]] });
