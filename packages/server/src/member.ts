@@ -721,18 +721,14 @@ export class RaftMember implements Member {
   }
 
   /**
-   * A member saving at most one entry, with at most one write of its own in flight, runs the
-   * fdatasync on its own thread: the thread pool's hand-off there and back (two wake-ups, each a
-   * wait for a CPU on a busy machine) was on that write's critical path, and nothing else waits
-   * for the event loop meanwhile. On the leader: sequential puts, p50 about 4% lower in five A/B
-   * runs. On followers too: 100 puts/s with 100 watchers, two clusters side by side, ack p99 lower
-   * in 7 of 8 alternating 20 s runs (10.7, 14.0, 12.4, 12.8, 17.6, 15.8, 15.6, 15.6 ms against
-   * 9.8, 16.0, 14.3, 13.1, 18.6, 16.0, 16.7, 19.7). Under load it would stall the loop for every
-   * fsync (16x16 puts fell by a third), hence one entry; and the WAL itself goes back to the pool
-   * after a slow fsync.
+   * A leader with one write of its own in flight, saving at most that one entry, runs the
+   * fdatasync on its own thread: the thread pool's hand-off there and back was on that write's
+   * critical path (sequential puts, p50 about 4% lower in five A/B runs), and nothing else waits
+   * for the event loop meanwhile. Under load it would stall the loop for every fsync (16x16 puts
+   * fell by a third), and followers gained nothing measurable.
    */
   private inlineSync(rd: Ready): boolean {
-    return rd.entries.length <= 1 && this.waiters.size <= 1;
+    return this.role === Role.Leader && rd.entries.length <= 1 && this.waiters.size <= 1;
   }
 
   private sendMessages(msgs: readonly Message[]): void {
