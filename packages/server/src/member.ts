@@ -658,8 +658,8 @@ export class RaftMember implements Member {
         : [];
     this.sendMessages(early);
     if (rd.softState !== undefined) this.onSoftState(rd.softState.role, rd.softState.lead);
-    const before = this.appliableBeforeSave(rd);
-    if (before > 0) await this.applyCommitted(rd.committedEntries, 0, before);
+    const applyFirst = this.appliableBeforeSave(rd);
+    if (applyFirst > 0) await this.applyCommitted(rd, 0, applyFirst);
     if (rd.snapshot !== undefined || rd.entries.length > 0 || rd.hardState !== undefined) {
       const before = failpoints.pass('raftBeforeSave');
       if (before !== undefined) await fire('raftBeforeSave', before);
@@ -673,18 +673,7 @@ export class RaftMember implements Member {
     if (rd.hardState !== undefined) this.committed = rd.hardState.commit;
     if (this.stopped) return;
     this.sendMessages(early.length === 0 ? rd.messages : rd.messages.filter((m) => m.type !== MessageType.App));
-    if (rd.snapshot !== undefined) {
-      const snap = rd.snapshot;
-      await this.withApplyLock(async () => {
-        // The store itself was installed from the stream before Raft saw the MsgSnap.
-        const data = packr.unpack(snap.data) as SnapshotData;
-        this.setMembers(data.members);
-        this.alarmList = data.alarms ?? [];
-        this.snapIndex = snap.metadata.index;
-        if (snap.metadata.index > this.applied) this.applied = snap.metadata.index;
-      });
-    }
-    await this.applyCommitted(rd.committedEntries, before, rd.committedEntries.length);
+    await this.applyCommitted(rd, applyFirst, rd.committedEntries.length);
     await this.maybeSnapshot();
     for (const rs of rd.readStates) {
       const r = this.reads.get(Buffer.from(rs.context).toString('hex'));
@@ -710,11 +699,24 @@ export class RaftMember implements Member {
     return n;
   }
 
-  /** Applies committedEntries[from, to) under the apply lock, then answers whoever waited for them. */
-  private async applyCommitted(ents: readonly Entry[], from: number, to: number): Promise<void> {
-    if (from < to) {
+  /**
+   * Applies the Ready's snapshot, if any, and committedEntries[from, to) in one turn of the apply
+   * lock, then answers whoever waited for them. A Ready with a snapshot applies nothing before its
+   * save (appliableBeforeSave), so the snapshot comes first here, as it must.
+   */
+  private async applyCommitted(rd: Ready, from: number, to: number): Promise<void> {
+    const snap = rd.snapshot;
+    if (snap !== undefined || from < to) {
       await this.withApplyLock(async () => {
-        for (let i = from; i < to; i++) this.applyEntry(ents[i]!);
+        if (snap !== undefined) {
+          // The store itself was installed from the stream before Raft saw the MsgSnap.
+          const data = packr.unpack(snap.data) as SnapshotData;
+          this.setMembers(data.members);
+          this.alarmList = data.alarms ?? [];
+          this.snapIndex = snap.metadata.index;
+          if (snap.metadata.index > this.applied) this.applied = snap.metadata.index;
+        }
+        for (let i = from; i < to; i++) this.applyEntry(rd.committedEntries[i]!);
       });
     }
     this.notifyApplied();

@@ -69,6 +69,23 @@ async function startCluster(t: Test, size: number, extra: Partial<MemberConfig> 
   return { cfg, running };
 }
 
+/**
+ * A three-member cluster with a leader, after a write through each member: each member's publish
+ * is proposed ahead of its first write, so none of those comes in between later.
+ */
+async function warmCluster(t: Test): Promise<{ live: Running[]; leader: Running }> {
+  const { running } = await startCluster(t, 3);
+  const live = running as Running[];
+  await until('a leader', () => live.some((r) => r.member.isLeader));
+  const leader = live.find((r) => r.member.isLeader)!;
+  for (const r of live) await r.member.propose({ put: { key: b('warm'), value: b('v') } });
+  return { live, leader };
+}
+
+function walOf(r: Running): Wal {
+  return (r.member as unknown as { wal: Wal }).wal;
+}
+
 t.test('a three-member cluster replicates, forwards, reads linearizably and survives its leader stopping', async (t) => {
   const { cfg, running } = await startCluster(t, 3);
   const live = (): Running[] => running.filter((r): r is Running => r !== undefined);
@@ -142,20 +159,14 @@ t.test('entries in the in-memory log do not pin the buffers they were cut from',
 });
 
 t.test('a leader asks for an inline fdatasync for a lone write, and not under load', async (t) => {
-  const { running } = await startCluster(t, 3);
-  const live = running as Running[];
-  await until('a leader', () => live.some((r) => r.member.isLeader));
-  const leader = live.find((r) => r.member.isLeader)!;
-  // A write through each member first: its publish is proposed ahead of it, so none of those comes
-  // in between later.
-  for (const r of live) await r.member.propose({ put: { key: b('warm'), value: b('v') } });
+  const { live, leader } = await warmCluster(t);
   // What each member asks of its WAL for the batches that carry entries. Whether the WAL honours
   // it depends on how fast the disk is just then (wal.test covers that).
   const asked = new Map<Running, boolean[]>();
   /** Entries each member has handed its WAL since. */
   const saved = new Map<Running, number>();
   for (const r of live) {
-    const wal = (r.member as unknown as { wal: Wal }).wal;
+    const wal = walOf(r);
     const save = wal.save.bind(wal);
     const mine: boolean[] = [];
     asked.set(r, mine);
@@ -189,13 +200,9 @@ t.test('a leader asks for an inline fdatasync for a lone write, and not under lo
 });
 
 t.test("a committed write is answered before the save of the entries after it", async (t) => {
-  const { running } = await startCluster(t, 3);
-  const live = running as Running[];
-  await until('a leader', () => live.some((r) => r.member.isLeader));
-  const leader = live.find((r) => r.member.isLeader)!;
-  for (const r of live) await r.member.propose({ put: { key: b('warm'), value: b('v') } });
+  const { leader } = await warmCluster(t);
   const rn = (leader.member as unknown as { rn: { status(): { commit: number; lastIndex: number } } }).rn;
-  const wal = (leader.member as unknown as { wal: Wal }).wal;
+  const wal = walOf(leader);
   const save = wal.save.bind(wal);
   // The leader's next two saves of entries wait for a gate each: its loop stops at the first.
   const gates: Array<{ reached: boolean; open: () => void; opened: Promise<void> }> = [];
