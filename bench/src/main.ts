@@ -15,7 +15,7 @@ import { addHistograms, EMPTY_HISTOGRAM, fsyncStats, scrapeWalFsync, subtractHis
 import { Progress } from './progress.js';
 import { checksTable, checkTargets, compare, diskTable, renderHtml, wasBusy, workloadTable, type BenchResults, type DiskResult } from './report.js';
 import { CLUSTER_SETTINGS, cpuSeconds, givenEndpoints, machineBusySeconds, REPO_ROOT, startCluster, type Target } from './targets.js';
-import { mergeRounds, roundArgs } from './rounds.js';
+import { mergeRounds, roundArgs, roundOrder } from './rounds.js';
 import { runWorkload, SETTLE_WORKLOADS, SPECS, type RunContext, type WorkloadResult } from './workloads.js';
 
 type Runnable = Exclude<WorkloadName, 'disk'>;
@@ -252,9 +252,7 @@ async function main(argv: readonly string[]): Promise<number> {
       const done = new Map<Live, { results: WorkloadResult[]; fsync: (PromHistogram | undefined)[] }>();
       const failed = new Set<Live>();
       for (let round = 0; round < args.rounds; round++) {
-        // Alternate which system goes first, by workload and by round, so neither always runs on a
-        // disk the other just filled.
-        const order = (wi + round) % 2 === 0 ? lives : [...lives].reverse();
+        const order = roundOrder(lives, wi, round, args.rounds);
         const settings = roundArgs(args, round);
         for (const live of order) {
           step++;

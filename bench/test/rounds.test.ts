@@ -2,7 +2,7 @@
 // window holding every round's requests would have given.
 import t from 'tap';
 import { Histogram } from '../src/hist.js';
-import { mergeLatency, mergeRounds } from '../src/rounds.js';
+import { mergeLatency, mergeRounds, roundOrder } from '../src/rounds.js';
 import type { WorkloadResult } from '../src/workloads.js';
 
 function round(values: number[], opts: { durationMs?: number; extra?: Record<string, unknown>; cpu?: WorkloadResult['cpu']; errors?: string[] } = {}): WorkloadResult {
@@ -102,4 +102,25 @@ t.test('empty rounds merge to an empty latency', async (t) => {
   const m = mergeLatency([{ latency: new Histogram().summary(), histogram: [] }]);
   t.equal(m.latency.count, 0);
   t.same(m.histogram, []);
+});
+
+t.test('round order: flips every round, and no system starts a workload right after its own last round', async (t) => {
+  for (let rounds = 1; rounds <= 6; rounds++) {
+    const runs: string[] = [];
+    const starts = new Map<string, number>();
+    for (let w = 0; w < 9; w++) {
+      for (let r = 0; r < rounds; r++) {
+        const order = roundOrder(['capstan', 'etcd'], w, r, rounds);
+        t.same([...order].sort(), ['capstan', 'etcd'], 'every system runs every round');
+        if (r > 0) t.same(order, roundOrder(['capstan', 'etcd'], w, r - 1, rounds).reverse(), 'the order flips within a workload');
+        starts.set(order[0]!, (starts.get(order[0]!) ?? 0) + 1);
+        if (w > 0 && r === 0) t.not(order[0], runs.at(-1), `rounds=${rounds}: workload ${w} starts with the system that did not just run`);
+        runs.push(...order);
+      }
+    }
+    // Within a workload, first place is shared as evenly as the count of rounds allows.
+    const total = 9 * rounds;
+    t.ok(Math.abs((starts.get('capstan') ?? 0) - (starts.get('etcd') ?? 0)) <= 9 * (rounds % 2), `rounds=${rounds}: first places ${JSON.stringify([...starts])} of ${total}`);
+  }
+  t.same(roundOrder(['capstan'], 3, 1, 5), ['capstan'], 'one system runs alone');
 });
