@@ -54,11 +54,16 @@ export function segmentSeed(seq: number): number {
 /**
  * A fully written file of zeros: fdatasync after an append into it only flushes data, never block
  * allocation or the file size (the journal), and replay can tell unwritten space by its zeros.
+ *
+ * The next segment is filled while the active one takes fdatasyncs on the same disk, so each chunk
+ * is flushed before the next is written. Written whole and fsynced once, the 64 MiB queued ahead of
+ * a concurrent 4 KiB append + fdatasync (one every 5 ms) and stalled it: p99 8.8-13.5 ms, max
+ * 34-39 ms, against 0.7-2.2 ms idle. Flushed a 2 MiB chunk at a time: p99 2.4-3.3 ms, max 3.3-6.8 ms.
  */
 export async function preallocate(fs: FileSystem, path: string, bytes: number): Promise<FileHandle> {
   const f = await fs.open(path, 'create');
   try {
-    await zeroFill(f, 0, bytes);
+    await zeroFill(f, 0, bytes, true);
     await f.sync();
   } catch (e) {
     await f.close().catch(() => {});
@@ -67,12 +72,16 @@ export async function preallocate(fs: FileSystem, path: string, bytes: number): 
   return f;
 }
 
-/** Zeroes [from, to), last chunk first: a crash part way leaves a zeroed suffix, never a hole. */
-export async function zeroFill(f: FileHandle, from: number, to: number): Promise<void> {
+/**
+ * Zeroes [from, to), last chunk first: a crash part way leaves a zeroed suffix, never a hole.
+ * `flushEach` fdatasyncs every chunk, so the fill never has more than a chunk waiting for writeback.
+ */
+export async function zeroFill(f: FileHandle, from: number, to: number, flushEach = false): Promise<void> {
   let end = to;
   while (end > from) {
     const start = Math.max(from, end - ZERO_CHUNK_BYTES);
     await f.write(ZEROS, 0, end - start, start);
+    if (flushEach) await f.datasync();
     end = start;
   }
 }

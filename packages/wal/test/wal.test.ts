@@ -209,6 +209,41 @@ function countingFs(): { fs: FileSystem; datasyncs: () => number; maxInFlight: (
   return { fs, datasyncs: () => datasyncs, maxInFlight: () => maxInFlight };
 }
 
+t.test('a segment is zero-filled a chunk at a time, each chunk flushed before the next is written', async (t) => {
+  const dir = tempDir(t);
+  // Unflushed bytes written to each segment file, and the most any file ever had.
+  const unflushed = new Map<string, number>();
+  let most = 0;
+  let filled = 0;
+  const recording: FileSystem = {
+    ...nodeFileSystem,
+    async open(p, mode) {
+      const h = await nodeFileSystem.open(p, mode);
+      if (!p.includes(`${path.sep}wal${path.sep}`)) return h;
+      const write = h.write.bind(h);
+      const datasync = h.datasync.bind(h);
+      h.write = async (buf, offset, length, position) => {
+        const n = (unflushed.get(p) ?? 0) + length;
+        unflushed.set(p, n);
+        most = Math.max(most, n);
+        filled += length;
+        await write(buf, offset, length, position);
+      };
+      h.datasync = async (inline) => {
+        await datasync(inline);
+        unflushed.set(p, 0);
+      };
+      return h;
+    },
+  };
+  const segment = 16 * 1024 * 1024;
+  const { wal } = await openWal(dir, { fs: recording, segmentBytes: segment });
+  await wal.save({ entries: entries(1, 3, 1), hardState: hs(1, 3) });
+  await wal.close();
+  t.ok(filled >= segment, `the segment was written whole (${filled} bytes)`);
+  t.ok(most <= 2 * 1024 * 1024, `at most one 2 MiB chunk waited for writeback (${most} bytes)`);
+});
+
 t.test('concurrent saves are serialized: one fdatasync in flight, completions in call order', async (t) => {
   const dir = tempDir(t);
   const counting = countingFs();
