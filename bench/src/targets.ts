@@ -16,7 +16,11 @@ export const CLUSTER_SETTINGS = {
   electionMs: 1000,
   /** etcd's largest recommended quota: long runs must not hit NOSPACE. */
   quotaBackendBytes: 8 * 1024 * 1024 * 1024,
-  snapshotCount: 'default (100000 on both)',
+  /**
+   * Given to both: etcd 3.6's default and kubeadm's, and Capstan's. Debian's etcd 3.4 would
+   * otherwise keep its own default, 100,000.
+   */
+  snapshotCount: 10_000,
   peers: 'direct on loopback (no proxies)',
   clientUrls: 'http on loopback',
 } as const;
@@ -110,7 +114,7 @@ export async function startCluster(name: TargetName, opts: StartOptions): Promis
     dataDir,
     heartbeatMs: CLUSTER_SETTINGS.heartbeatMs,
     electionMs: CLUSTER_SETTINGS.electionMs,
-    extraArgs: [`--quota-backend-bytes=${CLUSTER_SETTINGS.quotaBackendBytes}`],
+    extraArgs: [`--quota-backend-bytes=${CLUSTER_SETTINGS.quotaBackendBytes}`, `--snapshot-count=${CLUSTER_SETTINGS.snapshotCount}`],
     peerProxies: false,
     ...(opts.cpuProf && name === 'capstan' ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${join(opts.resultsDir, 'prof')}`] } : {}),
   });

@@ -28,7 +28,8 @@ export const MEMBER_FLAGS: Readonly<Record<string, Spec>> = {
   'initial-cluster-token': { kind: 'string', def: 'etcd-cluster', help: 'Initial cluster token for the cluster during bootstrap.' },
   'heartbeat-interval': { kind: 'int', def: '100', help: 'Time (in milliseconds) of a heartbeat interval.' },
   'election-timeout': { kind: 'int', def: '1000', help: 'Time (in milliseconds) for an election to timeout.' },
-  'snapshot-count': { kind: 'int', def: '100000', help: 'Number of committed transactions to trigger a snapshot to disk.' },
+  // The server's DEFAULT_SNAPSHOT_COUNT, written out: this module is loaded before the server (v8tuning.ts).
+  'snapshot-count': { kind: 'int', def: '10000', help: 'Number of committed transactions to trigger a snapshot to disk.' },
   'experimental-snapshot-catchup-entries': { kind: 'int', def: '5000', help: 'Number of entries for a slow follower to catch up after compacting the raft storage entries.' },
   'quota-backend-bytes': { kind: 'int', def: '0', help: 'Raise alarms when backend size exceeds the given quota (0 defaults to low space quota).' },
   'max-request-bytes': { kind: 'int', def: '1572864', help: 'Maximum client request size in bytes the server will accept.' },
