@@ -758,8 +758,10 @@ export class RaftMember implements Member {
     const count = this.cfg.snapshotCount ?? DEFAULT_SNAPSHOT_COUNT;
     if (this.applied - this.snapIndex <= count) return;
     const index = this.applied;
+    const started = performance.now();
     // The store must be durable through `index` before the WAL may forget the entries behind it.
     await this.sm.store.backend.sync();
+    const synced = performance.now();
     const data = packr.pack({ members: this.members(), alarms: this.alarms() } satisfies SnapshotData);
     const snap = this.storage.createSnapshot(index, this.rn.status().confState, data);
     if (isStorageError(snap)) {
@@ -770,7 +772,8 @@ export class RaftMember implements Member {
     const keep = this.cfg.snapshotCatchUpEntries ?? SNAPSHOT_CATCHUP_ENTRIES;
     if (index - keep > this.storage.firstIndex()) this.storage.compact(index - keep);
     this.snapIndex = index;
-    this.cfg.log('info', 'saved snapshot', { index });
+    const took = (ms: number): string => `${ms.toFixed(1)}ms`;
+    this.cfg.log('info', 'saved snapshot', { index, 'store-sync': took(synced - started), took: took(performance.now() - started) });
   }
 
   /** A follower needs the store: stream it beside the MsgSnap, then tell Raft how it went. */
