@@ -13,6 +13,7 @@ import {
   WalIoError,
   WalNotFoundError,
   nodeFileSystem,
+  type FileHandle,
   type FileSystem,
 } from '../src/index.js';
 import {
@@ -177,18 +178,24 @@ t.test('save resolves with a Persisted token that only the WAL can make', async 
   await wal.close();
 });
 
-/** The node file system with the fdatasync of the WAL's segment files replaced by `datasync`. */
-function walDatasyncFs(datasync: (inner: (inline?: boolean) => Promise<void>, inline?: boolean) => Promise<void>): FileSystem {
+/** The node file system with `wrap` applied to every handle it opens in the WAL's directory. */
+function walHandlesFs(wrap: (h: FileHandle, path: string) => void): FileSystem {
   return {
     ...nodeFileSystem,
     async open(p, mode) {
       const h = await nodeFileSystem.open(p, mode);
-      if (!p.includes(`${path.sep}wal${path.sep}`)) return h;
-      const inner = h.datasync.bind(h);
-      h.datasync = (inline?: boolean) => datasync(inner, inline);
+      if (p.includes(`${path.sep}wal${path.sep}`)) wrap(h, p);
       return h;
     },
   };
+}
+
+/** The node file system with the fdatasync of the WAL's segment files replaced by `datasync`. */
+function walDatasyncFs(datasync: (inner: (inline?: boolean) => Promise<void>, inline?: boolean) => Promise<void>): FileSystem {
+  return walHandlesFs((h) => {
+    const inner = h.datasync.bind(h);
+    h.datasync = (inline?: boolean) => datasync(inner, inline);
+  });
 }
 
 /** The node file system, counting the WAL's fdatasyncs and how many run at once. */
@@ -215,27 +222,21 @@ t.test('a segment is zero-filled a chunk at a time, each chunk flushed before th
   const unflushed = new Map<string, number>();
   let most = 0;
   let filled = 0;
-  const recording: FileSystem = {
-    ...nodeFileSystem,
-    async open(p, mode) {
-      const h = await nodeFileSystem.open(p, mode);
-      if (!p.includes(`${path.sep}wal${path.sep}`)) return h;
-      const write = h.write.bind(h);
-      const datasync = h.datasync.bind(h);
-      h.write = async (buf, offset, length, position) => {
-        const n = (unflushed.get(p) ?? 0) + length;
-        unflushed.set(p, n);
-        most = Math.max(most, n);
-        filled += length;
-        await write(buf, offset, length, position);
-      };
-      h.datasync = async (inline) => {
-        await datasync(inline);
-        unflushed.set(p, 0);
-      };
-      return h;
-    },
-  };
+  const recording = walHandlesFs((h, p) => {
+    const write = h.write.bind(h);
+    const datasync = h.datasync.bind(h);
+    h.write = async (buf, offset, length, position) => {
+      const n = (unflushed.get(p) ?? 0) + length;
+      unflushed.set(p, n);
+      most = Math.max(most, n);
+      filled += length;
+      await write(buf, offset, length, position);
+    };
+    h.datasync = async (inline) => {
+      await datasync(inline);
+      unflushed.set(p, 0);
+    };
+  });
   const segment = 16 * 1024 * 1024;
   const { wal } = await openWal(dir, { fs: recording, segmentBytes: segment });
   await wal.save({ entries: entries(1, 3, 1), hardState: hs(1, 3) });
