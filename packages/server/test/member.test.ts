@@ -264,6 +264,41 @@ t.test('a member that missed more than --snapshot-count entries catches up by sn
   t.equal(back.sm.store.range({ key: b('after-snap') }).count, 1);
 });
 
+t.test("a member's own snapshot is saved beside the raft loop: writes go on while it is", async (t) => {
+  const logged: string[] = [];
+  const { cfg, running } = await startCluster(t, 1, { snapshotCount: 20, snapshotCatchUpEntries: 5, log: (_level, msg) => logged.push(msg) });
+  const r = running[0]!;
+  await until('a leader', () => r.member.isLeader);
+  // The snapshot's first step, the store's sync, waits until the gate opens.
+  const backend = r.member.sm.store.backend;
+  const sync = backend.sync.bind(backend);
+  let open: (() => void) | undefined;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  let syncs = 0;
+  backend.sync = async () => {
+    syncs++;
+    await gate;
+    await sync();
+  };
+  for (let i = 0; i < 60; i++) await r.member.propose({ put: { key: b(`k/${i}`), value: b(String(i)) } });
+  t.equal(syncs, 1, 'one snapshot was started, and it is still waiting');
+  t.notOk(logged.includes('saved snapshot'), 'not saved yet');
+  t.ok(r.member.sm.store.rev > 60, 'every write after it was applied and answered meanwhile');
+  open!();
+  await until('the snapshot saved', () => logged.includes('saved snapshot'));
+  backend.sync = sync;
+  await r.member.propose({ put: { key: b('last'), value: b('1') } });
+  await stop(r);
+  running[0] = undefined;
+  // A restart replays from that snapshot and the entries after it.
+  running[0] = await startMember(cfg(0));
+  const back = running[0].member;
+  t.ok((back as unknown as { snapIndex: number }).snapIndex > 20, 'the restart began at the snapshot');
+  await until('a leader again', () => back.isLeader);
+  t.equal(back.sm.store.range({ key: b('k/'), rangeEnd: b('k0') }).count, 60);
+  t.equal(back.sm.store.range({ key: b('last') }).count, 1);
+});
+
 t.test("an entry proposed by this member in an earlier life never answers a request of this life", async (t) => {
   // A restarted member numbers its requests from 1 again. An entry it proposed before the restart,
   // committed only after it, carries the same number as a new request; it must not answer it (it

@@ -122,9 +122,13 @@ export async function quarantineSnapshotFile(fs: FileSystem, file: string): Prom
   await fs.rename(file, file + BROKEN_SUFFIX);
 }
 
-/** Deletes all but the newest `keep` snapshot files. Older ones can no longer be replayed from anyway. */
-export async function purgeSnapshotFiles(fs: FileSystem, dir: string, keep: number): Promise<string[]> {
-  const files = await listSnapshotFiles(fs, dir);
+/**
+ * Deletes all but the newest `keep` snapshot files at or before index `upTo` (the log's marker).
+ * Older ones can no longer be replayed from anyway.
+ */
+export async function purgeSnapshotFiles(fs: FileSystem, dir: string, keep: number, upTo: number): Promise<string[]> {
+  // A file past the log's marker may be one whose marker is still being written: not counted, not removed.
+  const files = (await listSnapshotFiles(fs, dir)).filter((f) => f.index <= upTo);
   const removed: string[] = [];
   for (const f of files.slice(Math.max(1, keep))) {
     const p = path.join(dir, f.name);

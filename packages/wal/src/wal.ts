@@ -137,6 +137,8 @@ export class Wal {
   private readonly segments: SegmentName[];
   /** Saves run one at a time, in call order: each waits for the previous one's fdatasync. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** Releases of what snapshots cover, one at a time, outside the save queue (never rejects). */
+  private releasing: Promise<void> = Promise.resolve();
   private prepared: Promise<PreparedSegment> | undefined;
   private poisonedBy: WalError | undefined;
   private closed = false;
@@ -374,14 +376,42 @@ export class Wal {
    * fsync every later save rejects with WalPoisonedError.
    */
   save(batch: SaveBatch, options: SaveOptions = {}): Promise<Persisted> {
-    const run = this.queue.then(() => this.saveNow(batch, options.inlineSync === true));
-    this.queue = run.catch(() => {});
-    return run;
+    return this.enqueue(batch, options.inlineSync === true, false);
   }
 
-  /** A snapshot the member took itself (log compaction): persists it and releases what it covers. */
-  saveSnapshot(snapshot: Snapshot): Promise<Persisted> {
-    return this.save({ snapshot });
+  /**
+   * A snapshot the member took itself (log compaction): persists it and releases what it covers.
+   * Only its marker record waits in the save queue: the snapshot file is written and fsynced
+   * beside the saves in flight, as etcd's snapshotter runs beside its raft loop, and a crash
+   * between the two loses nothing (replay ignores a file newer than the log's marker). A snapshot
+   * at or behind the log's marker (one from the leader got there first) is refused with
+   * WalInvalidBatchError, which does not poison.
+   */
+  async saveSnapshot(snapshot: Snapshot): Promise<Persisted> {
+    this.checkOpen();
+    if (snapshot.metadata.index > 0) {
+      try {
+        await writeSnapshotFile(this.fs, path.join(this.dir, SNAP_DIR), snapshot);
+      } catch (e) {
+        throw this.poison(e, path.join(this.dir, SNAP_DIR));
+      }
+    }
+    return this.enqueue({ snapshot }, false, true);
+  }
+
+  /**
+   * Queues a save behind the ones before it. One with a snapshot resolves once the files the
+   * snapshot covers are released too; that release runs outside the queue, so the next save
+   * need not wait for its unlinks.
+   */
+  private enqueue(batch: SaveBatch, inlineSync: boolean, snapFileWritten: boolean): Promise<Persisted> {
+    const run = this.queue.then(() => this.saveNow(batch, inlineSync, snapFileWritten));
+    this.queue = run.catch(() => {});
+    if (batch.snapshot === undefined) return run;
+    return run.then(async (token) => {
+      await this.releasing;
+      return token;
+    });
   }
 
   /** Waits for saves in flight, then closes files and unlocks the directory. */
@@ -389,6 +419,7 @@ export class Wal {
     if (this.closed) return;
     this.closed = true;
     await this.queue;
+    await this.releasing;
     await this.active.file.close().catch(() => {});
     if (this.prepared !== undefined) {
       const p = await this.prepared.catch(() => undefined);
@@ -413,18 +444,32 @@ export class Wal {
     return this.terms.lastIndex;
   }
 
-  private async saveNow(batch: SaveBatch, inlineSync = false): Promise<Persisted> {
+  private checkOpen(): void {
     if (this.closed) throw new WalClosedError();
     if (this.poisonedBy !== undefined) throw new WalPoisonedError(this.poisonedBy);
+  }
+
+  /** A failed write or fsync: whatever it left on disk is unknown, so no later save may run. */
+  private poison(e: unknown, file: string): WalError {
+    const err = e instanceof WalError ? e : ioError('save', file, e);
+    this.poisonedBy ??= err;
+    return err;
+  }
+
+  private async saveNow(batch: SaveBatch, inlineSync: boolean, snapFileWritten: boolean): Promise<Persisted> {
+    this.checkOpen();
     const entries = batch.entries ?? [];
     const snap = batch.snapshot !== undefined && batch.snapshot.metadata.index > 0 ? batch.snapshot : undefined;
     const marker = snap === undefined ? this.marker : { index: snap.metadata.index, term: snap.metadata.term };
+    if (snapFileWritten && snap !== undefined && marker.index <= this.marker.index) {
+      throw new WalInvalidBatchError(`snapshot ${marker.index} is not past the log's snapshot ${this.marker.index}`);
+    }
     this.validate(entries, marker, snap !== undefined);
     if (snap === undefined && entries.length === 0 && batch.hardState === undefined) {
       return new Persisted(MINT, this.batches, this.terms.lastIndex, this.hardState);
     }
     try {
-      if (snap !== undefined) await writeSnapshotFile(this.fs, path.join(this.dir, SNAP_DIR), snap);
+      if (snap !== undefined && !snapFileWritten) await writeSnapshotFile(this.fs, path.join(this.dir, SNAP_DIR), snap);
       const records: WalRecord[] = [];
       if (snap !== undefined) records.push({ type: RecordType.Snapshot, marker });
       for (const entry of entries) records.push({ type: RecordType.Entry, entry });
@@ -436,9 +481,7 @@ export class Wal {
       const sync = snap !== undefined || entries.length > 0 || (hs !== undefined && (hs.term !== this.hardState.term || hs.vote !== this.hardState.vote));
       await this.append(records, entries, sync, inlineSync);
     } catch (e) {
-      const err = e instanceof WalError ? e : ioError('save', this.active.path, e);
-      this.poisonedBy ??= err;
-      throw err;
+      throw this.poison(e, this.active.path);
     }
     this.marker = marker;
     if (snap !== undefined) this.terms.applySnapshot(marker);
@@ -446,7 +489,7 @@ export class Wal {
     if (batch.hardState !== undefined) this.hardState = batch.hardState;
     this.batches++;
     const token = new Persisted(MINT, this.batches, this.terms.lastIndex, this.hardState);
-    if (snap !== undefined) await this.release(marker);
+    if (snap !== undefined) this.releasing = this.releasing.then(() => this.release(marker));
     return token;
   }
 
@@ -594,7 +637,7 @@ export class Wal {
         removed++;
       }
       if (removed > 0) await this.fs.syncDir(walDir);
-      const purged = await purgeSnapshotFiles(this.fs, path.join(this.dir, SNAP_DIR), this.maxSnapshotFiles);
+      const purged = await purgeSnapshotFiles(this.fs, path.join(this.dir, SNAP_DIR), this.maxSnapshotFiles, marker.index);
       if (removed > 0 || purged.length > 0) {
         this.log('info', 'wal: released files covered by snapshot', {
           snapshotIndex: marker.index,

@@ -2,7 +2,7 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Snapshot } from '@capstan/raft';
-import { Wal, WalInvalidBatchError, nodeFileSystem } from '../src/index.js';
+import { Wal, WalInvalidBatchError, nodeFileSystem, type FileSystem } from '../src/index.js';
 import { readSnapshotFile, writeSnapshotFile } from '../src/snapshot.js';
 import { TINY_SEGMENT, captureLog, entries, hs, openWal, segmentFiles, tempDir } from './helpers.js';
 
@@ -123,6 +123,94 @@ t.test('old snapshot files are purged to maxSnapshotFiles, newest kept', async (
   for (const i of [10, 20, 30, 40]) await wal.saveSnapshot(snapshot(i, 1));
   t.same(snapFiles(dir), ['0000000000000001-000000000000001e.snap', '0000000000000001-0000000000000028.snap']);
   await wal.close();
+});
+
+t.test("a member's own snapshot writes its file while a save waits for its fdatasync", async (t) => {
+  const dir = tempDir(t);
+  // The segments' fdatasyncs wait while `gate` is set; a snapshot file's rename is reported.
+  let gate: Promise<void> | undefined;
+  let renamed: (() => void) | undefined;
+  const snapRenamed = new Promise<void>((resolve) => (renamed = resolve));
+  const fs: FileSystem = {
+    ...nodeFileSystem,
+    async open(p, mode) {
+      const h = await nodeFileSystem.open(p, mode);
+      if (p.includes(`${path.sep}wal${path.sep}`)) {
+        const inner = h.datasync.bind(h);
+        h.datasync = async (inline) => {
+          if (gate !== undefined) await gate;
+          await inner(inline);
+        };
+      }
+      return h;
+    },
+    async rename(from, to) {
+      await nodeFileSystem.rename(from, to);
+      if (to.endsWith('.snap')) renamed!();
+    },
+  };
+  const { wal } = await openWal(dir, { fs });
+  await wal.save({ entries: entries(1, 10, 1), hardState: hs(1, 10) });
+  let open: (() => void) | undefined;
+  gate = new Promise<void>((resolve) => (open = resolve));
+  let saved = false;
+  const save = wal.save({ entries: entries(11, 12, 1), hardState: hs(1, 12) }).then((p) => {
+    saved = true;
+    return p;
+  });
+  const own = wal.saveSnapshot(snapshot(8, 1));
+  let timer: NodeJS.Timeout | undefined;
+  const first = await Promise.race([
+    snapRenamed.then(() => 'snapshot file'),
+    new Promise<string>((resolve) => (timer = setTimeout(() => resolve('nothing within 5 s'), 5000))),
+  ]);
+  clearTimeout(timer);
+  t.equal(first, 'snapshot file', 'the snapshot file was written while the save waited');
+  t.notOk(saved, 'the save was still waiting for its fdatasync');
+  gate = undefined;
+  open!();
+  t.equal((await save).lastIndex, 12);
+  t.equal((await own).lastIndex, 12, 'the marker joined the queue behind it');
+  await wal.close();
+  const { wal: w2, replay } = await openWal(dir);
+  t.equal(replay.snapshot?.metadata.index, 8);
+  t.same(
+    replay.entries.map((e) => e.index),
+    [9, 10, 11, 12],
+  );
+  await w2.close();
+});
+
+t.test("a member's own snapshot behind the log's marker is refused and does not poison", async (t) => {
+  const dir = tempDir(t);
+  const { wal } = await openWal(dir);
+  await wal.save({ entries: entries(1, 20, 1), hardState: hs(1, 20) });
+  // A snapshot from the leader at 15 got in first.
+  await wal.save({ snapshot: snapshot(15, 1) });
+  await t.rejects(wal.saveSnapshot(snapshot(10, 1)), WalInvalidBatchError);
+  await t.rejects(wal.saveSnapshot(snapshot(15, 1)), WalInvalidBatchError, 'nor at it');
+  t.equal(wal.failure, undefined, 'not poisoned');
+  await wal.save({ entries: entries(21, 21, 1), hardState: hs(1, 21) });
+  await wal.close();
+  const { wal: w2, replay } = await openWal(dir);
+  t.equal(replay.snapshot?.metadata.index, 15);
+  t.equal(replay.entries[replay.entries.length - 1]!.index, 21);
+  await w2.close();
+});
+
+t.test('the purge neither counts nor removes a snapshot file past the marker', async (t) => {
+  const dir = tempDir(t);
+  const { wal } = await openWal(dir, { maxSnapshotFiles: 1 });
+  await wal.save({ entries: entries(1, 50, 1), hardState: hs(1, 50) });
+  await wal.saveSnapshot(snapshot(10, 1));
+  // A file whose marker is not written yet (another snapshot's, still in flight).
+  await writeSnapshotFile(nodeFileSystem, snapDir(dir), snapshot(40, 1));
+  await wal.saveSnapshot(snapshot(20, 1));
+  t.same(snapFiles(dir), ['0000000000000001-0000000000000014.snap', '0000000000000001-0000000000000028.snap'], "the marker's own file is kept");
+  await wal.close();
+  const { wal: w2, replay } = await openWal(dir);
+  t.equal(replay.snapshot?.metadata.index, 20);
+  await w2.close();
 });
 
 t.test('a snapshot file without a marker (crash between the two) is ignored', async (t) => {
