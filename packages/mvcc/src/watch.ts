@@ -47,6 +47,13 @@ export interface WatchHubOptions {
 export interface WatchStreamOptions {
   /** When set, responses of watchers created with `fragment` are split to stay under it. */
   maxResponseBytes?: number;
+  /**
+   * Sends one revision's events to one watcher, as `send` would send the response holding them
+   * (not created, not canceled, no compact revision, not a fragment), and answers as `send`
+   * does. A fan-out calls it for every watcher of a key, so a transport can encode the parts
+   * they share once and skip building a response object per watcher. Without it, `send`.
+   */
+  sendEvents?: (watchId: number, revision: number, events: readonly Event[]) => boolean;
 }
 
 type State = 'synced' | 'unsynced' | 'removed';
@@ -350,6 +357,10 @@ export class WatchHub {
       else this.tail.push(entry);
     }
     if (this.synced.size === 0) return;
+    if (events.length === 1) {
+      this.dispatchOne(rev, events[0]!);
+      return;
+    }
     const matched = new Map<Watcher, Event[]>();
     for (const ev of events) {
       this.synced.forEachMatch(latin1(ev.kv.key), (w) => {
@@ -365,6 +376,28 @@ export class WatchHub {
     try {
       for (const [w, evs] of matched) {
         // An earlier send in this loop may have congested this stream or cancelled the watcher.
+        if (w.state !== 'synced') continue;
+        w.sentRev = rev;
+        w.stream.emitEvents(w, rev, prev.attach(w, evs));
+      }
+    } finally {
+      this.dispatching = undefined;
+    }
+  }
+
+  /** dispatch() for a revision of one event (a put, a delete of one key): every watcher gets the same list. */
+  private dispatchOne(rev: number, ev: Event): void {
+    // Collected first: a send may move watchers out of the synced set.
+    const hits: Watcher[] = [];
+    this.synced.forEachMatch(latin1(ev.kv.key), (w) => {
+      if (rev >= w.minRev && w.wants(ev)) hits.push(w);
+    });
+    if (hits.length === 0) return;
+    const evs = [ev];
+    const prev = new PrevKvCache(this.store);
+    this.dispatching = rev;
+    try {
+      for (const w of hits) {
         if (w.state !== 'synced') continue;
         w.sentRev = rev;
         w.stream.emitEvents(w, rev, prev.attach(w, evs));
@@ -540,27 +573,30 @@ export class WatchHub {
 
 /** v3rpc's prevKv lookup (key at modRevision - 1), once per event however many watchers want it. */
 class PrevKvCache {
-  private readonly cache = new Map<Event, KeyValue | null>();
+  /** Made on first use: most fan-outs have no watcher that asked for prev_kv. */
+  private cache: Map<Event, KeyValue | null> | undefined;
 
   /** One event with prev_kv per event, shared by every watcher that asked: a transport may encode it once. */
-  private readonly withPrev = new Map<Event, Event>();
+  private withPrev: Map<Event, Event> | undefined;
 
   constructor(private readonly store: KvStore) {}
 
   attach(w: Watcher, evs: Event[]): Event[] {
     if (!w.prevKv) return evs;
+    const withPrev = (this.withPrev ??= new Map());
     return evs.map((ev) => {
-      let out = this.withPrev.get(ev);
+      let out = withPrev.get(ev);
       if (out === undefined) {
         const prevKv = this.lookup(ev);
         out = prevKv === undefined ? { type: ev.type, kv: ev.kv } : { type: ev.type, kv: ev.kv, prevKv };
-        this.withPrev.set(ev, out);
+        withPrev.set(ev, out);
       }
       return out;
     });
   }
 
   private lookup(ev: Event): KeyValue | undefined {
+    this.cache ??= new Map();
     let kv = this.cache.get(ev);
     if (kv === undefined) {
       kv = null;
@@ -586,6 +622,7 @@ export class WatchStream {
   private congestedFlag = false;
   private closed = false;
   private readonly maxResponseBytes: number | undefined;
+  private readonly sendEvents: WatchStreamOptions['sendEvents'];
 
   /** @internal use WatchHub.newStream */
   constructor(
@@ -594,6 +631,7 @@ export class WatchStream {
     opts: WatchStreamOptions,
   ) {
     this.maxResponseBytes = opts.maxResponseBytes;
+    this.sendEvents = opts.sendEvents;
   }
 
   get isCongested(): boolean {
@@ -693,12 +731,17 @@ export class WatchStream {
 
   /** @internal Sends events (fragmented if asked) as one logical response. */
   emitEvents(w: Watcher, revision: number, events: Event[]): void {
+    w.progressDue = false;
+    const mayFragment = w.fragment && this.maxResponseBytes !== undefined && events.length > 1;
+    if (this.sendEvents !== undefined && !mayFragment) {
+      this.transmit(undefined, w.id, revision, events);
+      return;
+    }
     const resp = response(w.id, revision);
     resp.events = events;
-    w.progressDue = false;
-    if (w.fragment && this.maxResponseBytes !== undefined) {
+    if (mayFragment) {
       // Every piece goes out even if the transport pushes back: a revision is never half-sent.
-      for (const piece of fragment(resp, this.maxResponseBytes)) this.emit(piece);
+      for (const piece of fragment(resp, this.maxResponseBytes!)) this.emit(piece);
     } else {
       this.emit(resp);
     }
@@ -706,10 +749,15 @@ export class WatchStream {
 
   /** @internal */
   emit(resp: WatchResponse): void {
+    this.transmit(resp, 0, 0, undefined);
+  }
+
+  /** Sends `resp`, or else `events` through sendEvents; a transport that pushes back marks the stream congested. */
+  private transmit(resp: WatchResponse | undefined, watchId: number, revision: number, events: readonly Event[] | undefined): void {
     if (this.closed) return;
     let ok: boolean;
     try {
-      ok = this.send(resp);
+      ok = resp !== undefined ? this.send(resp) : this.sendEvents!(watchId, revision, events!);
     } catch {
       // A transport that throws is gone; keep the writer and the other streams going.
       this.close();

@@ -33,14 +33,25 @@ interface Client {
   resps: WatchResponse[];
   /** What send answers; a test flips it to simulate a congested transport. */
   accept: boolean;
+  /** Responses that came through sendEvents (recorded in resps as the response they stand for). */
+  viaSendEvents: number;
 }
 
-function client(hub: WatchHub, opts?: { maxResponseBytes?: number }): Client {
-  const c: Client = { stream: undefined as unknown as WatchStream, resps: [], accept: true };
-  c.stream = hub.newStream((r) => {
-    c.resps.push(r);
+/** With `sendEvents`, the stream is given one: what it is handed is recorded as the response it stands for. */
+function client(hub: WatchHub, opts?: { maxResponseBytes?: number; sendEvents?: boolean }): Client {
+  const c: Client = { stream: undefined as unknown as WatchStream, resps: [], accept: true, viaSendEvents: 0 };
+  const sendEvents = (watchId: number, revision: number, events: readonly Event[]): boolean => {
+    c.viaSendEvents++;
+    c.resps.push({ header: { revision }, watchId, created: false, canceled: false, compactRevision: 0, cancelReason: '', fragment: false, events: [...events] });
     return c.accept;
-  }, opts);
+  };
+  c.stream = hub.newStream(
+    (r) => {
+      c.resps.push(r);
+      return c.accept;
+    },
+    { maxResponseBytes: opts?.maxResponseBytes, ...(opts?.sendEvents === true ? { sendEvents } : {}) },
+  );
   return c;
 }
 
@@ -477,54 +488,88 @@ t.test('congestion mid-fan-out: watchers not yet given that revision get it afte
   t.same(revs(eventsOf(c.resps, 1)), [header.revision, header.revision + 1]);
 });
 
-t.test('random backpressure: every event exactly once, in order', async (t) => {
-  const { store, hub } = await setup(t, { catchUpRevs: 13 });
-  let seed = 7;
-  const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-  const c: Client = { stream: undefined as unknown as WatchStream, resps: [], accept: true };
-  let congested = false;
-  c.stream = hub.newStream((r) => {
-    c.resps.push(r);
-    if (rand() < 0.3) {
-      congested = true;
-      return false;
+for (const sendEvents of [false, true]) {
+  t.test(`random backpressure: every event exactly once, in order${sendEvents ? ', events through sendEvents' : ''}`, async (t) => {
+    const { store, hub } = await setup(t, { catchUpRevs: 13 });
+    let seed = 7;
+    const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    let congested = false;
+    const c = client(hub, { sendEvents });
+    const record = c.resps.push.bind(c.resps);
+    c.resps.push = (...rs: WatchResponse[]): number => {
+      const n = record(...rs);
+      if (rand() < 0.3) {
+        congested = true;
+        c.accept = false;
+      } else c.accept = true;
+      return n;
+    };
+    c.stream.watch({ key: b('r/'), rangeEnd: b('r0'), startRevision: 1 });
+    c.stream.watch({ key: b('r/0'), filters: [FilterType.NODELETE] });
+    for (let i = 0; i < 600; i++) {
+      if (i % 5 === 4) store.deleteRange({ key: b(`r/${i % 3}`) });
+      else store.txn({ success: [{ requestPut: { key: b(`r/${i % 3}`), value: b('v') } }, { requestPut: { key: b('x'), value: b('v') } }] });
+      if (i % 3 === 0) await tick();
+      if (congested && rand() < 0.5) {
+        congested = false;
+        c.stream.drain();
+      }
     }
-    return true;
+    const deadline = Date.now() + 10_000;
+    // Keep draining until the stream has everything.
+    for (;;) {
+      if (congested) {
+        congested = false;
+        c.stream.drain();
+      }
+      await tick();
+      if (hub.unsyncedCount === 0 && !congested) break;
+      if (Date.now() > deadline) throw new Error('never caught up');
+    }
+    const all = store.rev;
+    const expected0: number[] = [];
+    const expected1: number[] = [];
+    // The expectation from storage (a delete of a missing key takes no revision): every r/ event.
+    const hist = await store.history('r/', 'r0', 1, all, Number.MAX_SAFE_INTEGER);
+    for (const e of hist.events) {
+      if (expected0.at(-1) !== e.kv.modRevision) expected0.push(e.kv.modRevision);
+      if (e.kv.key.toString() === 'r/0' && e.type === EventType.PUT) expected1.push(e.kv.modRevision);
+    }
+    t.same(revs(eventsOf(c.resps, 0)).filter((r, i, a) => a[i - 1] !== r), expected0);
+    t.same(revs(eventsOf(c.resps, 0)).length, hist.events.length);
+    t.same(revs(eventsOf(c.resps, 1)), expected1);
+    if (sendEvents) t.ok(c.viaSendEvents > 50, `events went through sendEvents (${c.viaSendEvents} times)`);
+    else t.equal(c.viaSendEvents, 0);
   });
-  c.stream.watch({ key: b('r/'), rangeEnd: b('r0'), startRevision: 1 });
-  c.stream.watch({ key: b('r/0'), filters: [FilterType.NODELETE] });
-  for (let i = 0; i < 600; i++) {
-    if (i % 5 === 4) store.deleteRange({ key: b(`r/${i % 3}`) });
-    else store.txn({ success: [{ requestPut: { key: b(`r/${i % 3}`), value: b('v') } }, { requestPut: { key: b('x'), value: b('v') } }] });
-    if (i % 3 === 0) await tick();
-    if (congested && rand() < 0.5) {
-      congested = false;
-      c.stream.drain();
-    }
+}
+
+t.test('sendEvents: the responses send would have had, a fragmenting watcher excepted', async (t) => {
+  const { store, hub } = await setup(t);
+  const plain = client(hub, { maxResponseBytes: 600 });
+  const fast = client(hub, { maxResponseBytes: 600, sendEvents: true });
+  for (const c of [plain, fast]) {
+    c.stream.watch({ key: b('e/'), rangeEnd: b('e0') });
+    c.stream.watch({ key: b('e/1'), prevKv: true });
+    c.stream.watch({ key: b('e/'), rangeEnd: b('e0'), fragment: true });
   }
-  const deadline = Date.now() + 10_000;
-  // Keep draining until the stream has everything.
-  for (;;) {
-    if (congested) {
-      congested = false;
-      c.stream.drain();
-    }
-    await tick();
-    if (hub.unsyncedCount === 0 && !congested) break;
-    if (Date.now() > deadline) throw new Error('never caught up');
-  }
-  const all = store.rev;
-  const expected0: number[] = [];
-  const expected1: number[] = [];
-  // The expectation from storage (a delete of a missing key takes no revision): every r/ event.
-  const hist = await store.history('r/', 'r0', 1, all, Number.MAX_SAFE_INTEGER);
-  for (const e of hist.events) {
-    if (expected0.at(-1) !== e.kv.modRevision) expected0.push(e.kv.modRevision);
-    if (e.kv.key.toString() === 'r/0' && e.type === EventType.PUT) expected1.push(e.kv.modRevision);
-  }
-  t.same(revs(eventsOf(c.resps, 0)).filter((r, i, a) => a[i - 1] !== r), expected0);
-  t.same(revs(eventsOf(c.resps, 0)).length, hist.events.length);
-  t.same(revs(eventsOf(c.resps, 1)), expected1);
+  store.put({ key: b('e/1'), value: b('a') });
+  store.txn({ success: [{ requestPut: { key: b('e/1'), value: Buffer.alloc(200, 1) } }, { requestPut: { key: b('e/2'), value: Buffer.alloc(400, 2) } }] });
+  store.deleteRange({ key: b('e/1') });
+  await until('both streams', () => eventsOf(fast.resps, 0).length === 4 && eventsOf(plain.resps, 0).length === 4);
+  t.same(fast.resps, plain.resps, 'the same responses, in the same order');
+  t.equal(plain.viaSendEvents, 0);
+  // Created responses (3) and the fragmented txn (2 pieces) went through send; every other events response through sendEvents.
+  t.equal(fast.viaSendEvents, fast.resps.length - 3 - 2);
+  const frag = fast.resps.filter((r) => r.watchId === 2 && r.events.length > 0);
+  t.same(
+    frag.map((r) => [r.events.length, r.fragment]),
+    [
+      [1, false],
+      [1, true],
+      [1, false],
+      [1, false],
+    ],
+  );
 });
 
 t.test('fragment() splits as v3rpc sendFragments', async (t) => {

@@ -3,7 +3,7 @@
 import t from 'tap';
 import type { Event, KeyValue } from '@capstan/mvcc';
 import { codec } from '../src/grpc/codec.js';
-import { encodeDeleteRangeResponse, encodeEvent, encodePutResponse, encodeRangeResponse, encodeWatchResponse, varintSize, type HeaderFields, type WatchResponseFields } from '../src/grpc/wire.js';
+import { encodeDeleteRangeResponse, encodeEvent, encodeFramedWatchEvents, encodePutResponse, encodeRangeResponse, encodeWatchResponse, varintSize, type HeaderFields, type WatchResponseFields } from '../src/grpc/wire.js';
 
 const watchRes = codec<Record<string, unknown>>('etcdserverpb.WatchResponse');
 const eventCodec = codec<Event>('mvccpb.Event');
@@ -59,6 +59,27 @@ t.test('watch responses: the same bytes as protobufjs, and they decode back', as
     const theirs = watchRes.encode({ header: h, ...resp });
     t.same(mine, theirs, `watchId ${resp.watchId}`);
     t.match(watchRes.decode(mine), { header: h, watchId: resp.watchId, created: resp.created, canceled: resp.canceled, compactRevision: resp.compactRevision, cancelReason: resp.cancelReason, fragment: resp.fragment });
+  }
+});
+
+t.test("a fan-out's framed events message: the watch response's bytes behind gRPC's 5-byte prefix", async (t) => {
+  const ev: Event = { type: 0, kv: kv(), prevKv: kv({ value: Buffer.from('old') }) };
+  const del: Event = { type: 1, kv: kv({ modRevision: 10, value: Buffer.alloc(0) }) };
+  const other: HeaderFields = { clusterId: 0n, memberId: 1n, revision: 2 ** 53 - 1, raftTerm: 0 };
+  // The same header twice in a row (its bytes reused), then another (not reused).
+  const cases: [number, Event[], HeaderFields][] = [
+    [7, [ev], header],
+    [0, [del], header],
+    [300, [ev, del], header],
+    [2 ** 31, [del], other],
+    [1, [], header],
+  ];
+  for (const [watchId, events, h] of cases) {
+    const framed = encodeFramedWatchEvents(watchId, events, h);
+    const body = encodeWatchResponse({ ...plain, watchId, events }, h);
+    t.equal(framed[0], 0, 'not compressed');
+    t.equal(framed.readUInt32BE(1), body.length, 'the length prefix');
+    t.same(framed.subarray(5), body, `watchId ${watchId}, ${events.length} events, revision ${h.revision}`);
   }
 });
 

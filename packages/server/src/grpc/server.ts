@@ -20,9 +20,10 @@ import { gunzipSync, inflateSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { DEFAULT_H2_LIMITS, H2ServerConnection, type H2Limits, type H2Stream } from '../h2/connection.js';
 import type { GrpcType } from './handled.js';
+import { GRPC_MESSAGE_PREFIX_BYTES } from './wire.js';
 import type { HasAuthContext } from './identity.js';
 
-const MESSAGE_HEADER_BYTES = 5;
+const MESSAGE_HEADER_BYTES = GRPC_MESSAGE_PREFIX_BYTES;
 /** grpc-timeout as grpc-js reads it: up to 8 digits and a unit. */
 const TIMEOUT_HEADER = /(\d{1,8})\s*([HMSmun])/;
 const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
@@ -475,11 +476,17 @@ class Call extends EventEmitter {
   /** Sends a message on a server stream; false when the caller should wait for 'drain'. */
   write(msg: unknown): boolean {
     if (this.done || this.writableEnded) return false;
-    const s = this.stream;
     const bytes = this.serialize(msg);
     if (bytes === undefined) return false;
+    return this.writeFramed(framed(bytes));
+  }
+
+  /** write() for a message already serialized and framed (encodeFramedWatchEvents): sent as it is. */
+  writeFramed(framedMsg: Buffer): boolean {
+    if (this.done || this.writableEnded) return false;
+    const s = this.stream;
     if (!s.headersSent) s.respond(OK_HEADERS);
-    return s.write(framed(bytes));
+    return s.write(framedMsg);
   }
 
   /** Ends a stream with OK. */

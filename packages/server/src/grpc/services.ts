@@ -18,6 +18,7 @@ import {
   type ApplyRequest,
   type CompactionResponse,
   type DeleteRangeRequest,
+  type Event,
   type DeleteRangeResponse,
   type LeaseGrantResponse,
   type LeaseRevokeResponse,
@@ -34,7 +35,7 @@ import { AlarmType, errRequestTooLarge, ServerError, type AlarmMember, type Memb
 import { AuthGate, authService, goStatusText, type AuthCall } from './auth.js';
 import { codec, protoRoot } from './codec.js';
 import type { FastMethod } from './server.js';
-import { encodeDeleteRangeResponse, encodePutResponse, encodeRangeResponse, encodeWatchResponse, type HeaderFields } from './wire.js';
+import { encodeDeleteRangeResponse, encodeFramedWatchEvents, encodePutResponse, encodeRangeResponse, encodeWatchResponse, type HeaderFields } from './wire.js';
 
 // ---------------------------------------------------------------- options and limits
 
@@ -335,12 +336,20 @@ export function addClientServices(server: ServiceRegistry, member: Member, watch
   const watch: grpc.UntypedServiceImplementation = {
     Watch: (call: grpc.ServerDuplexStream<Decoded<Msg>, Msg>) => {
       let closed = false;
+      // Our own server's calls take a message already framed; a grpc-js call (tests) does not.
+      const framed = call as unknown as { writeFramed?: (msg: Buffer) => boolean };
+      const writeFramed = framed.writeFramed?.bind(framed);
       const stream = watchHub.newStream(
         (resp) => {
           if (closed) return true;
           return call.write(encodeWatchResponse(resp, header(resp.header.revision)));
         },
-        { maxResponseBytes: member.limits.maxRequestBytes },
+        {
+          maxResponseBytes: member.limits.maxRequestBytes,
+          ...(writeFramed === undefined
+            ? {}
+            : { sendEvents: (watchId: number, revision: number, events: readonly Event[]) => closed || writeFramed(encodeFramedWatchEvents(watchId, events, header(revision))) }),
+        },
       );
       const timer = setInterval(() => {
         try {

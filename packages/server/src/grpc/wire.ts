@@ -317,3 +317,47 @@ export function encodeWatchResponse(resp: WatchResponseFields, header: HeaderFie
   for (const e of events) w.bytes(11, e, true);
   return w.finish();
 }
+
+/** gRPC's length-prefixed message: a compression flag byte, then the length as 4 bytes big-endian. */
+export const GRPC_MESSAGE_PREFIX_BYTES = 5;
+
+/**
+ * The header field (tag, length, header) of the last header a fan-out wrote: every watcher of one
+ * revision gets the same header, so all but the first reuse its bytes.
+ */
+let watchHeader: { h: HeaderFields; bytes: Buffer } | undefined;
+
+function headerField(h: HeaderFields): Buffer {
+  const last = watchHeader?.h;
+  if (last === undefined || last.revision !== h.revision || last.raftTerm !== h.raftTerm || last.clusterId !== h.clusterId || last.memberId !== h.memberId) {
+    const hSize = headerSize(h);
+    const w = new WireWriter(bytesFieldSize(1, hSize));
+    writeHeader(w, h, hSize);
+    watchHeader = { h, bytes: w.finish() };
+  }
+  return watchHeader!.bytes;
+}
+
+/**
+ * A WatchResponse that only carries events (what a fan-out sends every watcher), as a whole gRPC
+ * message: its 5-byte prefix first, so the server sends this buffer as it is. The same bytes as
+ * encodeWatchResponse with created, canceled, compactRevision and fragment unset, framed.
+ */
+export function encodeFramedWatchEvents(watchId: number, events: readonly Event[], h: HeaderFields): Buffer {
+  const head = headerField(h);
+  let size = head.length + uintFieldSize(2, watchId);
+  // One event is the usual case (a put): no array for it.
+  const one = events.length === 1 ? encodedEvent(events[0]!) : undefined;
+  const many = one === undefined ? events.map(encodedEvent) : undefined;
+  if (one !== undefined) size += bytesFieldSize(11, one.length);
+  else for (const e of many!) size += bytesFieldSize(11, e.length);
+  const w = new WireWriter(GRPC_MESSAGE_PREFIX_BYTES + size);
+  w.buf[0] = 0;
+  w.buf.writeUInt32BE(size, 1);
+  w.pos = GRPC_MESSAGE_PREFIX_BYTES;
+  w.raw(head);
+  w.uint(2, watchId);
+  if (one !== undefined) w.bytes(11, one, true);
+  else for (const e of many!) w.bytes(11, e, true);
+  return w.finish();
+}
