@@ -30,10 +30,10 @@ import {
   MAX_WINDOW_BYTES,
   Setting,
   frame,
-  frameHeader,
   goAwayPayload,
   settingsPayload,
   u32,
+  writeFrameHeader,
 } from './frames.js';
 import { HeaderListTooLong, HpackDecoder, HpackEncoder, HpackError } from './hpack.js';
 
@@ -257,7 +257,14 @@ export class H2ServerConnection {
   private connRecvWindow: number;
   private connRecvUnacked = 0;
 
-  private out: Buffer[] = [];
+  /** What the next flush writes: buffers, and `undefined` for each DATA frame header in outHeaders. */
+  private out: Array<Buffer | undefined> = [];
+  /**
+   * DATA frame headers, three numbers each (flags, stream ID, length), in the order of their slots
+   * in `out`: written straight into the flush's buffer, where a Buffer of 9 bytes per frame was
+   * the largest allocation of a watch fan-out (one frame per watcher and event).
+   */
+  private outHeaders: number[] = [];
   private outBytes = 0;
   private flushScheduled = false;
   private pumping = false;
@@ -763,11 +770,31 @@ export class H2ServerConnection {
     if (this.phase === Phase.Closed) return;
     if (!this.socketBlocked) this.pump();
     if (this.out.length === 0) return;
-    const chunk = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out, this.outBytes);
+    const chunk = this.out.length === 1 && this.out[0] !== undefined ? this.out[0] : this.joinOut();
     this.out = [];
+    this.outHeaders = [];
     this.outBytes = 0;
     if (this.socket.write(chunk)) this.owedControl = 0;
     else this.socketBlocked = true;
+  }
+
+  /** Everything in `out` in one buffer, the DATA frame headers written in place. */
+  private joinOut(): Buffer {
+    const chunk = Buffer.allocUnsafe(this.outBytes);
+    const hs = this.outHeaders;
+    let at = 0;
+    let h = 0;
+    for (const b of this.out) {
+      if (b === undefined) {
+        writeFrameHeader(chunk, at, FrameType.Data, hs[h]!, hs[h + 1]!, hs[h + 2]!);
+        h += 3;
+        at += FRAME_HEADER_BYTES;
+      } else {
+        chunk.set(b, at);
+        at += b.length;
+      }
+    }
+    return chunk;
   }
 
   private pump(): void {
@@ -806,7 +833,9 @@ export class H2ServerConnection {
         this.connSendWindow -= n;
         const last = s.pendingBytes === 0 && s.ending && s.trailers === undefined;
         if (last) endSent = true;
-        this.append(frameHeader(FrameType.Data, last ? Flag.EndStream : 0, s.id, n));
+        this.out.push(undefined);
+        this.outHeaders.push(last ? Flag.EndStream : 0, s.id, n);
+        this.outBytes += FRAME_HEADER_BYTES;
         this.append(chunk);
       }
       if (s.recvUnacked > 0) this.grantStream(s);

@@ -63,27 +63,21 @@ export const MAX_MAX_FRAME_BYTES = 2 ** 24 - 1;
 /** The HPACK table size a peer starts with (RFC 7541 §4.2). */
 export const DEFAULT_HEADER_TABLE_BYTES = 4096;
 
-function writeHeader(b: Buffer, type: number, flags: number, streamId: number, payloadLength: number): void {
-  b[0] = (payloadLength >>> 16) & 0xff;
-  b[1] = (payloadLength >>> 8) & 0xff;
-  b[2] = payloadLength & 0xff;
-  b[3] = type;
-  b[4] = flags;
-  b.writeUInt32BE(streamId & 0x7fffffff, 5);
-}
-
-/** A frame header alone: the payload (a DATA frame's message) goes out after it without a copy. */
-export function frameHeader(type: number, flags: number, streamId: number, payloadLength: number): Buffer {
-  const b = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
-  writeHeader(b, type, flags, streamId, payloadLength);
-  return b;
+/** A frame header, written into `b` at `at`. */
+export function writeFrameHeader(b: Buffer, at: number, type: number, flags: number, streamId: number, payloadLength: number): void {
+  b[at] = (payloadLength >>> 16) & 0xff;
+  b[at + 1] = (payloadLength >>> 8) & 0xff;
+  b[at + 2] = payloadLength & 0xff;
+  b[at + 3] = type;
+  b[at + 4] = flags;
+  b.writeUInt32BE(streamId & 0x7fffffff, at + 5);
 }
 
 /** A whole frame in one buffer (control frames and header blocks). */
 export function frame(type: number, flags: number, streamId: number, payload?: Uint8Array): Buffer {
   const len = payload?.length ?? 0;
   const b = Buffer.allocUnsafe(FRAME_HEADER_BYTES + len);
-  writeHeader(b, type, flags, streamId, len);
+  writeFrameHeader(b, 0, type, flags, streamId, len);
   if (payload !== undefined) b.set(payload, FRAME_HEADER_BYTES);
   return b;
 }
