@@ -74,8 +74,11 @@ t.test("a fan-out's framed events message: the watch response's bytes behind gRP
     [2 ** 31, [del], other],
     [1, [], header],
   ];
+  // One header object refilled for every call, as the server's fan-out does.
+  const reused = { ...header };
   for (const [watchId, events, h] of cases) {
-    const framed = encodeFramedWatchEvents(watchId, events, h);
+    Object.assign(reused, h);
+    const framed = encodeFramedWatchEvents(watchId, events, reused);
     const body = encodeWatchResponse({ ...plain, watchId, events }, h);
     t.equal(framed[0], 0, 'not compressed');
     t.equal(framed.readUInt32BE(1), body.length, 'the length prefix');

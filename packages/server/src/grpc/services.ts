@@ -339,6 +339,14 @@ export function addClientServices(server: ServiceRegistry, member: Member, watch
       // Our own server's calls take a message already framed; a grpc-js call (tests) does not.
       const framed = call as unknown as { writeFramed?: (msg: Buffer) => boolean };
       const writeFramed = framed.writeFramed?.bind(framed);
+      // One header object for the fan-out's sends, refilled each time (no object per watcher and event).
+      const fanOut = { clusterId: member.clusterId, memberId: member.memberId, revision: 0, raftTerm: 0 };
+      const sendEvents = (watchId: number, revision: number, events: readonly Event[]): boolean => {
+        if (closed) return true;
+        fanOut.revision = revision;
+        fanOut.raftTerm = member.term();
+        return writeFramed!(encodeFramedWatchEvents(watchId, events, fanOut));
+      };
       const stream = watchHub.newStream(
         (resp) => {
           if (closed) return true;
@@ -346,9 +354,7 @@ export function addClientServices(server: ServiceRegistry, member: Member, watch
         },
         {
           maxResponseBytes: member.limits.maxRequestBytes,
-          ...(writeFramed === undefined
-            ? {}
-            : { sendEvents: (watchId: number, revision: number, events: readonly Event[]) => closed || writeFramed(encodeFramedWatchEvents(watchId, events, header(revision))) }),
+          ...(writeFramed === undefined ? {} : { sendEvents }),
         },
       );
       const timer = setInterval(() => {

@@ -325,17 +325,19 @@ export const GRPC_MESSAGE_PREFIX_BYTES = 5;
  * The header field (tag, length, header) of the last header a fan-out wrote: every watcher of one
  * revision gets the same header, so all but the first reuse its bytes.
  */
-let watchHeader: { h: HeaderFields; bytes: Buffer } | undefined;
+let watchHeader: (HeaderFields & { bytes: Buffer }) | undefined;
 
 function headerField(h: HeaderFields): Buffer {
-  const last = watchHeader?.h;
+  const last = watchHeader;
   if (last === undefined || last.revision !== h.revision || last.raftTerm !== h.raftTerm || last.clusterId !== h.clusterId || last.memberId !== h.memberId) {
     const hSize = headerSize(h);
     const w = new WireWriter(bytesFieldSize(1, hSize));
     writeHeader(w, h, hSize);
-    watchHeader = { h, bytes: w.finish() };
+    // The fields copied: a caller may hand the same object again with other values.
+    watchHeader = { clusterId: h.clusterId, memberId: h.memberId, revision: h.revision, raftTerm: h.raftTerm, bytes: w.finish() };
+    return watchHeader.bytes;
   }
-  return watchHeader!.bytes;
+  return last.bytes;
 }
 
 /**
