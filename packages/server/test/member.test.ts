@@ -299,6 +299,32 @@ t.test("a member's own snapshot is saved beside the raft loop: writes go on whil
   t.equal(back.sm.store.range({ key: b('last') }).count, 1);
 });
 
+t.test('a write that cannot commit fails at the request timeout, not before it; so does one waiting for a leader', async (t) => {
+  const { live, leader } = await warmCluster(t);
+  const timeoutMs = 5000 + 2 * 200; // etcd's: 5 s plus two election timeouts (200 ms here)
+  const outcome = (p: Promise<unknown>): Promise<{ err: unknown; took: number }> => {
+    const started = performance.now();
+    return p.then(
+      () => ({ err: undefined, took: performance.now() - started }),
+      (err: unknown) => ({ err, took: performance.now() - started }),
+    );
+  };
+  // Proposed while it leads; the followers stop (synchronously stopped to messages) before it can commit.
+  const lost = outcome(leader.member.propose({ put: { key: b('lost'), value: b('1') } }));
+  const stopped = live.filter((r) => r !== leader).map((r) => stop(r));
+  await Promise.all(stopped);
+  await until('the leader steps down', () => !leader.member.isLeader);
+  const leaderless = outcome(leader.member.propose({ put: { key: b('leaderless'), value: b('1') } }));
+  for (const [name, o, message] of [
+    ['the write it led', await lost, 'etcdserver: request timed out'],
+    ['the write without a leader', await leaderless, 'etcdserver: no leader'],
+  ] as const) {
+    t.match(o.err, { message }, name);
+    t.ok(o.took >= timeoutMs - 1, `${name}: not before the timeout (${Math.round(o.took)} ms)`);
+    t.ok(o.took < timeoutMs + 3000, `${name}: not long after it (${Math.round(o.took)} ms)`);
+  }
+});
+
 t.test("an entry proposed by this member in an earlier life never answers a request of this life", async (t) => {
   // A restarted member numbers its requests from 1 again. An entry it proposed before the restart,
   // committed only after it, carries the same number as a new request; it must not answer it (it
