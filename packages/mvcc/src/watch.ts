@@ -371,18 +371,7 @@ export class WatchHub {
       });
     }
     if (matched.size === 0) return;
-    const prev = new PrevKvCache(this.store);
-    this.dispatching = rev;
-    try {
-      for (const [w, evs] of matched) {
-        // An earlier send in this loop may have congested this stream or cancelled the watcher.
-        if (w.state !== 'synced') continue;
-        w.sentRev = rev;
-        w.stream.emitEvents(w, rev, prev.attach(w, evs));
-      }
-    } finally {
-      this.dispatching = undefined;
-    }
+    this.deliver(rev, matched.keys(), (w) => matched.get(w)!);
   }
 
   /** dispatch() for a revision of one event (a put, a delete of one key): every watcher gets the same list. */
@@ -394,13 +383,19 @@ export class WatchHub {
     });
     if (hits.length === 0) return;
     const evs = [ev];
+    this.deliver(rev, hits, () => evs);
+  }
+
+  /** The fan-out of revision `rev` to the watchers it matched, each given `eventsOf(w)`. */
+  private deliver(rev: number, watchers: Iterable<Watcher>, eventsOf: (w: Watcher) => Event[]): void {
     const prev = new PrevKvCache(this.store);
     this.dispatching = rev;
     try {
-      for (const w of hits) {
+      for (const w of watchers) {
+        // An earlier send in this loop may have congested this stream or cancelled the watcher.
         if (w.state !== 'synced') continue;
         w.sentRev = rev;
-        w.stream.emitEvents(w, rev, prev.attach(w, evs));
+        w.stream.emitEvents(w, rev, prev.attach(w, eventsOf(w)));
       }
     } finally {
       this.dispatching = undefined;

@@ -114,6 +114,15 @@ interface Settle<T> {
 type Waiter = Settle<ApplyResponse>;
 type LeaderWaiter = Settle<void>;
 
+/** Rejects with `err()` the requests at the front of `pending` (in deadline order) whose deadline is past. */
+function expireFront<K>(pending: Iterable<[K, { deadline: number; reject(e: Error): void }]>, remove: (key: K) => unknown, now: number, err: () => Error): void {
+  for (const [key, r] of pending) {
+    if (r.deadline > now) break;
+    remove(key);
+    r.reject(err());
+  }
+}
+
 /** What a Raft snapshot's data holds; the store itself travels beside it, streamed by the transport. */
 interface SnapshotData {
   members: MemberInfo[];
@@ -601,21 +610,9 @@ export class RaftMember implements Member {
    */
   private expireRequests(): void {
     const now = performance.now();
-    for (const [i, w] of this.waiters) {
-      if (w.deadline > now) break;
-      this.waiters.delete(i);
-      w.reject(errTimeout());
-    }
-    for (const [key, r] of this.reads) {
-      if (r.deadline > now) break;
-      this.reads.delete(key);
-      r.reject(errTimeout());
-    }
-    for (const w of this.leaderWaiters) {
-      if (w.deadline > now) break;
-      this.leaderWaiters.delete(w);
-      w.reject(errNoLeader());
-    }
+    expireFront(this.waiters, (i) => this.waiters.delete(i), now, errTimeout);
+    expireFront(this.reads, (key) => this.reads.delete(key), now, errTimeout);
+    expireFront(this.leaderWaiters.entries(), (w) => this.leaderWaiters.delete(w), now, errNoLeader);
   }
 
   private kick(): void {

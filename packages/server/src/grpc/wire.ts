@@ -321,6 +321,12 @@ export function encodeWatchResponse(resp: WatchResponseFields, header: HeaderFie
 /** gRPC's length-prefixed message: a compression flag byte, then the length as 4 bytes big-endian. */
 export const GRPC_MESSAGE_PREFIX_BYTES = 5;
 
+/** Writes the prefix of an uncompressed message of `length` bytes at the start of `b`. */
+export function writeMessagePrefix(b: Buffer, length: number): void {
+  b[0] = 0;
+  b.writeUInt32BE(length, 1);
+}
+
 /**
  * The header field (tag, length, header) of the last header a fan-out wrote: every watcher of one
  * revision gets the same header, so all but the first reuse its bytes.
@@ -348,18 +354,13 @@ function headerField(h: HeaderFields): Buffer {
 export function encodeFramedWatchEvents(watchId: number, events: readonly Event[], h: HeaderFields): Buffer {
   const head = headerField(h);
   let size = head.length + uintFieldSize(2, watchId);
-  // One event is the usual case (a put): no array for it.
-  const one = events.length === 1 ? encodedEvent(events[0]!) : undefined;
-  const many = one === undefined ? events.map(encodedEvent) : undefined;
-  if (one !== undefined) size += bytesFieldSize(11, one.length);
-  else for (const e of many!) size += bytesFieldSize(11, e.length);
+  // Each event's bytes are looked up twice (encodedEvent keeps them) rather than listed in an array.
+  for (const ev of events) size += bytesFieldSize(11, encodedEvent(ev).length);
   const w = new WireWriter(GRPC_MESSAGE_PREFIX_BYTES + size);
-  w.buf[0] = 0;
-  w.buf.writeUInt32BE(size, 1);
+  writeMessagePrefix(w.buf, size);
   w.pos = GRPC_MESSAGE_PREFIX_BYTES;
   w.raw(head);
   w.uint(2, watchId);
-  if (one !== undefined) w.bytes(11, one, true);
-  else for (const e of many!) w.bytes(11, e, true);
+  for (const ev of events) w.bytes(11, encodedEvent(ev), true);
   return w.finish();
 }
