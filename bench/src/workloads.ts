@@ -5,9 +5,8 @@
  * to its event at every watcher.
  */
 import { randomBytes } from 'node:crypto';
-import type * as grpc from '@grpc/grpc-js';
 import { CompareResult, CompareTarget, type LeaseGrantResponse, type PutRequest, type PutResponse, type RangeRequest, type TxnRequest, type TxnResponse, type WatchResponse } from '@capstan/mvcc';
-import { KV, LEASE, WATCH, msg, type RawClient } from './client.js';
+import { KV, LEASE, WATCH, msg, type BidiStream, type GrpcError, type RawClient } from './client.js';
 import type { BenchArgs, TargetName, WorkloadName } from './flags.js';
 import { Histogram, Timeline, type HistogramBuckets, type LatencySummary } from './hist.js';
 
@@ -182,7 +181,7 @@ function keyOf(prefix: string, group: string, i: number): Buffer {
 }
 
 function errText(err: unknown): string {
-  const e = err as Partial<grpc.ServiceError> & { message?: string };
+  const e = err as Partial<GrpcError> & { message?: string };
   return e.details ?? e.message ?? String(err);
 }
 
@@ -444,7 +443,7 @@ async function leaseKeepAlive(ctx: RunContext): Promise<WorkloadResult> {
   try {
     const m = await closedLoop(ctx, slots, (slot, done) => {
       const s = streams[slot]!;
-      if (s.destroyed || !s.writable) {
+      if (!s.open) {
         dead++;
         return void setTimeout(() => done(new Error('keepalive stream closed')), 100);
       }
@@ -472,7 +471,7 @@ export function watchValue(size: number, sentMs: number, seq: number, recorded: 
 }
 
 interface Watcher {
-  stream: grpc.ClientDuplexStream<Buffer, Buffer>;
+  stream: BidiStream;
   /** Events per sequence number (more than 1 is a duplicate). */
   seen: Uint8Array;
   recorded: number;
