@@ -1,32 +1,33 @@
 /**
- * The load generator's client: etcd's gRPC API spoken over Node's own HTTP/2 (nghttp2), with
- * nothing else in the way. Several channels, each its own HTTP/2 connection; requests serialized
- * once, ahead of time, with @capstan/server's protobuf codec (etcd's protos in proto/); responses
- * left as bytes unless a workload needs to read them.
+ * The load generator's client: etcd's gRPC API over an HTTP/2 client of our own (h2client.ts),
+ * with nothing else in the way. Several channels, each its own HTTP/2 connection; requests
+ * serialized once, ahead of time, with @capstan/server's protobuf codec (etcd's protos in proto/);
+ * responses left as bytes unless a workload needs to read them.
  *
- * Not grpc-js: the load generator shares the machine's two cores with the members, and grpc-js
- * cost it a core at about 4,500 puts/s, with scavenges of 10 ms and more. Its own queueing was
- * then part of every latency measured, and it capped the throughput of both systems: 16 x 16
- * puts for 10 s against the same Capstan cluster gave 4,778 ops/s, p99 124 ms through grpc-js
- * at 97% of a core, and 9,750 ops/s, p99 67 ms this way at 76% (etcd: 3,323 and 7,288 ops/s).
+ * Not grpc-js, nor node:http2: the load generator shares the machine's two cores with the
+ * members, and its own stalls are counted as the servers' latency. grpc-js cost it a core at about
+ * 4,500 puts/s and capped the throughput of both systems: 16 x 16 puts for 10 s against the same
+ * Capstan cluster gave 4,778 ops/s, p99 124 ms through grpc-js at 97% of a core, and 9,750 ops/s,
+ * p99 67 ms through node:http2 at 76% (etcd: 3,323 and 7,288 ops/s). node:http2 in turn spent
+ * 12-15% of the load generator's time in scavenges of 8-30 ms (a native handle and a Duplex per
+ * stream), and the slowest 1% of puts had spent 19-26 ms of their time inside them.
  */
 import { EventEmitter } from 'node:events';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import * as http2 from 'node:http2';
 import { codec, type MessageCodec } from '@capstan/server';
+import { ErrorCode } from '@capstan/server/h2/frames';
+import { H2ClientConnection, type CloseReason, type StreamHandler } from './h2client.js';
 
 /** A channel that is not connected within this long fails the run. */
 export const CONNECT_TIMEOUT_MS = 10_000;
 /** A single request's deadline: a stuck cluster shows up as errors, not as a hang. */
 export const CALL_TIMEOUT_MS = 10_000;
 /**
- * Each stream's and the connection's receive window. Node's default, 64 KiB, makes a 1,000-key
+ * Each stream's and the connection's receive window. HTTP/2's default, 64 KiB, makes a 1,000-key
  * range response (about 300 KiB) wait for window updates on the way; etcd's Go clients grow
  * their windows to several MiB.
  */
 export const WINDOW_BYTES = 4 << 20;
-/** HTTP/2 session memory (MiB) before Node refuses new streams: many streams share a connection (watch). */
-export const SESSION_MEMORY_MB = 256;
 /** How often calls past their deadline are looked for (the server's own deadline comes first). */
 const SWEEP_MS = 1_000;
 /** The gRPC message prefix: a compressed-flag byte and a 4-byte big-endian length. */
@@ -95,14 +96,16 @@ export class Deframer {
   }
 }
 
-/** The status a response carries in its headers (trailers-only) or trailers; undefined if none. */
-function statusOf(h: http2.IncomingHttpHeaders): GrpcError | null | undefined {
-  const s = h['grpc-status'];
-  if (s === undefined) return undefined;
-  const code = Number(s);
+/** The status a header block carries (trailers, or the headers of an error): undefined if none. */
+function statusOf(fields: readonly string[]): GrpcError | null | undefined {
+  let code: number | undefined;
+  let details = '';
+  for (let i = 0; i < fields.length; i += 2) {
+    if (fields[i] === 'grpc-status') code = Number(fields[i + 1]);
+    else if (fields[i] === 'grpc-message') details = fields[i + 1]!;
+  }
+  if (code === undefined) return undefined;
   if (code === Status.OK) return null;
-  const raw = h['grpc-message'];
-  let details = typeof raw === 'string' ? raw : '';
   try {
     details = decodeURIComponent(details);
   } catch {
@@ -111,82 +114,131 @@ function statusOf(h: http2.IncomingHttpHeaders): GrpcError | null | undefined {
   return new GrpcError(Number.isInteger(code) ? code : Status.UNKNOWN, details);
 }
 
-/** How a stream that closed ended: its status, or why it has none. */
-function endOf(st: http2.ClientHttp2Stream, status: GrpcError | null | undefined, err: Error | undefined): GrpcError | null {
-  if (status !== undefined) return status;
-  if (err !== undefined) return new GrpcError(Status.UNAVAILABLE, err.message);
-  return new GrpcError(st.rstCode === http2.constants.NGHTTP2_CANCEL ? Status.CANCELLED : Status.UNAVAILABLE, `stream closed without a status (RST ${st.rstCode ?? 'none'})`);
-}
-
-/** Request headers per method and timeout: Node copies them, so one object serves every call. */
-const headersCache = new Map<string, http2.OutgoingHttpHeaders>();
-function headersFor(method: string, timeoutMs: number | undefined): http2.OutgoingHttpHeaders {
-  const key = `${method} ${timeoutMs ?? ''}`;
-  let h = headersCache.get(key);
-  if (h === undefined) {
-    h = { ':method': 'POST', ':path': method, 'content-type': 'application/grpc', te: 'trailers' };
-    if (timeoutMs !== undefined) h['grpc-timeout'] = `${timeoutMs}m`;
-    headersCache.set(key, h);
+/** How a call ended: its status (null: OK), from the trailers or from why the stream closed. */
+function endOf(status: GrpcError | null | undefined, why: CloseReason | undefined): GrpcError | null {
+  if (why?.error !== undefined) return new GrpcError(Status.UNAVAILABLE, why.error.message);
+  if (why?.rstCode !== undefined) {
+    if (why.rstCode === ErrorCode.Cancel) return new GrpcError(Status.CANCELLED, 'cancelled');
+    return new GrpcError(why.rstCode === ErrorCode.RefusedStream ? Status.UNAVAILABLE : Status.INTERNAL, `stream reset by the server (RST_STREAM code ${why.rstCode})`);
   }
-  return h;
+  return status === undefined ? new GrpcError(Status.INTERNAL, 'stream ended without a grpc-status') : status;
 }
 
 /**
- * A bidirectional stream, message by message: 'data' (a message), 'error' (a GrpcError: a status
- * other than OK, or the stream lost), 'end' (closed with OK).
+ * A bidirectional stream, message by message: 'data' (a message: a view, valid during the call),
+ * 'error' (a GrpcError: a status other than OK, the stream cancelled, or the connection lost),
+ * 'end' (closed with OK).
  */
-export class BidiStream extends EventEmitter {
+export class BidiStream extends EventEmitter implements StreamHandler {
   private readonly deframer = new Deframer();
   private status: GrpcError | null | undefined;
-  private failure: Error | undefined;
+  private failure: GrpcError | undefined;
+  private closed = false;
+  private id = 0;
 
-  constructor(private readonly st: http2.ClientHttp2Stream) {
+  constructor(private readonly conn: H2ClientConnection) {
     super();
-    st.on('response', (h) => (this.status = statusOf(h)));
-    st.on('trailers', (h) => (this.status = statusOf(h)));
-    st.on('data', (chunk: Buffer) => {
-      try {
-        this.deframer.push(chunk, (m) => this.emit('data', m));
-      } catch (err) {
-        this.failure = err as Error;
-        st.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-      }
-    });
-    st.on('error', (err: Error) => (this.failure ??= err));
-    st.on('close', () => {
-      const end = this.failure instanceof GrpcError ? this.failure : endOf(st, this.status, this.failure);
-      if (end === null) this.emit('end');
-      else this.emit('error', end);
-    });
+  }
+
+  /** Opens it on the connection with these request headers. */
+  start(fields: readonly string[]): void {
+    const id = this.conn.open(fields, this, undefined, false);
+    if (id instanceof Error) setImmediate(() => this.onClose({ error: id }));
+    else this.id = id;
   }
 
   /** Whether a write can still reach the server. */
   get open(): boolean {
-    return !this.st.destroyed && this.st.writable;
+    return !this.closed && this.conn.usable;
   }
 
   write(message: Buffer): void {
-    this.st.write(frame(message));
+    if (!this.closed) this.conn.write(this.id, frame(message), false);
   }
 
   /** Ends the call from this side (RST_STREAM CANCEL); its 'error' is a CANCELLED status. */
   cancel(): void {
-    if (!this.st.destroyed) this.st.close(http2.constants.NGHTTP2_CANCEL);
+    if (!this.closed) this.conn.reset(this.id);
+  }
+
+  onHeaders(fields: string[]): void {
+    const st = statusOf(fields);
+    if (st !== undefined) this.status = st;
+  }
+
+  onData(payload: Buffer): void {
+    if (this.failure !== undefined) return;
+    try {
+      this.deframer.push(payload, (m) => this.emit('data', m));
+    } catch (err) {
+      this.failure = err as GrpcError;
+      this.conn.reset(this.id, ErrorCode.InternalError);
+    }
+  }
+
+  onClose(why: CloseReason | undefined): void {
+    if (this.closed) return;
+    this.closed = true;
+    const end = this.failure ?? endOf(this.status, why);
+    if (end === null) this.emit('end');
+    else this.emit('error', end);
   }
 }
 
-/** A unary call in flight: what the deadline sweep needs. */
-interface InFlight {
-  readonly st: http2.ClientHttp2Stream;
-  readonly deadline: number;
+/** A unary call in flight. */
+class UnaryCall implements StreamHandler {
+  id = 0;
+  /** Set by the deadline sweep before it resets the stream. */
+  expired = false;
+  private res: Buffer | undefined;
+  private status: GrpcError | null | undefined;
+  private failure: GrpcError | undefined;
+  private deframer: Deframer | undefined;
+
+  constructor(
+    private readonly owner: Set<UnaryCall>,
+    readonly conn: H2ClientConnection,
+    readonly deadline: number,
+    private readonly cb: Callback,
+  ) {}
+
+  onHeaders(fields: string[]): void {
+    const st = statusOf(fields);
+    if (st !== undefined) this.status = st;
+  }
+
+  onData(payload: Buffer): void {
+    // Nearly always the whole message in one frame: no deframer for it.
+    if (this.deframer === undefined && this.res === undefined && payload.length >= 5 && payload[0] === 0 && payload.readUInt32BE(1) === payload.length - 5) {
+      this.res = payload.subarray(5);
+      return;
+    }
+    this.deframer ??= new Deframer();
+    try {
+      this.deframer.push(payload, (m) => (this.res ??= m));
+    } catch (err) {
+      this.failure = err as GrpcError;
+    }
+  }
+
+  onClose(why: CloseReason | undefined): void {
+    this.owner.delete(this);
+    if (this.expired) return this.cb(new GrpcError(Status.DEADLINE_EXCEEDED, 'deadline exceeded (no answer from the server)'));
+    const end = this.failure ?? endOf(this.status, why);
+    if (end !== null) this.cb(end);
+    else if (this.res === undefined) this.cb(new GrpcError(Status.INTERNAL, 'OK without a response message'));
+    else this.cb(null, this.res);
+  }
 }
 
 export class RawClient {
-  private readonly inFlight = new Set<InFlight>();
+  private readonly inFlight = new Set<UnaryCall>();
   private readonly sweeper: NodeJS.Timeout;
+  /** Request header lists by `channel method timeout`: built once, HPACK-encoded per call. */
+  private readonly headers = new Map<string, string[]>();
 
   private constructor(
-    private readonly sessions: readonly http2.ClientHttp2Session[],
+    private readonly conns: readonly H2ClientConnection[],
     /** The endpoint (host:port) of each channel. */
     readonly addresses: readonly string[],
   ) {
@@ -197,81 +249,47 @@ export class RawClient {
 
   /**
    * n channels, channel i to endpoints[i % endpoints.length], each its own connection and each
-   * connected before this resolves (or it throws).
+   * connected (the server's HTTP/2 SETTINGS received) before this resolves, or it throws.
    */
   static async open(endpoints: readonly string[], n: number): Promise<RawClient> {
     if (endpoints.length === 0) throw new Error('no endpoints');
-    const sessions: http2.ClientHttp2Session[] = [];
-    const addrs: string[] = [];
-    const connected: Promise<void>[] = [];
-    for (let i = 0; i < n; i++) {
-      const addr = hostPort(endpoints[i % endpoints.length]!);
-      addrs.push(addr);
-      const s = http2.connect(`http://${addr}`, { settings: { enablePush: false, initialWindowSize: WINDOW_BYTES }, maxSessionMemory: SESSION_MEMORY_MB });
-      // A lost connection fails its calls through their streams; the session's own error must not end the process.
-      s.on('error', () => {});
-      sessions.push(s);
-      connected.push(
-        new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(`cannot connect to ${addr}: no connection within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
-          s.once('connect', () => {
-            clearTimeout(timer);
-            s.setLocalWindowSize(WINDOW_BYTES);
-            resolve();
-          });
-          s.once('error', (err) => {
-            clearTimeout(timer);
-            reject(new Error(`cannot connect to ${addr}: ${err.message}`));
-          });
-        }),
-      );
+    const addrs = Array.from({ length: n }, (_, i) => hostPort(endpoints[i % endpoints.length]!));
+    const results = await Promise.allSettled(
+      addrs.map((addr) => {
+        const colon = addr.lastIndexOf(':');
+        return H2ClientConnection.connect(addr.slice(0, colon).replace(/^\[|\]$/g, ''), Number(addr.slice(colon + 1)), {
+          windowBytes: WINDOW_BYTES,
+          connectTimeoutMs: CONNECT_TIMEOUT_MS,
+        });
+      }),
+    );
+    const failed = results.findIndex((r) => r.status === 'rejected');
+    if (failed >= 0) {
+      for (const r of results) if (r.status === 'fulfilled') r.value.destroy();
+      throw new Error(`cannot connect to ${addrs[failed]}: ${((results[failed] as PromiseRejectedResult).reason as Error).message}`);
     }
-    const c = new RawClient(sessions, addrs);
-    try {
-      await Promise.all(connected);
-    } catch (err) {
-      c.close();
-      throw err;
-    }
-    return c;
+    return new RawClient(
+      results.map((r) => (r as PromiseFulfilledResult<H2ClientConnection>).value),
+      addrs,
+    );
   }
 
   get size(): number {
-    return this.sessions.length;
+    return this.conns.length;
   }
 
-  /** One unary call on channel ch with a serialized request; the response stays serialized. */
+  /** One unary call on channel ch with a serialized request; the response stays serialized (a view). */
   unary(ch: number, method: string, req: Buffer, cb: Callback, timeoutMs = CALL_TIMEOUT_MS): void {
-    const session = this.sessions[ch % this.sessions.length]!;
-    if (session.closed || session.destroyed) {
-      setImmediate(() => cb(new GrpcError(Status.UNAVAILABLE, `connection to ${this.addresses[ch % this.addresses.length]} closed`)));
+    const i = ch % this.conns.length;
+    const conn = this.conns[i]!;
+    const call = new UnaryCall(this.inFlight, conn, performance.now() + timeoutMs, cb);
+    const id = conn.open(this.headersFor(i, method, timeoutMs), call, frame(req), true);
+    if (id instanceof Error) {
+      setImmediate(() => cb(new GrpcError(Status.UNAVAILABLE, `${this.addresses[i]}: ${id.message}`)));
       return;
     }
-    const st = session.request(headersFor(method, timeoutMs));
-    const call: InFlight = { st, deadline: performance.now() + timeoutMs };
+    call.id = id;
     this.inFlight.add(call);
-    let res: Buffer | undefined;
-    let status: GrpcError | null | undefined;
-    let failure: Error | undefined;
-    const deframer = new Deframer();
-    st.on('response', (h) => (status = statusOf(h)));
-    st.on('trailers', (h) => (status = statusOf(h)));
-    st.on('data', (chunk: Buffer) => {
-      try {
-        deframer.push(chunk, (m) => (res ??= m));
-      } catch (err) {
-        failure = err as Error;
-      }
-    });
-    st.on('error', (err: Error) => (failure ??= err));
-    st.on('close', () => {
-      this.inFlight.delete(call);
-      const end = failure instanceof GrpcError ? failure : endOf(st, status, failure);
-      if (end !== null) cb(end);
-      else if (res === undefined) cb(new GrpcError(Status.INTERNAL, 'OK without a response message'));
-      else cb(null, res);
-    });
-    st.end(frame(req));
   }
 
   unaryAsync(ch: number, method: string, req: Buffer, timeoutMs = CALL_TIMEOUT_MS): Promise<Buffer> {
@@ -280,20 +298,34 @@ export class RawClient {
 
   /** A bidirectional stream on channel ch, bytes both ways (Watch, LeaseKeepAlive). */
   stream(ch: number, method: string): BidiStream {
-    return new BidiStream(this.sessions[ch % this.sessions.length]!.request(headersFor(method, undefined)));
+    const i = ch % this.conns.length;
+    const s = new BidiStream(this.conns[i]!);
+    s.start(this.headersFor(i, method, undefined));
+    return s;
   }
 
   close(): void {
     clearInterval(this.sweeper);
-    for (const s of this.sessions) s.destroy();
+    for (const c of this.conns) c.destroy();
+  }
+
+  private headersFor(ch: number, method: string, timeoutMs: number | undefined): string[] {
+    const key = `${ch} ${method} ${timeoutMs ?? ''}`;
+    let h = this.headers.get(key);
+    if (h === undefined) {
+      h = [':method', 'POST', ':scheme', 'http', ':path', method, ':authority', this.addresses[ch]!, 'content-type', 'application/grpc', 'te', 'trailers'];
+      if (timeoutMs !== undefined) h.push('grpc-timeout', `${timeoutMs}m`);
+      this.headers.set(key, h);
+    }
+    return h;
   }
 
   private sweep(): void {
     const now = performance.now();
     for (const call of this.inFlight) {
       if (call.deadline > now) continue;
-      this.inFlight.delete(call);
-      call.st.destroy(new GrpcError(Status.DEADLINE_EXCEEDED, 'deadline exceeded (no answer from the server)'));
+      call.expired = true;
+      call.conn.reset(call.id);
     }
   }
 }

@@ -31,6 +31,7 @@ import {
   Setting,
   frame,
   goAwayPayload,
+  readFrames,
   settingsPayload,
   u32,
   writeFrameHeader,
@@ -100,6 +101,10 @@ class ConnectionError extends Error {
   ) {
     super(message);
   }
+}
+
+function frameTooLarge(len: number): never {
+  throw new ConnectionError(ErrorCode.FrameSizeError, `frame of ${len} bytes`);
 }
 
 /** One request stream, as the layer above sees it. Callbacks are set by the stream handler. */
@@ -390,19 +395,7 @@ export class H2ServerConnection {
         buf = buf.subarray(CLIENT_PREFACE.length);
         this.phase = Phase.Frames;
       }
-      let off = 0;
-      while (this.phase === Phase.Frames && buf.length - off >= FRAME_HEADER_BYTES) {
-        const len = (buf[off]! << 16) | (buf[off + 1]! << 8) | buf[off + 2]!;
-        if (len > DEFAULT_MAX_FRAME_BYTES) throw new ConnectionError(ErrorCode.FrameSizeError, `frame of ${len} bytes`);
-        if (buf.length - off < FRAME_HEADER_BYTES + len) break;
-        const type = buf[off + 3]!;
-        const flags = buf[off + 4]!;
-        const id = buf.readUInt32BE(off + 5) & 0x7fffffff;
-        const payload = buf.subarray(off + FRAME_HEADER_BYTES, off + FRAME_HEADER_BYTES + len);
-        off += FRAME_HEADER_BYTES + len;
-        this.onFrame(type, flags, id, payload);
-        if (this.owedControl > MAX_OWED_CONTROL_FRAMES) throw new ConnectionError(ErrorCode.EnhanceYourCalm, 'control frames not read');
-      }
+      const off = readFrames(buf, 0, DEFAULT_MAX_FRAME_BYTES, this.frameIn, frameTooLarge);
       if (off < buf.length && this.phase === Phase.Frames) this.inBuf = buf.subarray(off);
     } catch (err) {
       if (err instanceof ConnectionError) return this.fail(err.code, err.message);
@@ -411,6 +404,13 @@ export class H2ServerConnection {
       this.fail(ErrorCode.InternalError, 'internal error');
     }
   }
+
+  /** readFrames' handler, bound once: one frame, then whether to read on. */
+  private readonly frameIn = (type: number, flags: number, id: number, p: Buffer): boolean => {
+    this.onFrame(type, flags, id, p);
+    if (this.owedControl > MAX_OWED_CONTROL_FRAMES) throw new ConnectionError(ErrorCode.EnhanceYourCalm, 'control frames not read');
+    return this.phase === Phase.Frames;
+  };
 
   private onFrame(type: number, flags: number, id: number, p: Buffer): void {
     if (!this.settingsSeen) {

@@ -73,6 +73,29 @@ export function writeFrameHeader(b: Buffer, at: number, type: number, flags: num
   b.writeUInt32BE(streamId & 0x7fffffff, at + 5);
 }
 
+/** Handed each frame readFrames() finds: whether to read on. */
+export type FrameHandler = (type: number, flags: number, streamId: number, payload: Buffer) => boolean;
+
+/**
+ * Hands `onFrame` each whole frame of `buf` from `off`, in order, until it returns false, and
+ * returns the offset of the first byte not handed over (the start of a partial frame, or
+ * buf.length). A payload longer than `maxPayload` goes to `tooLarge`, which throws.
+ */
+export function readFrames(buf: Buffer, off: number, maxPayload: number, onFrame: FrameHandler, tooLarge: (payloadLength: number) => never): number {
+  while (buf.length - off >= FRAME_HEADER_BYTES) {
+    const len = (buf[off]! << 16) | (buf[off + 1]! << 8) | buf[off + 2]!;
+    if (len > maxPayload) tooLarge(len);
+    if (buf.length - off < FRAME_HEADER_BYTES + len) break;
+    const type = buf[off + 3]!;
+    const flags = buf[off + 4]!;
+    const id = buf.readUInt32BE(off + 5) & 0x7fffffff;
+    const payload = buf.subarray(off + FRAME_HEADER_BYTES, off + FRAME_HEADER_BYTES + len);
+    off += FRAME_HEADER_BYTES + len;
+    if (!onFrame(type, flags, id, payload)) break;
+  }
+  return off;
+}
+
 /** A whole frame in one buffer (control frames and header blocks). */
 export function frame(type: number, flags: number, streamId: number, payload?: Uint8Array): Buffer {
   const len = payload?.length ?? 0;
