@@ -25,12 +25,19 @@ t.test('the member budget makes V8 optimize a hot function sooner', async (t) =>
   t.equal(run(flags, HOT, 'tune').trim(), 'optimized', `--interrupt-budget=${MEMBER_INTERRUPT_BUDGET_BYTES}`);
 });
 
-// A child keeps some objects, collects, and V8 prints the factor it set the next limit with:
-// "[HeapController] Limit: old size: N KB, new limit: M KB (F)". Allocating this fast, V8's own
-// choice is its ceiling (4.0 here); the member's is fixed.
+// A child keeps some objects, collects, then allocates slowly (a little every 25 ms, as a member
+// under light load) and collects again; after each collection V8 prints the factor it set the next
+// limit with: "[HeapController] Limit: old size: N KB, new limit: M KB (F)". After the fast start
+// V8's own choice is its ceiling (4.0); after the slow part it falls (1.9 here). The member's is
+// fixed: its ceiling, both times.
 const GROW = `
 const live = [];
 for (let i = 0; i < 200000; i++) live.push({ i, s: 'x' + i });
+globalThis.gc();
+for (let k = 0; k < 40; k++) {
+  for (let i = 0; i < 2000; i++) live.push({ i, s: 'y' + i });
+  await new Promise((r) => setTimeout(r, 25));
+}
 globalThis.gc();
 console.log(live.length);
 `;
@@ -39,12 +46,12 @@ function limitFactors(out: string): string[] {
   return [...out.matchAll(/\[HeapController\] Limit: .*\(([\d.]+)\)/g)].map((m) => m[1]!);
 }
 
-t.test('the member heap grows to twice its live size before the next full collection', async (t) => {
+t.test('the member heap grows to four times its live size before the next full collection, however slowly it allocates', async (t) => {
   const flags = ['--expose-gc', '--trace-gc-verbose'];
   const expected = (1 + MEMBER_HEAP_GROWING_PERCENT / 100).toFixed(1);
   const control = limitFactors(run(flags, GROW, 'default'));
   t.ok(control.length > 0, 'V8 reports the factor');
-  t.notOk(control.includes(expected), `control: V8 chose ${control.join(', ')}`);
+  t.not(control[control.length - 1], expected, `control: V8 chose ${control.join(', ')}`);
   const tuned = limitFactors(run(flags, GROW, 'tune'));
   t.ok(tuned.length > 0 && tuned.every((f) => f === expected), `tuned: ${tuned.join(', ')}`);
 });
