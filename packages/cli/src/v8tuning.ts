@@ -20,7 +20,7 @@
  * fixed at that ceiling. It was 2 (Go's GOGC=100) until a load generator that no longer limited
  * the cluster showed a full collection every 0.8-0.9 s on every member under 256 lease keepalive
  * streams (6-18 ms pauses); fresh clusters under 16x16 puts, 3 x 10 s each, alternating, gave put
- * p99 38.9 ms on average at 4.0 against 43.1 ms at 2 (15 runs each; lower in 4 of 5 pairs).
+ * p99 38.9 ms on average at 4.0 against 43.3 ms at 2 (15 runs each; lower in 4 of 5 pairs).
  */
 import { setFlagsFromString } from 'node:v8';
 
