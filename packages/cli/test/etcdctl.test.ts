@@ -171,7 +171,11 @@ if (ETCDCTL === undefined) {
         ],
       });
       members.push(m4);
-      await until('the learner started and published itself', async () => (await ok(['member', 'list'])).includes(`${id}, started, m4, ${peer}, ${client}, true`));
+      // Polled with ctl, not ok: an assertion per poll made the test's count vary from run to run.
+      await until('the learner started and published itself', async () => {
+        const r = await ctl(['member', 'list']);
+        return r.code === 0 && r.stdout.includes(`${id}, started, m4, ${peer}, ${client}, true`);
+      });
       await until('the learner has the data', async () => (await etcdctl(hostPort(client), ['get', 'foo', '--consistency=s', '--print-value-only'])).stdout === 'baz\n');
       t.match(await ok(['member', 'promote', id!]), new RegExp(`Member\\s+${id} promoted in cluster`));
       t.match(await ok(['member', 'list']), new RegExp(`${id}, started, m4, ${peer}, ${client}, false`), 'a voter now');
