@@ -14,7 +14,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { codec, type MessageCodec } from '@capstan/server';
+import { codec, framedMessage as frame, GRPC_MESSAGE_PREFIX_BYTES as PREFIX_BYTES, type MessageCodec } from '@capstan/server';
 import { ErrorCode } from '@capstan/server/h2/frames';
 import { H2ClientConnection, type CloseReason, type StreamHandler } from './h2client.js';
 
@@ -30,8 +30,6 @@ export const CALL_TIMEOUT_MS = 10_000;
 export const WINDOW_BYTES = 4 << 20;
 /** How often calls past their deadline are looked for (the server's own deadline comes first). */
 const SWEEP_MS = 1_000;
-/** The gRPC message prefix: a compressed-flag byte and a 4-byte big-endian length. */
-const PREFIX_BYTES = 5;
 
 export const KV = '/etcdserverpb.KV/';
 export const LEASE = '/etcdserverpb.Lease/';
@@ -62,15 +60,6 @@ export class GrpcError extends Error {
 }
 
 export type Callback = (err: GrpcError | null, res?: Buffer) => void;
-
-/** One message with its gRPC prefix. */
-export function frame(message: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(PREFIX_BYTES + message.length);
-  out[0] = 0;
-  out.writeUInt32BE(message.length, 1);
-  message.copy(out, PREFIX_BYTES);
-  return out;
-}
 
 /** Splits a stream's DATA into gRPC messages, whatever the chunks' boundaries. */
 export class Deframer {
@@ -193,7 +182,7 @@ class UnaryCall implements StreamHandler {
   private res: Buffer | undefined;
   private status: GrpcError | null | undefined;
   private failure: GrpcError | undefined;
-  private deframer: Deframer | undefined;
+  private readonly deframer = new Deframer();
 
   constructor(
     private readonly owner: Set<UnaryCall>,
@@ -208,12 +197,6 @@ class UnaryCall implements StreamHandler {
   }
 
   onData(payload: Buffer): void {
-    // Nearly always the whole message in one frame: no deframer for it.
-    if (this.deframer === undefined && this.res === undefined && payload.length >= 5 && payload[0] === 0 && payload.readUInt32BE(1) === payload.length - 5) {
-      this.res = payload.subarray(5);
-      return;
-    }
-    this.deframer ??= new Deframer();
     try {
       this.deframer.push(payload, (m) => (this.res ??= m));
     } catch (err) {

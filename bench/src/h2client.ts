@@ -124,11 +124,6 @@ export class H2ClientConnection {
     return this.dead === undefined;
   }
 
-  /** Why the connection cannot take new streams, if it cannot. */
-  get failure(): Error | undefined {
-    return this.dead;
-  }
-
   /**
    * Opens a stream with a header list ([name, value, ...]) and, if given, its first DATA; `end`
    * ends our side after it. Returns the stream id, or an Error if no stream can be opened now.
@@ -154,13 +149,9 @@ export class H2ClientConnection {
   write(id: number, data: Buffer, end: boolean): void {
     const s = this.streams.get(id);
     if (s === undefined || s.localEnded || s.endQueued) return;
-    if (s.queued.length > 0) {
-      s.queued.push(data);
-      s.endQueued = end;
-      return;
-    }
     s.queued.push(data);
     s.endQueued = end;
+    // Behind bytes already waiting for window, pump() sends nothing and leaves the stream blocked.
     this.pump(s);
   }
 

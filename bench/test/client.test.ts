@@ -6,7 +6,8 @@ import t from 'tap';
 import * as http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { ChaosCluster } from '@capstan/chaos/cluster';
-import { Deframer, frame, GrpcError, KV, LEASE, msg, RawClient, Status, WATCH } from '../src/client.js';
+import { framedMessage as frame } from '@capstan/server';
+import { Deframer, GrpcError, KV, LEASE, msg, RawClient, Status, WATCH } from '../src/client.js';
 
 interface Kv {
   key: Buffer;

@@ -18,4 +18,5 @@ export {
 export { rawClient, rawWatch, type RawCalls, type RawClientOptions, type RawWatch } from './client.js';
 export { AuthGate, goStatusText, TOKEN_METADATA, type AuthCall, type AuthGateOptions } from './auth.js';
 export { certCommonName, type HasAuthContext } from './identity.js';
+export { framedMessage, GRPC_MESSAGE_PREFIX_BYTES } from './wire.js';
 export { GrpcServer, parseGrpcTimeout, type FastCall, type FastMethod, type GrpcServerOptions } from './server.js';

@@ -20,7 +20,7 @@ import { gunzipSync, inflateSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { DEFAULT_H2_LIMITS, H2ServerConnection, type H2Limits, type H2Stream } from '../h2/connection.js';
 import type { GrpcType } from './handled.js';
-import { GRPC_MESSAGE_PREFIX_BYTES, writeMessagePrefix } from './wire.js';
+import { GRPC_MESSAGE_PREFIX_BYTES, framedMessage as framed } from './wire.js';
 import type { HasAuthContext } from './identity.js';
 
 const MESSAGE_HEADER_BYTES = GRPC_MESSAGE_PREFIX_BYTES;
@@ -223,13 +223,6 @@ function runFast(call: Call, fast: FastMethod, msg: Buffer): void {
   );
 }
 
-/** A message with its 5-byte prefix, in one buffer so it is one DATA frame. */
-function framed(msg: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES + msg.length);
-  writeMessagePrefix(out, msg.length);
-  msg.copy(out, MESSAGE_HEADER_BYTES);
-  return out;
-}
 
 /**
  * A compressed message's bytes, inflated no further than `max` (a small message may inflate to

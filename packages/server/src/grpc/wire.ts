@@ -327,6 +327,14 @@ export function writeMessagePrefix(b: Buffer, length: number): void {
   b.writeUInt32BE(length, 1);
 }
 
+/** A message with its prefix, in one buffer so it goes out as one DATA frame. */
+export function framedMessage(msg: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(GRPC_MESSAGE_PREFIX_BYTES + msg.length);
+  writeMessagePrefix(out, msg.length);
+  msg.copy(out, GRPC_MESSAGE_PREFIX_BYTES);
+  return out;
+}
+
 /**
  * The header field (tag, length, header) of the last header a fan-out wrote: every watcher of one
  * revision gets the same header, so all but the first reuse its bytes.
