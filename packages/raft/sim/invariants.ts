@@ -113,21 +113,15 @@ export class Invariants {
     this.durableChecked = commit;
     const term = this.committedTerm.get(commit);
     if (term === undefined) return;
-    const has = (v: NodeId) => {
-      const s = all.get(v);
-      return s !== undefined && (s.firstIndex() - 1 >= commit || s.term(commit) === term);
-    };
-    const durable = (voters: readonly NodeId[]) => voters.length > 0 && voters.filter(has).length >= majority(voters.length);
-    if (!configs.some(durable)) {
-      const voters = configs[configs.length - 1] ?? [];
-      const holders = voters.filter(has).length;
-      throw new Violation(
-        'committed is durable',
-        `node ${id} committed index ${commit} (term ${term}) but only ${holders} of voters [${voters.join(',')}] have it on disk (` +
-          voters.map((v) => `${v}: last ${all.get(v)?.lastIndex()}, term there ${String(all.get(v)?.term(commit))}`).join('; ') +
-          ')',
-      );
-    }
+    checkDurable(`node ${id} committed index ${commit}`, commit, term, configs, all);
+  }
+
+  /**
+   * A leader applies an entry of a Ready it is still writing (write-behind): the entry must be on
+   * disk on a majority of one of `configs` without counting on this node's write.
+   */
+  durable(id: NodeId, e: Entry, configs: readonly (readonly NodeId[])[], all: ReadonlyMap<NodeId, MemoryStorage>): void {
+    checkDurable(`node ${id} applied index ${e.index} before writing it`, e.index, e.term, configs, all);
   }
 
   /**
@@ -161,4 +155,21 @@ export class Invariants {
       throw new Violation('state machine safety', `node ${id} applied a different entry at index ${e.index} (term ${e.term})`);
     }
   }
+}
+
+function checkDurable(what: string, index: number, term: number, configs: readonly (readonly NodeId[])[], all: ReadonlyMap<NodeId, MemoryStorage>): void {
+  const has = (v: NodeId) => {
+    const s = all.get(v);
+    return s !== undefined && (s.firstIndex() - 1 >= index || s.term(index) === term);
+  };
+  const durable = (voters: readonly NodeId[]) => voters.length > 0 && voters.filter(has).length >= majority(voters.length);
+  if (configs.some(durable)) return;
+  const voters = configs[configs.length - 1] ?? [];
+  const holders = voters.filter(has).length;
+  throw new Violation(
+    'committed is durable',
+    `${what} (term ${term}) but only ${holders} of voters [${voters.join(',')}] have it on disk (` +
+      voters.map((v) => `${v}: last ${all.get(v)?.lastIndex()}, term there ${String(all.get(v)?.term(index))}`).join('; ') +
+      ')',
+  );
 }

@@ -53,7 +53,7 @@ export function runSeeds(o: RunOptions): RunSummary {
 
 function emptyStats(): SimStats {
   return {
-    steps: 0, elections: 0, crashes: 0, midReadyCrashes: 0, partitions: 0, snapshotsSent: 0, snapshotsTaken: 0,
+    steps: 0, elections: 0, crashes: 0, midReadyCrashes: 0, writtenBehind: 0, partitions: 0, snapshotsSent: 0, snapshotsTaken: 0,
     confChangesApplied: 0, transfers: 0, writesOk: 0, readsOk: 0, opsUnknown: 0, maxCommit: 0,
   };
 }

@@ -37,6 +37,8 @@ export interface SimStats {
   elections: number;
   crashes: number;
   midReadyCrashes: number;
+  /** Leader Readys written in the background (sent and applied before their write completed). */
+  writtenBehind: number;
   partitions: number;
   snapshotsSent: number;
   snapshotsTaken: number;
@@ -117,9 +119,21 @@ interface SimNode {
   role: Role;
   /** The voter sets this node had since it last persisted a commit index. */
   configs: (readonly NodeId[])[];
-  /** The Ready whose fsync is under way, and the messages that must wait for it. */
-  syncing: { readonly rd: Ready; readonly held: readonly Message[] } | undefined;
+  /**
+   * Readys being written, oldest first; they complete in this order, as the WAL's saves do. A
+   * write-behind Ready (`held` undefined) was sent and applied already; any other holds back its
+   * messages, and the node takes no new Ready until it is done.
+   */
+  writing: PendingWrite[];
 }
+
+interface PendingWrite {
+  readonly rd: Ready;
+  readonly held: readonly Message[] | undefined;
+}
+
+/** Chance that a leader writes a Ready that allows it in the background (Ready.writeBehind). */
+const WRITE_BEHIND_RATE = 0.7;
 
 export function simulate(opts: SimOptions): SimResult {
   return new Simulation(opts).run();
@@ -146,7 +160,7 @@ class Simulation {
   private digest = 0x811c9dc5;
   private readonly recent: { step: number; time: number; ev: Event }[] = [];
   private readonly stats: SimStats = {
-    steps: 0, elections: 0, crashes: 0, midReadyCrashes: 0, partitions: 0, snapshotsSent: 0, snapshotsTaken: 0,
+    steps: 0, elections: 0, crashes: 0, midReadyCrashes: 0, writtenBehind: 0, partitions: 0, snapshotsSent: 0, snapshotsTaken: 0,
     confChangesApplied: 0, transfers: 0, writesOk: 0, readsOk: 0, opsUnknown: 0, maxCommit: 0,
   };
 
@@ -204,7 +218,7 @@ class Simulation {
     const n: SimNode = {
       id, storage, rng, rn: undefined, sm: new KvStateMachine(), removed: false, lastSnapshotAt: 0,
       snapshotEvery: rng.between(...SNAPSHOT_EVERY), writes: new Map(), reads: new Map(), readyReads: [],
-      incarnation: 0, role: Role.Follower, syncing: undefined, configs: [],
+      incarnation: 0, role: Role.Follower, writing: [], configs: [],
     };
     this.nodes.set(id, n);
     this.storages.set(id, storage);
@@ -237,7 +251,7 @@ class Simulation {
   private crash(n: SimNode): void {
     if (n.rn === undefined) return;
     n.rn = undefined;
-    n.syncing = undefined;
+    n.writing = [];
     n.writes.clear();
     n.reads.clear();
     n.readyReads = [];
@@ -264,9 +278,11 @@ class Simulation {
    * Handles the node's Readys as a real driver does: the fsync takes time (sometimes none), the
    * leader sends its appends while its own fsync runs (Raft thesis §10.2.1: it only counts itself
    * once advance() reports the entries durable), and every other message waits for the fsync.
+   * A leader may also write a Ready in the background (writeBehind): send and apply now, report
+   * the write with persisted() when it completes, and go on to the next Ready meanwhile.
    */
   private process(n: SimNode): void {
-    for (let guard = 0; n.rn !== undefined && n.syncing === undefined && n.rn.hasReady(); guard++) {
+    for (let guard = 0; n.rn !== undefined && n.writing.every((w) => w.held === undefined) && n.rn.hasReady(); guard++) {
       if (guard > 1000) throw new Error(`sim: node ${n.id} never runs out of Readys`);
       const rd = n.rn.ready();
       if (rd.softState !== undefined) {
@@ -282,19 +298,49 @@ class Simulation {
         : n.role === Role.Leader ? rd.messages.filter((m) => m.type === MessageType.App) : [];
       this.send(n, early);
       const held = early.length === 0 ? rd.messages : rd.messages.filter((m) => !early.includes(m));
-      if (n.rng.chance(0.5)) {
-        n.syncing = { rd, held };
-        this.q.after(n.rng.between(1, 6), { kind: 'fsync', id: n.id, incarnation: n.incarnation });
+      if (rd.writeBehind && !this.opts.sendBeforePersist && n.rng.chance(WRITE_BEHIND_RATE)) {
+        this.writeBehind(n, rd, held);
+        continue;
+      }
+      if (n.writing.length > 0 || n.rng.chance(0.5)) {
+        this.startWrite(n, { rd, held });
         return;
       }
       this.finishReady(n, rd, held);
     }
   }
 
+  /** A write completes after a while, and after every write started before it. */
+  private startWrite(n: SimNode, w: PendingWrite): void {
+    n.writing.push(w);
+    this.q.after(n.rng.between(1, 6), { kind: 'fsync', id: n.id, incarnation: n.incarnation });
+  }
+
+  private writeBehind(n: SimNode, rd: Ready, held: readonly Message[]): void {
+    this.stats.writtenBehind++;
+    this.send(n, held);
+    this.startWrite(n, { rd, held: undefined });
+    this.apply(n, rd, true);
+    if (n.rn === undefined) return;
+    n.rn.advanceApplied(rd);
+    this.maybeSnapshot(n);
+  }
+
+  /** The oldest write of the node completed (its fsync event fired). */
+  private finishWrite(n: SimNode): void {
+    const w = n.writing.shift();
+    if (w === undefined) return;
+    if (w.held !== undefined) return this.finishReady(n, w.rd, w.held);
+    if (n.rng.chance(MID_READY_CRASH_RATE)) return this.midReadyCrash(n);
+    this.persist(n, w.rd);
+    const last = w.rd.entries[w.rd.entries.length - 1];
+    if (last !== undefined) n.rn!.persisted(last.index, last.term);
+    this.maybeSnapshot(n);
+  }
+
   /** The fsync of a Ready completed (or is about to, when a crash takes it first). */
   private finishReady(n: SimNode, rd: Ready, held: readonly Message[]): void {
     const rn = n.rn!;
-    n.syncing = undefined;
     // A crash before the fsync loses the whole Ready; after it, what was not yet sent or applied.
     if (n.rng.chance(MID_READY_CRASH_RATE)) return this.midReadyCrash(n);
     this.persist(n, rd);
@@ -344,14 +390,20 @@ class Simulation {
     }
   }
 
-  private apply(n: SimNode, rd: Ready): void {
+  /**
+   * `behind`: the Ready is still being written, so its committed entries may not be on this
+   * node's disk; they must be on a quorum's.
+   */
+  private apply(n: SimNode, rd: Ready, behind = false): void {
     if (rd.snapshot !== undefined) {
       n.sm = KvStateMachine.restore(rd.snapshot.data);
       n.sm.applied = rd.snapshot.metadata.index;
       n.lastSnapshotAt = rd.snapshot.metadata.index;
     }
+    const configs = behind ? [...n.configs, n.rn!.status().confState.voters] : [];
     for (const e of rd.committedEntries) {
       this.inv.applied(n.id, e);
+      if (behind) this.inv.durable(n.id, e, configs, this.storages);
       n.sm.applied = e.index;
       if (e.type === EntryType.ConfChange) {
         const cc = decodeConfChange(e.data);
@@ -398,6 +450,9 @@ class Simulation {
   private maybeSnapshot(n: SimNode): void {
     const applied = n.sm.applied;
     if (applied - n.lastSnapshotAt < n.snapshotEvery) return;
+    // A leader writing behind applies entries before its disk holds them or the commit index that
+    // committed them; a snapshot past either would restart it with applied beyond commit.
+    if (applied > Math.min(n.storage.lastIndex(), n.storage.initialState().hardState.commit)) return;
     const snap = n.storage.createSnapshot(applied, n.rn!.status().confState, n.sm.snapshot());
     if (isStorageError(snap)) return;
     n.lastSnapshotAt = applied;
@@ -429,8 +484,8 @@ class Simulation {
         return;
       case 'fsync': {
         const n = this.nodes.get(ev.id)!;
-        if (n.incarnation !== ev.incarnation || n.syncing === undefined || n.rn === undefined) return;
-        this.finishReady(n, n.syncing.rd, n.syncing.held);
+        if (n.incarnation !== ev.incarnation || n.rn === undefined) return;
+        this.finishWrite(n);
         this.process(n);
         return;
       }

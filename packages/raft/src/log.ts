@@ -124,10 +124,6 @@ export class RaftLog {
     return { index: 0, term: 0 };
   }
 
-  unstableEntries(): readonly Entry[] {
-    return this.unstable.entries;
-  }
-
   /** Committed entries not yet handed to the application, up to the per-Ready size limit. */
   nextCommittedEntries(): readonly Entry[] {
     const off = Math.max(this.applied + 1, this.firstIndex());

@@ -34,6 +34,14 @@ export interface Ready {
   readonly readStates: readonly ReadState[];
   /** The persisted state changed in a way that needs an fsync (entries, term or vote). */
   readonly mustSync: boolean;
+  /**
+   * This node leads and the Ready changes neither role, term, vote nor snapshot, and applies no
+   * ConfChange: none of its messages promises anything about this node's disk, so the driver may
+   * send them and apply its committed entries (committed means durable on a quorum, which counts
+   * this node only for what it reported persisted) while the entries are still being written. It
+   * then calls advanceApplied(rd) at once and persisted() when the write completes.
+   */
+  readonly writeBehind: boolean;
 }
 
 export interface ProgressStatus {
@@ -130,7 +138,7 @@ export class RawNode {
     if (!hardStateEqual(r.hardState(), this.prevHard)) return true;
     if (r.log.hasPendingSnapshot()) return true;
     if (r.msgs.length > 0 || r.readStates.length > 0 || r.hasReadsToConfirm() || r.hasAppendsToSend()) return true;
-    if (r.log.unstableEntries().length > 0) return true;
+    if (r.log.unstable.hasToWrite()) return true;
     return r.log.hasNextCommittedEntries();
   }
 
@@ -139,13 +147,17 @@ export class RawNode {
     const r = this.raft;
     r.startReadRound();
     r.flushAppends();
-    const entries = r.log.unstableEntries().slice();
+    const entries = r.log.unstable.toWrite().slice();
+    r.log.unstable.acceptInProgress();
     const committedEntries = r.log.nextCommittedEntries();
     const soft = r.softState();
     const hard = r.hardState();
     const softChanged = soft.lead !== this.prevSoft.lead || soft.role !== this.prevSoft.role;
     const hardChanged = !hardStateEqual(hard, this.prevHard);
-    const mustSync = entries.length > 0 || hard.term !== this.prevHard.term || hard.vote !== this.prevHard.vote;
+    const termOrVote = hard.term !== this.prevHard.term || hard.vote !== this.prevHard.vote;
+    const mustSync = entries.length > 0 || termOrVote;
+    const writeBehind =
+      r.role === Role.Leader && !softChanged && !termOrVote && r.log.unstable.snapshot === undefined && committedEntries.every((e) => e.type === EntryType.Normal);
     const rd: Ready = {
       ...(softChanged ? { softState: soft } : {}),
       ...(hardChanged ? { hardState: hard } : {}),
@@ -155,6 +167,7 @@ export class RawNode {
       messages: r.msgs,
       readStates: r.readStates,
       mustSync,
+      writeBehind,
     };
     r.msgs = [];
     r.readStates = [];
@@ -169,14 +182,30 @@ export class RawNode {
     const lastEntry = rd.entries[rd.entries.length - 1];
     if (lastEntry !== undefined) r.log.stableTo(lastEntry.index, lastEntry.term);
     if (rd.snapshot !== undefined) r.log.stableSnapTo(rd.snapshot.metadata.index);
-    const lastApplied = rd.committedEntries[rd.committedEntries.length - 1];
-    if (lastApplied !== undefined) {
-      r.log.appliedTo(lastApplied.index);
-      r.onApplied(rd.committedEntries);
-    } else if (rd.snapshot !== undefined && rd.snapshot.metadata.index > r.log.applied) {
-      r.log.appliedTo(rd.snapshot.metadata.index);
-    }
+    this.advanceApplied(rd);
+    if (rd.snapshot !== undefined && rd.snapshot.metadata.index > r.log.applied) r.log.appliedTo(rd.snapshot.metadata.index);
     r.onPersisted();
+  }
+
+  /**
+   * A `writeBehind` Ready was sent and its committed entries applied; its entries are still
+   * being written. ready() may be called again; call persisted() when the write completes.
+   */
+  advanceApplied(rd: Ready): void {
+    const lastApplied = rd.committedEntries[rd.committedEntries.length - 1];
+    if (lastApplied === undefined) return;
+    this.raft.log.appliedTo(lastApplied.index);
+    this.raft.onApplied(rd.committedEntries);
+  }
+
+  /**
+   * The entries through (index, term) that a `writeBehind` Ready handed over are durable: the
+   * leader may now count itself for them. Writes complete in the order their Readys came; a write
+   * whose entries were replaced meanwhile (the term at index differs) counts for nothing.
+   */
+  persisted(index: number, term: number): void {
+    this.raft.log.stableTo(index, term);
+    this.raft.onPersisted();
   }
 
   /** The current term: status() without building the rest (every response header carries it). */

@@ -1,5 +1,5 @@
 // Entries and a snapshot that this node holds but has not yet been told are durable. They become
-// stable when the driver persists a Ready and calls advance.
+// stable when the driver persists a Ready and calls advance (or persisted).
 
 import type { Entry, Snapshot } from './messages.js';
 
@@ -8,9 +8,31 @@ export class Unstable {
   entries: Entry[] = [];
   /** Index of entries[0]; everything before it is in Storage. */
   offset: number;
+  /**
+   * The last index handed to the driver to write (in a Ready's entries), at least offset - 1.
+   * Entries after it are new: a leader writing in the background asks for Readys while earlier
+   * ones are still being written, and must not be given the same entries twice.
+   */
+  inProgress: number;
 
   constructor(offset: number) {
     this.offset = offset;
+    this.inProgress = offset - 1;
+  }
+
+  /** Entries not yet handed to the driver. */
+  toWrite(): readonly Entry[] {
+    const from = this.inProgress + 1 - this.offset;
+    return from === 0 ? this.entries : this.entries.slice(from);
+  }
+
+  hasToWrite(): boolean {
+    return this.offset + this.entries.length - 1 > this.inProgress;
+  }
+
+  /** Every entry is now handed to the driver. */
+  acceptInProgress(): void {
+    this.inProgress = this.offset + this.entries.length - 1;
   }
 
   maybeFirstIndex(): number | undefined {
@@ -37,6 +59,7 @@ export class Unstable {
     if (this.maybeTerm(i) !== t || i < this.offset) return;
     this.entries = this.entries.slice(i + 1 - this.offset);
     this.offset = i + 1;
+    if (this.inProgress < i) this.inProgress = i;
   }
 
   stableSnapTo(i: number): void {
@@ -45,12 +68,15 @@ export class Unstable {
 
   restore(s: Snapshot): void {
     this.offset = s.metadata.index + 1;
+    this.inProgress = s.metadata.index;
     this.entries = [];
     this.snapshot = s;
   }
 
   truncateAndAppend(ents: readonly Entry[]): void {
     const after = ents[0]!.index;
+    // Entries being written that these replace must be written again, after them.
+    if (this.inProgress >= after) this.inProgress = after - 1;
     if (after === this.offset + this.entries.length) {
       for (const e of ents) this.entries.push(e);
     } else if (after <= this.offset) {

@@ -70,6 +70,105 @@ t.test('the leader counts itself only after persisting', async (t) => {
   net.settle();
 });
 
+t.test('a leader writing behind: committed by the followers alone, counted only once persisted', async (t) => {
+  const net = new Net([1, 2, 3]);
+  net.elect(1);
+  const leader = net.node(1);
+  net.stalled.add(1);
+  leader.rn.propose(text('x'));
+  const rd = leader.rn.ready();
+  const e = rd.entries[0]!;
+  t.equal(rd.writeBehind, true, 'a steady leader may write in the background');
+  t.equal(rd.entries.length, 1);
+  for (const m of rd.messages) net.queue.push(m);
+  leader.rn.advanceApplied(rd);
+  t.notOk(leader.rn.hasReady(), 'the entry being written is not handed out again');
+  // Hold node 3's acknowledgement back.
+  const held: Message[] = [];
+  net.filter = (m) => (m.from === 3 && m.to === 1 ? (held.push(m), false) : true);
+  net.settle();
+  t.ok(held.some((m) => m.type === MessageType.AppResp), 'node 3 acknowledged');
+  t.ok(leader.rn.status().commit < e.index, 'one follower plus a leader still writing is no quorum');
+  net.filter = () => true;
+  for (const m of held) leader.rn.step(m);
+  t.equal(leader.rn.status().commit, e.index, 'both followers have it on disk: committed without the leader');
+  const rd2 = leader.rn.ready();
+  t.same(rd2.entries, [], 'still nothing to write twice');
+  t.same(rd2.committedEntries.map((c) => c.index), [e.index], 'applied before the leader persisted it');
+  t.equal(rd2.writeBehind, true);
+  leader.rn.advanceApplied(rd2);
+  t.equal(leader.rn.status().progress?.get(1)?.match, e.index - 1, 'the leader does not count itself yet');
+  leader.storage.append(rd.entries);
+  leader.rn.persisted(e.index, e.term);
+  t.equal(leader.rn.status().progress?.get(1)?.match, e.index, 'it counts itself once its write completes');
+  for (const m of rd2.messages) net.queue.push(m);
+  net.stalled.clear();
+  net.settle();
+  for (const id of [2, 3]) t.same(net.appliedText(id), ['x'], `node ${id} applied it`);
+});
+
+t.test('a Ready that changes role or term is never written behind, nor a follower\'s', async (t) => {
+  const net = new Net([1, 2, 3]);
+  net.stalled.add(1);
+  net.node(1).rn.campaign();
+  const rd = net.node(1).rn.ready();
+  t.equal(rd.writeBehind, false, 'a candidate\'s vote for itself must be durable before it asks');
+  net.stalled.clear();
+  for (const m of rd.messages) net.queue.push(m);
+  net.node(1).storage.setHardState(rd.hardState!);
+  net.node(1).rn.advance(rd);
+  net.settle();
+  t.same(net.leaders(), [1]);
+  net.stalled.add(2);
+  net.node(1).rn.propose(text('y'));
+  net.settle();
+  const f = net.node(2).rn.ready();
+  t.equal(f.entries.length, 1, 'the follower got the entry');
+  t.equal(f.writeBehind, false, 'its acknowledgement promises the entry is on its disk');
+});
+
+t.test('an entry being written that a new leader replaces is handed out again', async (t) => {
+  const net = new Net([1, 2, 3]);
+  net.elect(1);
+  const old = net.node(1);
+  net.stalled.add(1);
+  net.isolate(1);
+  old.rn.propose(text('lost'));
+  const rd = old.rn.ready();
+  const lost = rd.entries[0]!;
+  old.rn.advanceApplied(rd);
+  net.tick([2, 3], 10); // their leader lease runs out
+  net.node(2).rn.campaign();
+  net.settle();
+  t.same(net.leaders().filter((id) => id !== 1), [2], 'node 2 leads the others');
+  t.equal(net.propose(2, 'kept'), undefined);
+  net.heal();
+  net.tick([2], 1);
+  t.equal(old.rn.status().lead, 2, 'the old leader heard the new one and follows');
+  // Node 1 drives by hand from here: its role change, then the new leader's append.
+  const rdA = old.rn.ready();
+  t.equal(rdA.writeBehind, false);
+  if (rdA.hardState) old.storage.setHardState(rdA.hardState);
+  for (const m of rdA.messages) net.queue.push(m);
+  old.rn.advance(rdA);
+  net.settle();
+  const rd2 = old.rn.ready();
+  const replaced = rd2.entries.find((x) => x.index === lost.index);
+  t.ok(replaced !== undefined && replaced.term > lost.term, 'the new leader\'s entry at that index is handed out to write');
+  // The old write completes late: it must not count for the entries that replaced it.
+  old.storage.append(rd.entries);
+  old.rn.persisted(lost.index, lost.term);
+  old.storage.append(rd2.entries);
+  if (rd2.hardState) old.storage.setHardState(rd2.hardState);
+  for (const m of rd2.messages) net.queue.push(m);
+  old.rn.advance(rd2);
+  net.stalled.clear();
+  net.settle();
+  t.equal(old.storage.term(lost.index), replaced!.term, 'node 1 holds the new leader\'s entry');
+  t.ok(net.appliedText(2).includes('kept'));
+  t.notOk(net.appliedText(2).includes('lost'), 'the entry written behind but never committed is gone');
+});
+
 t.test('entries of an earlier term are committed only by counting one of this term', async (t) => {
   const net = new Net([1, 2, 3]);
   net.elect(1);

@@ -3,6 +3,8 @@
 import t from 'tap';
 import { runSeeds } from '../sim/run.js';
 import { simulate } from '../sim/simulate.js';
+import { Invariants } from '../sim/invariants.js';
+import { bootstrap, EntryType, MemoryStorage, type NodeId } from '../src/index.js';
 
 const SEEDS = 300;
 const STEPS = 10_000;
@@ -19,6 +21,7 @@ t.test(`${SEEDS} seeds x ${STEPS} steps: no violations`, async (t) => {
   t.ok(k.elections > SEEDS, 'leaders were elected many times');
   t.ok(k.crashes > SEEDS, 'members crashed and restarted');
   t.ok(k.midReadyCrashes > 0, 'some crashes hit between persisting and sending');
+  t.ok(k.writtenBehind > SEEDS * 10, 'leaders wrote Readys in the background');
   t.ok(k.partitions > SEEDS, 'links were cut');
   t.ok(k.snapshotsSent > 0, 'snapshots were sent to lagging members');
   t.ok(k.snapshotsTaken > SEEDS, 'logs were compacted');
@@ -48,4 +51,20 @@ t.test('teeth: a driver that sends before persisting is caught', async (t) => {
     if (r.violation) caught = `seed ${seed} step ${r.violation.step}: ${r.violation.invariant}`;
   }
   t.ok(caught, `caught: ${caught}`);
+});
+
+t.test('teeth: an entry applied before a quorum has it on disk is caught', async (t) => {
+  const storages = new Map<NodeId, MemoryStorage>();
+  for (const id of [1, 2, 3]) {
+    const s = new MemoryStorage();
+    bootstrap(s, [1, 2, 3]);
+    storages.set(id, s);
+  }
+  const e = { term: 2, index: 4, type: EntryType.Normal, data: new Uint8Array([1]) };
+  storages.get(2)!.append([e]);
+  const inv = new Invariants();
+  t.throws(() => inv.durable(1, e, [[1, 2, 3]], storages), /committed is durable|only 1 of voters/, 'one of three holds it');
+  storages.get(3)!.append([e]);
+  t.doesNotThrow(() => inv.durable(1, e, [[1, 2, 3]], storages), 'two of three hold it, the leader itself not among them');
+  t.doesNotThrow(() => inv.durable(1, e, [[1, 4, 5], [1, 2, 3]], storages), 'either configuration may hold it');
 });
