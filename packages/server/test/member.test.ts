@@ -86,6 +86,27 @@ function walOf(r: Running): Wal {
   return (r.member as unknown as { wal: Wal }).wal;
 }
 
+/** Holds the member's next WAL save that carries entries until open(); records the entry counts of the saves after it. */
+function holdNextSave(t: Test, r: Running): { held(): boolean; open(): void; later: number[] } {
+  const wal = walOf(r);
+  const save = wal.save.bind(wal);
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  t.teardown(() => open());
+  let held = false;
+  const later: number[] = [];
+  wal.save = (batch, options) => {
+    const n = batch.entries?.length ?? 0;
+    if (n > 0 && !held) {
+      held = true;
+      return gate.then(() => save(batch, options));
+    }
+    if (n > 0) later.push(n);
+    return save(batch, options);
+  };
+  return { held: () => held, open, later };
+}
+
 t.test('a three-member cluster replicates, forwards, reads linearizably and survives its leader stopping', async (t) => {
   const { cfg, running } = await startCluster(t, 3);
   const live = (): Running[] => running.filter((r): r is Running => r !== undefined);
@@ -158,45 +179,63 @@ t.test('entries in the in-memory log do not pin the buffers they were cut from',
   }
 });
 
-t.test('a leader asks for an inline fdatasync for a lone write, and not under load', async (t) => {
+t.test('a leader answers writes its followers made durable while its own write is held, then writes them in one save', async (t) => {
   const { live, leader } = await warmCluster(t);
-  // What each member asks of its WAL for the batches that carry entries. Whether the WAL honours
-  // it depends on how fast the disk is just then (wal.test covers that).
-  const asked = new Map<Running, boolean[]>();
-  /** Entries each member has handed its WAL since. */
-  const saved = new Map<Running, number>();
-  for (const r of live) {
-    const wal = walOf(r);
-    const save = wal.save.bind(wal);
-    const mine: boolean[] = [];
-    asked.set(r, mine);
-    saved.set(r, 0);
-    wal.save = (batch, options) => {
-      const n = batch.entries?.length ?? 0;
-      if (n > 0) mine.push(options?.inlineSync === true);
-      saved.set(r, saved.get(r)! + n);
-      return save(batch, options);
-    };
-  }
-  const inline = (r: Running): number => asked.get(r)!.filter((x) => x).length;
+  const rn = (leader.member as unknown as { rn: { status(): { id: number; commit: number; lastIndex: number; progress?: ReadonlyMap<number, { match: number }> } } }).rn;
+  const hold = holdNextSave(t, leader);
+  const { later } = hold;
+  const before = rn.status().lastIndex;
+  await leader.member.propose({ put: { key: b('wb/0'), value: b('v') } });
+  t.ok(hold.held(), 'its own save of the first write is still held');
+  const self = rn.status().progress?.get(rn.status().id)?.match ?? -1;
+  t.ok(self <= before, `the leader does not count itself for it (its match ${self}, the write ${before + 1})`);
+  // More writes while it is held: each answered by the followers' disks alone.
+  for (let i = 1; i <= 5; i++) await leader.member.propose({ put: { key: b(`wb/${i}`), value: b('v') } });
+  t.same(later, [], 'no other save of entries started meanwhile');
+  const store = leader.member.sm.store;
+  t.equal(store.range({ key: b('wb/'), rangeEnd: b('wb0') }).count, 6, 'the leader applied all six');
+  hold.open();
+  await until('the gathered writes saved', () => later.length > 0 && rn.status().progress?.get(rn.status().id)?.match === rn.status().lastIndex);
+  t.equal(later[0], 5, 'the five writes that came meanwhile went into one save');
+  await leader.member.propose({ put: { key: b('wb/after'), value: b('v') } });
+  for (const r of live) await r.member.readBarrier();
+  const rev = store.rev;
+  const hashes = await Promise.all(live.map(async (r) => (await r.member.sm.store.hashKV(rev)).hash));
+  t.equal(new Set(hashes).size, 1, 'HashKV equal on every member');
+});
 
-  for (let i = 0; i < 10; i++) await leader.member.propose({ put: { key: b(`lone/${i}`), value: b('v') } });
-  t.equal(inline(leader), 10, 'one write at a time: each of its batches inline');
-  t.equal(asked.get(leader)!.length, 10);
-  // A write is acknowledged once one follower has it: the other may still be saving (perhaps two
-  // entries in one batch).
-  const followers = live.filter((r) => r !== leader);
-  await until('the followers saved the ten writes', () => followers.every((f) => saved.get(f)! >= 10));
-  for (const f of followers) {
-    t.ok(saved.get(f)! >= 10, `the followers saved the same writes (${saved.get(f)} entries)`);
-    t.equal(inline(f), 0, 'followers never ask');
-  }
-
-  const [inline0, batches0] = [inline(leader), asked.get(leader)!.length];
-  await Promise.all(Array.from({ length: 200 }, (_, i) => leader.member.propose({ put: { key: b(`burst/${i}`), value: b('v') } })));
-  const [inlineN, batchesN] = [inline(leader) - inline0, asked.get(leader)!.length - batches0];
-  // At most the last, once it is alone.
-  t.ok(batchesN >= 1 && inlineN <= 1, `200 writes in flight: ${inlineN} of ${batchesN} batches inline`);
+t.test("a leader writing behind cuts no snapshot past what its log holds, and restarts from it", async (t) => {
+  const { cfg, running } = await startCluster(t, 3, { snapshotCount: 10, snapshotCatchUpEntries: 5 });
+  const live = (): Running[] => running.filter((r): r is Running => r !== undefined);
+  await until('a leader', () => live().some((r) => r.member.isLeader));
+  const li = running.findIndex((r) => r!.member.isLeader);
+  const leader = running[li]!;
+  const m = leader.member as unknown as { snapIndex: number; storage: MemoryStorage };
+  // Every snapshot the leader asks for, against what its storage held durably just then.
+  const cuts: Array<{ index: number; log: number; commit: number }> = [];
+  const createSnapshot = m.storage.createSnapshot.bind(m.storage);
+  m.storage.createSnapshot = (index, cs, data) => {
+    cuts.push({ index, log: m.storage.lastIndex(), commit: m.storage.getHardState().commit });
+    return createSnapshot(index, cs, data);
+  };
+  const hold = holdNextSave(t, leader);
+  const durable = m.storage.lastIndex();
+  for (let i = 0; i < 30; i++) await leader.member.propose({ put: { key: b(`snap/${i}`), value: b(String(i)) } });
+  t.ok(hold.held(), 'the leader\'s save is held');
+  t.ok(leader.member.appliedIndex >= durable + 30, `it applied past its log (applied ${leader.member.appliedIndex}, log ${m.storage.lastIndex()})`);
+  t.ok(m.snapIndex <= Math.min(m.storage.lastIndex(), m.storage.getHardState().commit), `no snapshot past its log (snapshot ${m.snapIndex}, log ${m.storage.lastIndex()})`);
+  hold.open();
+  await leader.member.propose({ put: { key: b('snap/last'), value: b('x') } });
+  await until('a snapshot past the writes', () => m.snapIndex > durable + 10);
+  t.ok(cuts.length > 0, `snapshots were cut (${cuts.length})`);
+  t.same(cuts.filter((c) => c.index > Math.min(c.log, c.commit)), [], 'none past the durable log or commit index of its moment');
+  await stop(leader);
+  running[li] = undefined;
+  running[li] = await startMember(cfg(li));
+  const back = running[li]!.member;
+  await until('it rejoined', () => back.appliedIndex > 0 && live().some((r) => r.member.isLeader));
+  await back.readBarrier();
+  t.equal(back.sm.store.range({ key: b('snap/'), rangeEnd: b('snap0') }).count, 31, 'every write is there after the restart');
 });
 
 t.test("a committed write is answered before the save of the entries after it", async (t) => {

@@ -18,7 +18,9 @@ export const FAILPOINT_NAMES = [
   'walBeforeFsync',
   /** A Ready's entries and hard state are about to be saved: nothing of them is on disk. */
   'raftBeforeSave',
-  /** They are durable; nothing of them has been sent, applied or acknowledged. */
+  /** They are durable; nothing of them has been sent, applied or acknowledged (except by a
+   * leader writing behind, which sent them before and may have applied what its followers made
+   * durable meanwhile; it still has not counted its own copy). */
   'raftAfterSave',
 ] as const;
 export type FailpointSite = (typeof FAILPOINT_NAMES)[number];
