@@ -15,7 +15,10 @@ import { errClosed } from './errors.js';
  * loses at most this much of LevelDB, and the consistent index replays it.
  */
 export const BATCH_INTERVAL_MS = 100;
-/** etcd's --backend-batch-limit default: a batch is written at once when this many writes wait. */
+/**
+ * etcd's --backend-batch-limit default: a batch is written at once when this many writes wait,
+ * checked where an apply ends (putLatest), as etcd checks it when a transaction unlocks.
+ */
 export const BATCH_LIMIT = 10_000;
 
 type Op = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
@@ -64,14 +67,18 @@ export class Backend {
   /**
    * A put of which only the latest value before the batch is written matters (the consistent
    * index, staged by every apply): one write per batch, not one per call. The batch still holds
-   * whole applies only, so the value written with it is exact.
+   * whole applies only, so the value written with it is exact. It ends an apply, so this is where
+   * a batch over BATCH_LIMIT goes out early: from put() or del() that could split an apply across
+   * two batches, and a crash between them would leave part of it on disk under the consistent
+   * index of the apply before, to be applied again on restart.
    */
   putLatest(key: Buffer, value: Buffer): void {
     this.check();
     const k = key.toString('latin1');
     this.latest.set(k, { type: 'put', key, value });
     this.pending.set(k, value);
-    this.schedule();
+    if (!this.writing && this.staged.length >= BATCH_LIMIT) this.pump();
+    else this.schedule();
   }
 
   del(key: Buffer): void {
@@ -143,12 +150,7 @@ export class Backend {
   }
 
   private schedule(): void {
-    if (this.writing) return;
-    if (this.staged.length >= BATCH_LIMIT) {
-      this.pump();
-      return;
-    }
-    if (this.timer !== undefined) return;
+    if (this.writing || this.timer !== undefined) return;
     this.timer = setTimeout(() => this.pump(), BATCH_INTERVAL_MS);
     // close() flushes what is staged: the timer need not keep the process alive.
     this.timer.unref();
@@ -186,8 +188,9 @@ export class Backend {
         const done = waiters.concat(this.writingWaiters);
         this.writingWaiters = [];
         for (const w of done) w();
-        // Someone waits for what was staged meanwhile (flush): now; otherwise on the interval.
-        if (this.stagedWaiters.length > 0) this.pump();
+        // Someone waits for what was staged meanwhile (flush), or it is over the limit: now
+        // (between turns of the event loop, so between applies); otherwise on the interval.
+        if (this.stagedWaiters.length > 0 || this.staged.length >= BATCH_LIMIT) this.pump();
         else if (this.hasStaged()) this.schedule();
       },
       (err: unknown) => {
