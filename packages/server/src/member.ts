@@ -688,9 +688,10 @@ export class RaftMember implements Member {
     if (rd.softState !== undefined) this.onSoftState(rd.softState.role, rd.softState.lead);
     const applyFirst = this.appliableBeforeSave(rd);
     if (applyFirst > 0) await this.applyCommitted(rd, 0, applyFirst);
+    // Writes in the background (this member was leading) complete first: the WAL keeps saves in
+    // order, and no message of this Ready may speak for entries before they are on disk.
+    await this.writesDone();
     if (rd.snapshot !== undefined || rd.entries.length > 0 || rd.hardState !== undefined) {
-      // The WAL takes saves in the order they come: the leader's writes in the background first.
-      await this.writesDone();
       await this.save({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot });
     }
     if (rd.hardState !== undefined) this.committed = rd.hardState.commit;
@@ -746,7 +747,7 @@ export class RaftMember implements Member {
       (err: unknown) => {
         this.writing = undefined;
         this.nextWrite = undefined;
-        this.fail('writing the log failed; stopping', err);
+        this.fail('raft loop failed; stopping', err);
       },
     );
   }
