@@ -690,7 +690,7 @@ export class RaftMember implements Member {
     if (applyFirst > 0) await this.applyCommitted(rd, 0, applyFirst);
     // Writes in the background (this member was leading) complete first: the WAL keeps saves in
     // order, and no message of this Ready may speak for entries before they are on disk.
-    await this.writesDone();
+    if (this.writing !== undefined) await this.writesDone();
     if (rd.snapshot !== undefined || rd.entries.length > 0 || rd.hardState !== undefined) {
       await this.save({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot });
     }
