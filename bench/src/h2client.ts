@@ -12,7 +12,7 @@
  */
 import * as net from 'node:net';
 import { CLIENT_PREFACE, DEFAULT_MAX_FRAME_BYTES, DEFAULT_WINDOW_BYTES, ErrorCode, Flag, FRAME_HEADER_BYTES } from '@capstan/server/h2/frames';
-import { FrameType, Setting, frame, readFrames, settingsPayload, u32, writeFrameHeader } from '@capstan/server/h2/frames';
+import { FrameType, Setting, frame, readFrames, settingsPayload, u32, unpad, writeFrameHeader } from '@capstan/server/h2/frames';
 import { HpackDecoder, HpackEncoder } from '@capstan/server/h2/hpack';
 
 /** What a stream's owner is told. Exactly one onClose per stream, after which nothing else. */
@@ -228,7 +228,7 @@ export class H2ClientConnection {
     const b = this.inbuf === undefined ? chunk : Buffer.concat([this.inbuf, chunk]);
     let off: number;
     try {
-      off = readFrames(b, 0, DEFAULT_MAX_FRAME_BYTES, this.frameIn, frameTooLarge);
+      off = readFrames(b, DEFAULT_MAX_FRAME_BYTES, this.frameIn, frameTooLarge);
     } catch (err) {
       return this.protocolError((err as Error).message);
     }
@@ -392,13 +392,4 @@ export class H2ClientConnection {
 /** We advertise no SETTINGS_MAX_FRAME_SIZE: a larger frame breaks the protocol (§4.2). */
 function frameTooLarge(len: number): never {
   throw new Error(`a frame of ${len} bytes, over the ${DEFAULT_MAX_FRAME_BYTES} we allow`);
-}
-
-/** A DATA or HEADERS payload without its padding (§6.1), or undefined if the padding is impossible. */
-function unpad(flags: number, p: Buffer): Buffer | undefined {
-  if (!(flags & Flag.Padded)) return p;
-  if (p.length < 1) return undefined;
-  const pad = p[0]!;
-  if (pad >= p.length) return undefined;
-  return p.subarray(1, p.length - pad);
 }

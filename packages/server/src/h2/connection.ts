@@ -32,6 +32,7 @@ import {
   frame,
   goAwayPayload,
   readFrames,
+  unpad,
   settingsPayload,
   u32,
   writeFrameHeader,
@@ -395,7 +396,7 @@ export class H2ServerConnection {
         buf = buf.subarray(CLIENT_PREFACE.length);
         this.phase = Phase.Frames;
       }
-      const off = readFrames(buf, 0, DEFAULT_MAX_FRAME_BYTES, this.frameIn, frameTooLarge);
+      const off = readFrames(buf, DEFAULT_MAX_FRAME_BYTES, this.frameIn, frameTooLarge);
       if (off < buf.length && this.phase === Phase.Frames) this.inBuf = buf.subarray(off);
     } catch (err) {
       if (err instanceof ConnectionError) return this.fail(err.code, err.message);
@@ -1006,13 +1007,4 @@ function decimal(s: string): number {
     n = 10 * n + d;
   }
   return n;
-}
-
-/** A DATA or HEADERS payload without its padding (§6.1), or undefined if the padding does not fit. */
-function unpad(flags: number, p: Buffer): Buffer | undefined {
-  if ((flags & Flag.Padded) === 0) return p;
-  if (p.length < 1) return undefined;
-  const pad = p[0]!;
-  if (pad >= p.length) return undefined;
-  return p.subarray(1, p.length - pad);
 }

@@ -81,7 +81,8 @@ export type FrameHandler = (type: number, flags: number, streamId: number, paylo
  * returns the offset of the first byte not handed over (the start of a partial frame, or
  * buf.length). A payload longer than `maxPayload` goes to `tooLarge`, which throws.
  */
-export function readFrames(buf: Buffer, off: number, maxPayload: number, onFrame: FrameHandler, tooLarge: (payloadLength: number) => never): number {
+export function readFrames(buf: Buffer, maxPayload: number, onFrame: FrameHandler, tooLarge: (payloadLength: number) => never): number {
+  let off = 0;
   while (buf.length - off >= FRAME_HEADER_BYTES) {
     const len = (buf[off]! << 16) | (buf[off + 1]! << 8) | buf[off + 2]!;
     if (len > maxPayload) tooLarge(len);
@@ -128,4 +129,13 @@ export function goAwayPayload(lastStreamId: number, code: ErrorCode, debug = '')
   b.writeUInt32BE(code, 4);
   b.write(debug, 8);
   return b;
+}
+
+/** A DATA or HEADERS payload without its padding (§6.1), or undefined if the padding does not fit. */
+export function unpad(flags: number, p: Buffer): Buffer | undefined {
+  if ((flags & Flag.Padded) === 0) return p;
+  if (p.length < 1) return undefined;
+  const pad = p[0]!;
+  if (pad >= p.length) return undefined;
+  return p.subarray(1, p.length - pad);
 }
