@@ -147,7 +147,7 @@ export class RawNode {
     const r = this.raft;
     r.startReadRound();
     r.flushAppends();
-    const entries = r.log.unstable.toWrite().slice();
+    const entries = r.log.unstable.toWrite();
     r.log.unstable.acceptInProgress();
     const committedEntries = r.log.nextCommittedEntries();
     const soft = r.softState();

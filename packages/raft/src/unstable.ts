@@ -20,10 +20,9 @@ export class Unstable {
     this.inProgress = offset - 1;
   }
 
-  /** Entries not yet handed to the driver. */
-  toWrite(): readonly Entry[] {
-    const from = this.inProgress + 1 - this.offset;
-    return from === 0 ? this.entries : this.entries.slice(from);
+  /** Entries not yet handed to the driver, in an array of their own (this one keeps growing). */
+  toWrite(): Entry[] {
+    return this.entries.slice(this.inProgress + 1 - this.offset);
   }
 
   hasToWrite(): boolean {
