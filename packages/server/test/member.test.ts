@@ -86,25 +86,40 @@ function walOf(r: Running): Wal {
   return (r.member as unknown as { wal: Wal }).wal;
 }
 
-/** Holds the member's next WAL save that carries entries until open(); records the entry counts of the saves after it. */
-function holdNextSave(t: Test, r: Running): { held(): boolean; open(): void; later: number[] } {
+interface SaveGate {
+  /** The save reached the gate. */
+  reached: boolean;
+  open(): void;
+}
+
+/**
+ * Holds the member's next `n` WAL saves that carry entries, each at a gate of its own until it is
+ * opened; records the entry counts of the saves after them.
+ */
+function holdSaves(t: Test, r: Running, n: number): { gates: SaveGate[]; later: number[] } {
   const wal = walOf(r);
   const save = wal.save.bind(wal);
-  let open!: () => void;
-  const gate = new Promise<void>((resolve) => (open = resolve));
-  t.teardown(() => open());
-  let held = false;
+  const gates: Array<SaveGate & { opened: Promise<void> }> = [];
+  for (let i = 0; i < n; i++) {
+    let open!: () => void;
+    const opened = new Promise<void>((resolve) => (open = resolve));
+    gates.push({ reached: false, open, opened });
+  }
+  t.teardown(() => gates.forEach((g) => g.open()));
   const later: number[] = [];
+  let held = 0;
   wal.save = (batch, options) => {
-    const n = batch.entries?.length ?? 0;
-    if (n > 0 && !held) {
-      held = true;
-      return gate.then(() => save(batch, options));
+    const entries = batch.entries?.length ?? 0;
+    if (entries === 0) return save(batch, options);
+    const gate = gates[held++];
+    if (gate === undefined) {
+      later.push(entries);
+      return save(batch, options);
     }
-    if (n > 0) later.push(n);
-    return save(batch, options);
+    gate.reached = true;
+    return gate.opened.then(() => save(batch, options));
   };
-  return { held: () => held, open, later };
+  return { gates, later };
 }
 
 t.test('a three-member cluster replicates, forwards, reads linearizably and survives its leader stopping', async (t) => {
@@ -182,11 +197,10 @@ t.test('entries in the in-memory log do not pin the buffers they were cut from',
 t.test('a leader answers writes its followers made durable while its own write is held, then writes them in one save', async (t) => {
   const { live, leader } = await warmCluster(t);
   const rn = (leader.member as unknown as { rn: { status(): { id: number; commit: number; lastIndex: number; progress?: ReadonlyMap<number, { match: number }> } } }).rn;
-  const hold = holdNextSave(t, leader);
-  const { later } = hold;
+  const { gates: [gate], later } = holdSaves(t, leader, 1);
   const before = rn.status().lastIndex;
   await leader.member.propose({ put: { key: b('wb/0'), value: b('v') } });
-  t.ok(hold.held(), 'its own save of the first write is still held');
+  t.ok(gate!.reached, 'its own save of the first write is still held');
   const self = rn.status().progress?.get(rn.status().id)?.match ?? -1;
   t.ok(self <= before, `the leader does not count itself for it (its match ${self}, the write ${before + 1})`);
   // More writes while it is held: each answered by the followers' disks alone.
@@ -194,7 +208,7 @@ t.test('a leader answers writes its followers made durable while its own write i
   t.same(later, [], 'no other save of entries started meanwhile');
   const store = leader.member.sm.store;
   t.equal(store.range({ key: b('wb/'), rangeEnd: b('wb0') }).count, 6, 'the leader applied all six');
-  hold.open();
+  gate!.open();
   await until('the gathered writes saved', () => later.length > 0 && rn.status().progress?.get(rn.status().id)?.match === rn.status().lastIndex);
   t.equal(later[0], 5, 'the five writes that came meanwhile went into one save');
   await leader.member.propose({ put: { key: b('wb/after'), value: b('v') } });
@@ -218,13 +232,13 @@ t.test("a leader writing behind cuts no snapshot past what its log holds, and re
     cuts.push({ index, log: m.storage.lastIndex(), commit: m.storage.getHardState().commit });
     return createSnapshot(index, cs, data);
   };
-  const hold = holdNextSave(t, leader);
+  const { gates: [gate] } = holdSaves(t, leader, 1);
   const durable = m.storage.lastIndex();
   for (let i = 0; i < 30; i++) await leader.member.propose({ put: { key: b(`snap/${i}`), value: b(String(i)) } });
-  t.ok(hold.held(), 'the leader\'s save is held');
+  t.ok(gate!.reached, 'the leader\'s save is held');
   t.ok(leader.member.appliedIndex >= durable + 30, `it applied past its log (applied ${leader.member.appliedIndex}, log ${m.storage.lastIndex()})`);
   t.ok(m.snapIndex <= Math.min(m.storage.lastIndex(), m.storage.getHardState().commit), `no snapshot past its log (snapshot ${m.snapIndex}, log ${m.storage.lastIndex()})`);
-  hold.open();
+  gate!.open();
   await leader.member.propose({ put: { key: b('snap/last'), value: b('x') } });
   await until('a snapshot past the writes', () => m.snapIndex > durable + 10);
   t.ok(cuts.length > 0, `snapshots were cut (${cuts.length})`);
@@ -241,23 +255,8 @@ t.test("a leader writing behind cuts no snapshot past what its log holds, and re
 t.test("a committed write is answered before the save of the entries after it", async (t) => {
   const { leader } = await warmCluster(t);
   const rn = (leader.member as unknown as { rn: { status(): { commit: number; lastIndex: number } } }).rn;
-  const wal = walOf(leader);
-  const save = wal.save.bind(wal);
-  // The leader's next two saves of entries wait for a gate each: its loop stops at the first.
-  const gates: Array<{ reached: boolean; open: () => void; opened: Promise<void> }> = [];
-  for (let i = 0; i < 2; i++) {
-    let open!: () => void;
-    const opened = new Promise<void>((r) => (open = r));
-    gates.push({ reached: false, open, opened });
-  }
-  let held = 0;
-  wal.save = (batch, options) => {
-    const gate = (batch.entries?.length ?? 0) > 0 ? gates[held++] : undefined;
-    if (gate === undefined) return save(batch, options);
-    gate.reached = true;
-    return gate.opened.then(() => save(batch, options));
-  };
-  t.teardown(() => gates.forEach((g) => g.open()));
+  // The leader's next two saves of entries wait for a gate each.
+  const { gates, later } = holdSaves(t, leader, 2);
 
   let bAnswered = false;
   const bDone = leader.member.propose({ put: { key: b('B'), value: b('v') } }).then(() => (bAnswered = true));
@@ -273,7 +272,7 @@ t.test("a committed write is answered before the save of the entries after it", 
   t.ok(bAnswered, 'B answered before C was durable');
   gates[1]!.open();
   await Promise.all([bDone, cDone]);
-  t.equal(held, 2, 'both saves were held');
+  t.equal(gates.filter((g) => g.reached).length + later.length, 2, 'both saves were held, and no other save carried entries');
 });
 
 t.test('a member that missed more than --snapshot-count entries catches up by snapshot', async (t) => {
