@@ -48,7 +48,8 @@ import {
   type MemberInfo,
   type MemberStatus,
 } from './api.js';
-import { askPeers, PeerTransport, errorPayload } from './peer.js';
+import { askPeers, PeerTransport } from './peer.js';
+import { errorPayload } from './forwarding.js';
 import { packr } from './peercodec.js';
 import { decodeProposal, encodeProposal, type Proposal, type ProposerRef } from './proposal.js';
 import type { TLSConfig } from './tls.js';

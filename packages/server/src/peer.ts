@@ -1,13 +1,15 @@
 /**
  * Member-to-member transport: one Raft stream per peer (raftstream.ts: plain TCP or TLS, frames of
  * Raft message batches, peercodec.ts), redialed with exponential backoff when it breaks; over gRPC, the
- * snapshot stream and a unary call for requests only the leader can answer (lease keepalives,
- * time-to-live). The gRPC service is defined with identity serializers: the payloads are already bytes.
+ * snapshot stream and a stream of requests only the leader can answer (lease keepalives,
+ * time-to-live; forwarding.ts). The gRPC service is defined with identity serializers: the payloads
+ * are already bytes.
  */
 import type { Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { Message, NodeId } from '@capstan/raft';
 import { NO_CHANNELZ } from './grpc/channelz.js';
+import { ForwardClient, serveForwards } from './forwarding.js';
 import { decodeMessages, encodeMessages, packr } from './peercodec.js';
 import { dialRaftStream, FRAME_HEADER_BYTES, FrameDecoder, sealFrame } from './raftstream.js';
 import { peerChannelCredentials, type TLSConfig } from './tls.js';
@@ -18,26 +20,23 @@ export const MAX_PEER_MESSAGE_BYTES = 512 * 1024 * 1024;
 export const MAX_PEER_QUEUE = 4096;
 const BACKOFF_MIN_MS = 50;
 const BACKOFF_MAX_MS = 1000;
-/** A forwarded request that gets no answer in this long fails (the caller maps it to a timeout). */
-export const FORWARD_TIMEOUT_MS = 5000;
-
 
 const identity = (b: Buffer): Buffer => b;
 /** A peer method on bytes that are already encoded (msgpack), so the serializers pass them through. */
-function method(name: string, requestStream: boolean): grpc.MethodDefinition<Buffer, Buffer> {
+function method(name: string, requestStream: boolean, responseStream: boolean): grpc.MethodDefinition<Buffer, Buffer> {
   return {
     path: `/capstan.peer.Peer/${name}`,
     requestStream,
-    responseStream: false,
+    responseStream,
     requestSerialize: identity,
     requestDeserialize: identity,
     responseSerialize: identity,
     responseDeserialize: identity,
   };
 }
-const PEER_SERVICE: grpc.ServiceDefinition = {
-  snapshot: method('Snapshot', true),
-  forward: method('Forward', false),
+export const PEER_SERVICE: grpc.ServiceDefinition = {
+  snapshot: method('Snapshot', true, false),
+  forwards: method('Forwards', true, true),
 };
 const PeerClient = grpc.makeGenericClientConstructor(PEER_SERVICE, 'Peer');
 
@@ -62,6 +61,7 @@ const CHANNEL_OPTIONS = {
 
 class Peer {
   private client: grpc.Client;
+  private forwards: ForwardClient;
   private stream: Socket | undefined;
   private backoff = BACKOFF_MIN_MS;
   private retryAt = 0;
@@ -74,6 +74,7 @@ class Peer {
     private readonly tls: TLSConfig | undefined,
   ) {
     this.client = new PeerClient(target(url), peerChannelCredentials(url, tls), CHANNEL_OPTIONS);
+    this.forwards = this.forwardClient();
   }
 
   send(msgs: Message[]): void {
@@ -92,16 +93,12 @@ class Peer {
   }
 
   forward(req: unknown): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      const deadline = new Date(Date.now() + FORWARD_TIMEOUT_MS);
-      const client = this.client as unknown as {
-        forward(req: Buffer, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Buffer) => void): void;
-      };
-      client.forward(packr.pack(req), { deadline }, (err, res) => {
-        if (err !== null) reject(err);
-        else resolve(packr.unpack(res!));
-      });
-    });
+    return this.forwards.request(req);
+  }
+
+  private forwardClient(): ForwardClient {
+    const client = this.client as unknown as { forwards(): grpc.ClientDuplexStream<Buffer, Buffer> };
+    return new ForwardClient(() => client.forwards());
   }
 
   /** Streams a MsgSnap followed by the store's chunks; resolves when the peer installed it. */
@@ -132,13 +129,16 @@ class Peer {
     this.url = url;
     this.stream?.destroy();
     this.stream = undefined;
+    this.forwards.close();
     this.client.close();
     this.client = new PeerClient(target(url), peerChannelCredentials(url, this.tls), CHANNEL_OPTIONS);
+    this.forwards = this.forwardClient();
   }
 
   close(): void {
     this.closed = true;
     this.stream?.destroy();
+    this.forwards.close();
     this.client.close();
   }
 
@@ -215,19 +215,7 @@ export class PeerTransport {
           (err: unknown) => callback({ code: grpc.status.INTERNAL, details: String((err as Error)?.message ?? err) }),
         );
       },
-      forward: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-        let req: unknown;
-        try {
-          req = packr.unpack(call.request);
-        } catch (err) {
-          callback({ code: grpc.status.INVALID_ARGUMENT, details: String(err) });
-          return;
-        }
-        this.handlers.onForward(req).then(
-          (res) => callback(null, packr.pack(res)),
-          (err: unknown) => callback(null, packr.pack({ error: errorPayload(err) })),
-        );
-      },
+      forwards: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => serveForwards(call, (req) => this.handlers.onForward(req)),
     });
   }
 
@@ -272,11 +260,6 @@ export class PeerTransport {
     for (const p of this.peers.values()) p.close();
     this.peers.clear();
   }
-}
-
-export function errorPayload(err: unknown): { code: string; message: string } {
-  const e = err as { code?: unknown; message?: unknown };
-  return { code: typeof e.code === 'string' ? e.code : 'INTERNAL', message: String(e.message ?? err) };
 }
 
 /** "http://127.0.0.1:2380" -> "127.0.0.1:2380", what grpc-js dials. */
