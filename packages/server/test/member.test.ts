@@ -108,16 +108,16 @@ function holdSaves(t: Test, r: Running, n: number): { gates: SaveGate[]; later: 
   t.teardown(() => gates.forEach((g) => g.open()));
   const later: number[] = [];
   let held = 0;
-  wal.save = (batch, options) => {
+  wal.save = (batch) => {
     const entries = batch.entries?.length ?? 0;
-    if (entries === 0) return save(batch, options);
+    if (entries === 0) return save(batch);
     const gate = gates[held++];
     if (gate === undefined) {
       later.push(entries);
-      return save(batch, options);
+      return save(batch);
     }
     gate.reached = true;
-    return gate.opened.then(() => save(batch, options));
+    return gate.opened.then(() => save(batch));
   };
   return { gates, later };
 }

@@ -124,9 +124,9 @@ class FaultyHandle implements FileHandle {
     this.fs.check('read', this.path);
     return this.inner.read(buf, offset, length, position);
   }
-  async datasync(inline?: boolean): Promise<void> {
+  async datasync(): Promise<void> {
     this.fs.check('datasync', this.path);
-    return this.inner.datasync(inline);
+    return this.inner.datasync();
   }
   async sync(): Promise<void> {
     this.fs.check('sync', this.path);

@@ -9,11 +9,8 @@ export interface FileHandle {
   /** Writes all `length` bytes at `position` (looping over short writes). */
   write(buf: Uint8Array, offset: number, length: number, position: number): Promise<void>;
   read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number>;
-  /**
-   * fdatasync: data and the metadata needed to read it back, not timestamps. `inline` runs it on
-   * the calling thread, blocking the event loop for its duration, instead of in libuv's pool.
-   */
-  datasync(inline?: boolean): Promise<void>;
+  /** fdatasync: data and the metadata needed to read it back, not timestamps. */
+  datasync(): Promise<void>;
   /** fsync: data and all metadata (used where the file size changes). */
   sync(): Promise<void>;
   size(): Promise<number>;
@@ -94,12 +91,8 @@ class NodeFileHandle implements FileHandle {
     );
   }
 
-  async datasync(inline = false): Promise<void> {
-    if (inline) {
-      fs.fdatasyncSync(this.fd);
-      return;
-    }
-    await new Promise<void>((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
+  datasync(): Promise<void> {
+    return new Promise<void>((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
   }
 
   sync(): Promise<void> {

@@ -4,8 +4,6 @@ export {
   SNAP_DIR,
   type WalOptions,
   type SaveBatch,
-  type SaveOptions,
-  INLINE_SYNC_MAX_SECONDS,
   type Replay,
   type OpenedWal,
 } from './wal.js';

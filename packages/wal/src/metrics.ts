@@ -71,7 +71,6 @@ export class Counter {
 export interface WalMetrics {
   readonly fsyncDuration: HistogramData;
   readonly bytesWritten: CounterData;
-  readonly inlineFsyncs: CounterData;
 }
 
 export class WalMetricSet {
@@ -81,9 +80,8 @@ export class WalMetricSet {
     FSYNC_DURATION_BUCKETS,
   );
   readonly bytesWritten = new Counter('etcd_disk_wal_write_bytes_total', 'Total number of bytes written in WAL.');
-  readonly inlineFsyncs = new Counter('capstan_disk_wal_inline_fsyncs_total', 'WAL fdatasyncs run on the event loop thread rather than in the thread pool.');
 
   data(): WalMetrics {
-    return { fsyncDuration: this.fsyncDuration.data(), bytesWritten: this.bytesWritten.data(), inlineFsyncs: this.inlineFsyncs.data() };
+    return { fsyncDuration: this.fsyncDuration.data(), bytesWritten: this.bytesWritten.data() };
   }
 }

@@ -62,22 +62,6 @@ export interface WalOptions {
   readonly logger?: WalLogger;
 }
 
-/**
- * An inline fdatasync blocks the event loop for as long as the disk takes: it is used only while
- * the last one took less than this.
- */
-export const INLINE_SYNC_MAX_SECONDS = 0.002;
-
-export interface SaveOptions {
-  /**
-   * Run the batch's fdatasync on the calling thread rather than in libuv's pool, which spares the
-   * hand-off to a pool thread and back (on the project's 2-core VM it often waits for a CPU) when
-   * nothing else is waiting for the event loop. Ignored while the disk is slow (see
-   * INLINE_SYNC_MAX_SECONDS).
-   */
-  readonly inlineSync?: boolean;
-}
-
 /** One Raft Ready's worth of durable state. */
 export interface SaveBatch {
   readonly hardState?: HardState;
@@ -127,8 +111,6 @@ interface PreparedSegment {
 export class Wal {
   private readonly encoder = new RecordEncoder();
   private readonly metricSet = new WalMetricSet();
-  /** How long the last fdatasync of a batch took (decides whether the next may run inline). */
-  private lastFsyncSeconds = 0;
   /**
    * Given each batch's fdatasync time in seconds, as the fsync histogram is: etcd's
    * wal_fsync_duration times the fdatasync alone, not the write before it.
@@ -375,8 +357,8 @@ export class Wal {
    * Calls are serialized: a save starts when the previous one settled. After a failed write or
    * fsync every later save rejects with WalPoisonedError.
    */
-  save(batch: SaveBatch, options: SaveOptions = {}): Promise<Persisted> {
-    return this.enqueue(batch, options.inlineSync === true, false);
+  save(batch: SaveBatch): Promise<Persisted> {
+    return this.enqueue(batch, false);
   }
 
   /**
@@ -396,7 +378,7 @@ export class Wal {
         throw this.poison(e, path.join(this.dir, SNAP_DIR));
       }
     }
-    return this.enqueue({ snapshot }, false, true);
+    return this.enqueue({ snapshot }, true);
   }
 
   /**
@@ -404,8 +386,8 @@ export class Wal {
    * snapshot covers are released too; that release runs outside the queue, so the next save
    * need not wait for its unlinks.
    */
-  private enqueue(batch: SaveBatch, inlineSync: boolean, snapFileWritten: boolean): Promise<Persisted> {
-    const run = this.queue.then(() => this.saveNow(batch, inlineSync, snapFileWritten));
+  private enqueue(batch: SaveBatch, snapFileWritten: boolean): Promise<Persisted> {
+    const run = this.queue.then(() => this.saveNow(batch, snapFileWritten));
     this.queue = run.catch(() => {});
     if (batch.snapshot === undefined) return run;
     return run.then(async (token) => {
@@ -456,7 +438,7 @@ export class Wal {
     return err;
   }
 
-  private async saveNow(batch: SaveBatch, inlineSync: boolean, snapFileWritten: boolean): Promise<Persisted> {
+  private async saveNow(batch: SaveBatch, snapFileWritten: boolean): Promise<Persisted> {
     this.checkOpen();
     const entries = batch.entries ?? [];
     const snap = batch.snapshot !== undefined && batch.snapshot.metadata.index > 0 ? batch.snapshot : undefined;
@@ -479,7 +461,7 @@ export class Wal {
       // state machine skips entries it has already applied (its consistent index).
       const hs = batch.hardState;
       const sync = snap !== undefined || entries.length > 0 || (hs !== undefined && (hs.term !== this.hardState.term || hs.vote !== this.hardState.vote));
-      await this.append(records, entries, sync, inlineSync);
+      await this.append(records, entries, sync);
     } catch (e) {
       throw this.poison(e, this.active.path);
     }
@@ -508,7 +490,7 @@ export class Wal {
     }
   }
 
-  private async append(records: WalRecord[], entries: readonly Entry[], sync: boolean, inlineSync = false): Promise<void> {
+  private async append(records: WalRecord[], entries: readonly Entry[], sync: boolean): Promise<void> {
     const enc = this.encoder;
     enc.reset(this.active.crc);
     for (let i = 0; i < records.length; i++) enc.add(records[i]!, i === records.length - 1);
@@ -523,7 +505,7 @@ export class Wal {
       throw ioError('write', seg.path, e);
     }
     this.metricSet.bytesWritten.inc(len);
-    if (sync) await this.datasync(seg, len, inlineSync);
+    if (sync) await this.datasync(seg, len);
     seg.offset += len;
     seg.crc = enc.crc;
     // Started half way through a segment: early enough to be ready, late enough not to compete
@@ -532,20 +514,17 @@ export class Wal {
   }
 
   /** fdatasync of the batch just written (len bytes at seg.offset), through the failpoint before it. */
-  private async datasync(seg: ActiveSegment, len: number, inlineSync: boolean): Promise<void> {
-    const inline = inlineSync && this.lastFsyncSeconds < INLINE_SYNC_MAX_SECONDS;
+  private async datasync(seg: ActiveSegment, len: number): Promise<void> {
     const t0 = process.hrtime.bigint();
     try {
       const act = failpoints.pass('walBeforeFsync');
       // A power cut before the fsync loses the batch: zeros, as the preallocated file had there.
       if (act !== undefined) await fire('walBeforeFsync', act, () => seg.file.write(new Uint8Array(len), 0, len, seg.offset));
-      await seg.file.datasync(inline);
+      await seg.file.datasync();
     } catch (e) {
       throw ioError('fdatasync', seg.path, e);
     }
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    this.lastFsyncSeconds = seconds;
-    if (inline) this.metricSet.inlineFsyncs.inc();
     this.metricSet.fsyncDuration.observe(seconds);
     this.onFsync?.(seconds);
   }

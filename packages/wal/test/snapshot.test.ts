@@ -137,9 +137,9 @@ t.test("a member's own snapshot writes its file while a save waits for its fdata
       const h = await nodeFileSystem.open(p, mode);
       if (p.includes(`${path.sep}wal${path.sep}`)) {
         const inner = h.datasync.bind(h);
-        h.datasync = async (inline) => {
+        h.datasync = async () => {
           if (gate !== undefined) await gate;
-          await inner(inline);
+          await inner();
         };
       }
       return h;

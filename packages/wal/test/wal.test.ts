@@ -4,13 +4,10 @@ import * as path from 'node:path';
 import type { Entry } from '@capstan/raft';
 import {
   FSYNC_DURATION_BUCKETS,
-  INLINE_SYNC_MAX_SECONDS,
   Persisted,
   Wal,
-  FaultInjectingFileSystem,
   WalClosedError,
   WalInvalidBatchError,
-  WalIoError,
   WalNotFoundError,
   nodeFileSystem,
   type FileHandle,
@@ -191,10 +188,10 @@ function walHandlesFs(wrap: (h: FileHandle, path: string) => void): FileSystem {
 }
 
 /** The node file system with the fdatasync of the WAL's segment files replaced by `datasync`. */
-function walDatasyncFs(datasync: (inner: (inline?: boolean) => Promise<void>, inline?: boolean) => Promise<void>): FileSystem {
+function walDatasyncFs(datasync: (inner: () => Promise<void>) => Promise<void>): FileSystem {
   return walHandlesFs((h) => {
     const inner = h.datasync.bind(h);
-    h.datasync = (inline?: boolean) => datasync(inner, inline);
+    h.datasync = () => datasync(inner);
   });
 }
 
@@ -203,12 +200,12 @@ function countingFs(): { fs: FileSystem; datasyncs: () => number; maxInFlight: (
   let inFlight = 0;
   let maxInFlight = 0;
   let datasyncs = 0;
-  const fs = walDatasyncFs(async (inner, inline) => {
+  const fs = walDatasyncFs(async (inner) => {
     inFlight++;
     datasyncs++;
     maxInFlight = Math.max(maxInFlight, inFlight);
     try {
-      await inner(inline);
+      await inner();
     } finally {
       inFlight--;
     }
@@ -232,8 +229,8 @@ t.test('a segment is zero-filled a chunk at a time, each chunk flushed before th
       filled += length;
       await write(buf, offset, length, position);
     };
-    h.datasync = async (inline) => {
-      await datasync(inline);
+    h.datasync = async () => {
+      await datasync();
       unflushed.set(p, 0);
     };
   });
@@ -301,61 +298,6 @@ t.test('batches that would not replay are refused before anything is written', a
   t.equal(wal.failure, undefined);
   await wal.close();
   await t.rejects(wal.save({ entries: [entry(7, 1)] }), WalClosedError);
-});
-
-t.test('inlineSync: the fdatasync runs on the calling thread, unless the last one was slow', async (t) => {
-  const dir = tempDir(t);
-  // Each WAL datasync's inline flag, recorded; the fdatasync itself is left out so that how long
-  // one takes is up to the test (`slow`: longer than INLINE_SYNC_MAX_SECONDS), not the machine.
-  const asked: boolean[] = [];
-  let slow = false;
-  const recording = walDatasyncFs(async (_inner, inline) => {
-    asked.push(inline === true);
-    if (slow) await new Promise((r) => setTimeout(r, INLINE_SYNC_MAX_SECONDS * 1000 * 3));
-  });
-  const { wal } = await openWal(dir, { fs: recording });
-  asked.length = 0;
-  await wal.save({ entries: [entry(1, 1)], hardState: hs(1, 0) });
-  await wal.save({ entries: [entry(2, 1)] }, { inlineSync: true });
-  t.same(asked, [false, true], 'in the pool by default, inline when asked');
-  t.equal(wal.metrics().inlineFsyncs.value, 1, 'counted');
-  t.equal(wal.metrics().inlineFsyncs.name, 'capstan_disk_wal_inline_fsyncs_total');
-
-  slow = true;
-  await wal.save({ entries: [entry(3, 1)] }, { inlineSync: true });
-  slow = false;
-  await wal.save({ entries: [entry(4, 1)] }, { inlineSync: true });
-  await wal.save({ entries: [entry(5, 1)] }, { inlineSync: true });
-  t.same(asked.slice(2), [true, false, true], 'after a slow fdatasync the next goes to the pool, and inline again once the disk is quick');
-  t.equal(wal.metrics().inlineFsyncs.value, 3);
-  await wal.save({ hardState: hs(1, 5) }, { inlineSync: true });
-  t.equal(asked.length, 5, 'a batch that only moves the commit index is not synced at all');
-  await wal.close();
-});
-
-t.test('an inline fdatasync: the real one works, and its failure is the same typed error', async (t) => {
-  const dir = tempDir(t);
-  const f = await nodeFileSystem.open(path.join(dir, 'x'), 'create');
-  await f.write(Buffer.from('abc'), 0, 3, 0);
-  await f.datasync(true);
-  await f.close();
-  await t.rejects(f.datasync(true), { code: 'EBADF' }, 'a closed file: rejected, not thrown');
-
-  const disk = new FaultInjectingFileSystem(nodeFileSystem);
-  const { wal } = await openWal(path.join(dir, 'wal'), { fs: disk });
-  await wal.save({ entries: [entry(1, 1)], hardState: hs(1, 0) }, { inlineSync: true });
-  t.equal(wal.metrics().inlineFsyncs.value, 1);
-  disk.arm('datasync', { code: 'EIO', pathIncludes: '.wal', times: 1 });
-  const err = await wal.save({ entries: [entry(2, 1)] }, { inlineSync: true }).then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  t.ok(err instanceof WalIoError, 'a typed I/O error');
-  t.equal((err as WalIoError).op, 'fdatasync');
-  await wal.close();
-  const { wal: again, replay } = await openWal(path.join(dir, 'wal'));
-  t.equal(replay.entries[0]?.index, 1, 'the acknowledged entry is there (the failed batch may be too: it was written)');
-  await again.close();
 });
 
 t.test('metrics: etcd fsync histogram and bytes written', async (t) => {
