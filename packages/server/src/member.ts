@@ -783,12 +783,14 @@ export class RaftMember implements Member {
    * How many of the Ready's committed entries may be applied before its save: those this member
    * already holds durably (its storage holds only what the WAL has synced, and a committed entry
    * is never overwritten), so that a put's answer and its watch events do not wait for the fsync
-   * of entries that came after it, as etcd's apply goroutine runs beside its WAL write. Only
+   * of entries that came after it, as etcd's apply goroutine runs beside its WAL write. That
+   * includes a follower's Ready that only learns the commit index: its save is a write without an
+   * fsync, but still a trip through libuv's pool that a follower's watchers waited for. Only
    * normal entries, and only in a Ready that changes neither role nor snapshot: a membership
    * change is applied after the save, as before.
    */
   private appliableBeforeSave(rd: Ready): number {
-    if (rd.snapshot !== undefined || rd.softState !== undefined || rd.entries.length === 0) return 0;
+    if (rd.snapshot !== undefined || rd.softState !== undefined) return 0;
     const durable = this.storage.lastIndex();
     const ents = rd.committedEntries;
     let n = 0;

@@ -275,6 +275,31 @@ t.test("a committed write is answered before the save of the entries after it", 
   t.equal(gates.filter((g) => g.reached).length + later.length, 2, 'both saves were held, and no other save carried entries');
 });
 
+t.test('a follower applies what it learns is committed while it still saves the commit index', async (t) => {
+  const { live, leader } = await warmCluster(t);
+  const follower = live.find((r) => r !== leader)!;
+  // The follower's saves that carry only a hard state (the commit index it learned) wait at a gate.
+  const wal = walOf(follower);
+  const save = wal.save.bind(wal);
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  t.teardown(() => open());
+  let held = 0;
+  wal.save = (batch) => {
+    if ((batch.entries?.length ?? 0) > 0 || batch.snapshot !== undefined || batch.hardState === undefined) return save(batch);
+    held++;
+    return opened.then(() => save(batch));
+  };
+  await leader.member.propose({ put: { key: b('fc'), value: b('v') } });
+  await until('the follower saving the new commit index', () => held > 0);
+  const applied = (): boolean => follower.member.sm.store.range({ key: b('fc') }).count === 1;
+  await until('the follower applying the write', applied, 5_000);
+  t.equal(held, 1, 'applied while its save of the commit index was held');
+  open();
+  await follower.member.readBarrier();
+  t.ok(applied());
+});
+
 t.test('a member that missed more than --snapshot-count entries catches up by snapshot', async (t) => {
   const { cfg, running } = await startCluster(t, 3, { snapshotCount: 50, snapshotCatchUpEntries: 10 });
   const live = (): Running[] => running.filter((r): r is Running => r !== undefined);
