@@ -275,6 +275,20 @@ t.test("a committed write is answered before the save of the entries after it", 
   t.equal(gates.filter((g) => g.reached).length + later.length, 2, 'both saves were held, and no other save carried entries');
 });
 
+t.test("a follower forwards keepalives and time-to-live to the leader, many at once on one stream", async (t) => {
+  const { live, leader } = await warmCluster(t);
+  const follower = live.find((r) => r !== leader)!;
+  await leader.member.propose({ leaseGrant: { ID: 91n, TTL: 30 } });
+  await leader.member.propose({ put: { key: b('ka'), value: b('v'), lease: 91n } });
+  const ttls = await Promise.all(Array.from({ length: 500 }, () => follower.member.leaseKeepAlive(91n)));
+  t.same([...new Set(ttls)], [30], 'every keepalive answered with the granted TTL');
+  const ttl = await follower.member.leaseTimeToLive(91n, true);
+  t.equal(ttl.grantedTTL, 30);
+  t.same(ttl.keys.map(String), ['ka'], "the leader's answer, keys included");
+  const missing = await follower.member.leaseKeepAlive(404n).catch((e: unknown) => e);
+  t.match(missing, { message: 'etcdserver: requested lease not found' }, "the leader's error comes back as itself");
+});
+
 t.test('a follower applies what it learns is committed while it still saves the commit index', async (t) => {
   const { live, leader } = await warmCluster(t);
   const follower = live.find((r) => r !== leader)!;
