@@ -26,6 +26,21 @@ function files(dir: string): string[] {
   });
 }
 
+/**
+ * Every file under a live member's directory, read. A member renames its snapshot's .tmp file and
+ * removes old segments and snapshots as it goes, so a file can vanish between the listing and the
+ * read: then the whole pass starts again (a handful of times at most).
+ */
+function readAllFiles(dir: string): Buffer[] {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return files(dir).map((f) => readFileSync(f));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 5) throw err;
+    }
+  }
+}
+
 async function waitHealthy(members: MemberProc[]): Promise<void> {
   await until('every member healthy', async () => (await Promise.all(members.map((m) => healthy(m.metrics)))).every(Boolean));
 }
@@ -230,7 +245,7 @@ if (ETCDCTL === undefined) {
     t.test('no password in any member log or data file', async (t) => {
       const logs = members.map((m) => m.log.join('')).join('');
       t.ok(logs.length > 0, 'the members logged');
-      const data = files(dir).map((f) => readFileSync(f));
+      const data = readAllFiles(dir);
       t.ok(data.length > 10, `${data.length} data files (WAL, snapshots, LevelDB) read`);
       for (const pw of [ROOT_PW, ALICE_PW, CAROL_PW]) {
         t.notOk(logs.includes(pw), `${pw.split('-')[0]}'s password is in no log`);
