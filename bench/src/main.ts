@@ -8,6 +8,7 @@ import { mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
 import { connectionsTo, hostPort, RawClient } from './client.js';
+import { damonCpuSeconds, damonMonitors, describeDamon } from './damon.js';
 import { rawFdatasync } from './disk.js';
 import { FlagError, parseArgs, USAGE, WORKLOAD_NAMES, type BenchArgs, type WorkloadName } from './flags.js';
 import { Histogram } from './hist.js';
@@ -163,6 +164,8 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const startedAt = new Date();
   const loadavgStart = os.loadavg();
+  const damon = damonMonitors();
+  const damonCpuStart = damonCpuSeconds(damon, cpuSeconds);
   const dir = resolve(args.results);
   mkdirSync(dir, { recursive: true });
   const runnable = args.workloads.filter((w): w is Runnable => w !== 'disk');
@@ -178,6 +181,8 @@ async function main(argv: readonly string[]): Promise<number> {
       `${args.channels} channels x ${args.inflight} in flight; results in ${dir}`,
   );
   out(`load average ${loadavgStart.map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} CPUs${loadavgStart[0]! > os.cpus().length ? ' (busy at start; the build just before counts)' : ''}`);
+  const damonNote = describeDamon(damon);
+  if (damonNote !== undefined) out(damonNote);
   out();
 
   // The disk first, before any member runs.
@@ -298,6 +303,9 @@ async function main(argv: readonly string[]): Promise<number> {
     }
   }
 
+  const damonCpuEnd = damonCpuSeconds(damon, cpuSeconds);
+  const runSeconds = (Date.now() - startedAt.getTime()) / 1000;
+  const damonCpuPercent = damonCpuStart !== undefined && damonCpuEnd !== undefined && runSeconds > 0 ? (100 * (damonCpuEnd - damonCpuStart)) / runSeconds : undefined;
   const comparisons = compare(results);
   const checks = args.endpoints ? [] : checkTargets(results, comparisons, args.members);
   const busy = busiestWindow(results);
@@ -318,6 +326,8 @@ async function main(argv: readonly string[]): Promise<number> {
           : '(the machine was busy during this run: these verdicts are not meaningful)\n',
       );
     }
+    const damonEnd = describeDamon(damon, damonCpuPercent);
+    if (damonEnd !== undefined) out(`(${damonEnd})\n`);
   }
   for (const r of results) {
     if (r.workload === 'watch' && r.extra.allReceived !== true) out(`WARNING: ${r.target} watch: ${String(r.extra.missingEvents)} events of acknowledged puts never reached their watcher`);
@@ -340,6 +350,7 @@ async function main(argv: readonly string[]): Promise<number> {
       loadavgStart,
       loadavgEnd: os.loadavg(),
       otherCpuMaxPercent: busy?.percent,
+      ...(damon.length > 0 ? { damon: { monitors: damon, cpuPercent: damonCpuPercent } } : {}),
     },
     settings: {
       targets: args.targets,

@@ -2,6 +2,7 @@
  * What a run leaves: markdown tables (stdout), results.json (every number, the settings, the
  * histograms) and report.html (self-contained: charts are SVG drawn here, no script, no CDN).
  */
+import { describeDamon, type DamonMonitor } from './damon.js';
 import type { TargetName, WorkloadName } from './flags.js';
 import { Histogram, type LatencySummary } from './hist.js';
 import type { FsyncStats } from './metrics.js';
@@ -68,6 +69,8 @@ export interface BenchResults {
     loadavgEnd: number[];
     /** The most CPU (percent of one) other processes used in any measured window, when known. */
     otherCpuMaxPercent?: number;
+    /** The kernel's data access monitor, when a kdamond ran (its stalls show in latency tails). */
+    damon?: { monitors: DamonMonitor[]; cpuPercent: number | undefined };
   };
   settings: Record<string, unknown>;
   results: (WorkloadResult & { walFsync?: FsyncStats })[];
@@ -449,6 +452,8 @@ export function renderHtml(r: BenchResults): string {
         : `<p class="bad">The machine was busy (load average above its CPU count): these figures are noisy.</p>`,
     );
   }
+  const damon = r.host.damon !== undefined ? describeDamon(r.host.damon.monitors, r.host.damon.cpuPercent) : undefined;
+  if (damon !== undefined) parts.push(`<p class="bad">${esc(damon)}</p>`);
   parts.push('<details><summary>Settings</summary>');
   parts.push(htmlTable(['setting', 'value'], Object.entries(s).filter(([, v]) => v !== undefined).map(([k, v]) => [esc(k), `<code>${esc(typeof v === 'string' ? v : JSON.stringify(v))}</code>`])));
   parts.push('</details>');

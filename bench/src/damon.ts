@@ -1,0 +1,85 @@
+/**
+ * DAMON, the kernel's data access monitor, as this host runs it. A kdamond thread that monitors
+ * physical memory wakes every sampling interval and walks page tables for milliseconds at a time
+ * without yielding; on a small VM that takes a CPU from the members and the load generator at
+ * once. Measured on a 2-CPU VM sampling every 500 ms: kdamond ran 4-17 ms per sample (3.9% of a
+ * CPU), a sleeping probe woke 4-14 ms late at that period, and every system's put and watch
+ * latency had a stall at it. The bench names it so such tails are read for what they are.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const DAMON_SYSFS = '/sys/kernel/mm/damon/admin';
+
+/** One monitoring context of a running kdamond. */
+export interface DamonMonitor {
+  pid: number;
+  /** `paddr` (physical memory: every process) or `vaddr`/`fvaddr` (chosen processes). */
+  operations: string;
+  sampleMs: number;
+  /** What its schemes do to the regions they match (pageout, lru_prio, ...). */
+  actions: string[];
+}
+
+function read(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Numbered subdirectories (0, 1, ...) of a DAMON sysfs directory. */
+function indexes(dir: string): string[] {
+  try {
+    return readdirSync(dir).filter((d) => /^\d+$/.test(d));
+  } catch {
+    return [];
+  }
+}
+
+/** The contexts of every kdamond that is on, or none where DAMON's sysfs is absent or unreadable. */
+export function damonMonitors(root = DAMON_SYSFS): DamonMonitor[] {
+  const out: DamonMonitor[] = [];
+  const kdamonds = join(root, 'kdamonds');
+  for (const k of indexes(kdamonds)) {
+    const dir = join(kdamonds, k);
+    const pid = Number(read(join(dir, 'pid')));
+    if (read(join(dir, 'state')) !== 'on' || !Number.isInteger(pid) || pid <= 0) continue;
+    for (const c of indexes(join(dir, 'contexts'))) {
+      const ctx = join(dir, 'contexts', c);
+      const sampleUs = Number(read(join(ctx, 'monitoring_attrs', 'intervals', 'sample_us')));
+      const actions = indexes(join(ctx, 'schemes'))
+        .map((s) => read(join(ctx, 'schemes', s, 'action')))
+        .filter((a): a is string => a !== undefined && a !== '');
+      out.push({ pid, operations: read(join(ctx, 'operations')) ?? 'unknown', sampleMs: Number.isFinite(sampleUs) ? sampleUs / 1000 : NaN, actions });
+    }
+  }
+  return out;
+}
+
+/**
+ * CPU seconds the monitors' kdamond threads have used (by `cpuSeconds`, the members' reader), or
+ * undefined when one cannot be read.
+ */
+export function damonCpuSeconds(monitors: readonly DamonMonitor[], cpuSeconds: (pid: number) => number | undefined): number | undefined {
+  let total = 0;
+  for (const pid of new Set(monitors.map((m) => m.pid))) {
+    const s = cpuSeconds(pid);
+    if (s === undefined) return undefined;
+    total += s;
+  }
+  return total;
+}
+
+/** One line for the console and the report, or undefined when no kdamond runs. */
+export function describeDamon(monitors: readonly DamonMonitor[], cpuPercent?: number): string | undefined {
+  if (monitors.length === 0) return undefined;
+  const each = monitors.map((m) => {
+    const what = m.operations === 'paddr' ? 'physical memory' : `${m.operations} address spaces`;
+    const acts = m.actions.length > 0 ? ` (schemes: ${m.actions.join(', ')})` : '';
+    return `kdamond ${m.pid} samples ${what} every ${m.sampleMs} ms${acts}`;
+  });
+  const cpu = cpuPercent !== undefined ? `; it used ${cpuPercent.toFixed(1)}% of a CPU during the run` : '';
+  return `DAMON is on: ${each.join('; ')}${cpu}. Each sample holds a CPU for milliseconds, so latency tails (p99, max) of every system measured here include stalls at that period.`;
+}

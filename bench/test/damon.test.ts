@@ -1,0 +1,73 @@
+// What the bench reads about the kernel's data access monitor from sysfs, and how it says it.
+import t from 'tap';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { damonCpuSeconds, damonMonitors, describeDamon } from '../src/damon.js';
+
+function files(root: string, tree: Record<string, string>): void {
+  for (const [path, content] of Object.entries(tree)) {
+    mkdirSync(dirname(join(root, path)), { recursive: true });
+    writeFileSync(join(root, path), `${content}\n`);
+  }
+}
+
+t.test('damonMonitors: every context of every kdamond that is on, with its schemes', async (t) => {
+  const root = t.testdir();
+  files(root, {
+    'kdamonds/nr_kdamonds': '3',
+    'kdamonds/0/state': 'on',
+    'kdamonds/0/pid': '83',
+    'kdamonds/0/contexts/nr_contexts': '1',
+    'kdamonds/0/contexts/0/operations': 'paddr',
+    'kdamonds/0/contexts/0/monitoring_attrs/intervals/sample_us': '500000',
+    'kdamonds/0/contexts/0/schemes/nr_schemes': '2',
+    'kdamonds/0/contexts/0/schemes/0/action': 'pageout',
+    'kdamonds/0/contexts/0/schemes/1/action': 'lru_prio',
+    'kdamonds/1/state': 'off',
+    'kdamonds/1/pid': '-1',
+    'kdamonds/1/contexts/0/operations': 'vaddr',
+    'kdamonds/2/state': 'on',
+    'kdamonds/2/pid': '90',
+    'kdamonds/2/contexts/0/operations': 'vaddr',
+    'kdamonds/2/contexts/0/monitoring_attrs/intervals/sample_us': '5000',
+  });
+  t.same(damonMonitors(root), [
+    { pid: 83, operations: 'paddr', sampleMs: 500, actions: ['pageout', 'lru_prio'] },
+    { pid: 90, operations: 'vaddr', sampleMs: 5, actions: [] },
+  ]);
+});
+
+t.test('damonMonitors: none where DAMON has no sysfs, or nothing runs', async (t) => {
+  t.same(damonMonitors(join(t.testdir(), 'absent')), []);
+  const root = t.testdir();
+  files(root, { 'kdamonds/nr_kdamonds': '1', 'kdamonds/0/state': 'off', 'kdamonds/0/pid': '-1' });
+  t.same(damonMonitors(root), []);
+  t.ok(Array.isArray(damonMonitors()), 'this host answers without throwing');
+});
+
+t.test('damonCpuSeconds: each kdamond thread once; undefined when one cannot be read', async (t) => {
+  const monitors = [
+    { pid: 83, operations: 'paddr', sampleMs: 500, actions: [] },
+    { pid: 83, operations: 'paddr', sampleMs: 500, actions: [] },
+    { pid: 90, operations: 'vaddr', sampleMs: 5, actions: [] },
+  ];
+  const seen: number[] = [];
+  t.equal(
+    damonCpuSeconds(monitors, (pid) => {
+      seen.push(pid);
+      return pid === 83 ? 1.5 : 0.25;
+    }),
+    1.75,
+  );
+  t.same(seen, [83, 90]);
+  t.equal(damonCpuSeconds(monitors, (pid) => (pid === 90 ? undefined : 1)), undefined);
+  t.equal(damonCpuSeconds([], () => undefined), 0);
+});
+
+t.test('describeDamon: names the period, the schemes and the CPU it took; nothing when none runs', async (t) => {
+  t.equal(describeDamon([]), undefined);
+  const line = describeDamon([{ pid: 83, operations: 'paddr', sampleMs: 500, actions: ['pageout'] }], 3.94);
+  t.match(line, /^DAMON is on: kdamond 83 samples physical memory every 500 ms \(schemes: pageout\); it used 3\.9% of a CPU during the run\./);
+  t.match(line, /latency tails \(p99, max\) of every system/);
+  t.notMatch(describeDamon([{ pid: 90, operations: 'vaddr', sampleMs: 5, actions: [] }]), /schemes|used/);
+});
