@@ -1,9 +1,9 @@
 // LinkProxy with real sockets on loopback: bytes intact, cuts both ways and one way, delay, heal,
 // per-source state.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { LinkProxy, MAX_DELAY_MS } from '../src/proxy.js';
+import { LinkProxy, MAX_DELAY_MS, type LinkProxyOptions } from '../src/proxy.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -40,6 +40,21 @@ async function target(mode: 'echo' | 'record'): Promise<Target> {
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
+}
+
+/** A target behind a proxy, both closed when the test ends. */
+async function proxied(
+  t: Test,
+  mode: 'echo' | 'record',
+  classify?: LinkProxyOptions['classify'],
+): Promise<{ tg: Target; p: LinkProxy }> {
+  const tg = await target(mode);
+  const p = await LinkProxy.listen({ target: { host: '127.0.0.1', port: tg.port }, ...(classify !== undefined ? { classify } : {}) });
+  t.teardown(async () => {
+    await p.close();
+    await tg.close();
+  });
+  return { tg, p };
 }
 
 interface Client {
@@ -105,12 +120,7 @@ async function roundTrip(port: number, data: Buffer): Promise<Buffer> {
 }
 
 t.test('bytes pass through intact, both ways', async (t) => {
-  const tg = await target('echo');
-  const p = await LinkProxy.listen({ target: { host: '127.0.0.1', port: tg.port } });
-  t.teardown(async () => {
-    await p.close();
-    await tg.close();
-  });
+  const { p } = await proxied(t, 'echo');
   const data = randomBytes(4 * 1024 * 1024);
   const back = await roundTrip(p.port, data);
   t.equal(back.length, data.length);
@@ -124,12 +134,7 @@ t.test('bytes pass through intact, both ways', async (t) => {
 });
 
 t.test('order and content kept under delay, and when the delay changes midway', async (t) => {
-  const tg = await target('echo');
-  const p = await LinkProxy.listen({ target: { host: '127.0.0.1', port: tg.port } });
-  t.teardown(async () => {
-    await p.close();
-    await tg.close();
-  });
+  const { p } = await proxied(t, 'echo');
   p.delay(30);
   const data = randomBytes(1024 * 1024);
   const pending = roundTrip(p.port, data);
@@ -142,12 +147,7 @@ t.test('order and content kept under delay, and when the delay changes midway', 
 });
 
 t.test('delay adds latency (a lower bound only)', async (t) => {
-  const tg = await target('echo');
-  const p = await LinkProxy.listen({ target: { host: '127.0.0.1', port: tg.port } });
-  t.teardown(async () => {
-    await p.close();
-    await tg.close();
-  });
+  const { p } = await proxied(t, 'echo');
   const c = await client(p.port);
   t.teardown(() => c.sock.destroy());
   const rtt = async (): Promise<number> => {
@@ -170,12 +170,7 @@ t.test('delay adds latency (a lower bound only)', async (t) => {
 });
 
 t.test('cut both ways: connections destroyed, new ones refused; heal lets new ones through', async (t) => {
-  const tg = await target('echo');
-  const p = await LinkProxy.listen({ target: { host: '127.0.0.1', port: tg.port } });
-  t.teardown(async () => {
-    await p.close();
-    await tg.close();
-  });
+  const { tg, p } = await proxied(t, 'echo');
   const c = await client(p.port);
   c.sock.write('ping');
   await until('echo before the cut', () => total(c.got) === 4);
@@ -195,12 +190,7 @@ t.test('cut both ways: connections destroyed, new ones refused; heal lets new on
 });
 
 t.test('cut forward only: client bytes held (not dropped), target bytes flow; heal delivers them in order', async (t) => {
-  const tg = await target('record');
-  const p = await LinkProxy.listen({ target: { host: '127.0.0.1', port: tg.port } });
-  t.teardown(async () => {
-    await p.close();
-    await tg.close();
-  });
+  const { tg, p } = await proxied(t, 'record');
   const c = await client(p.port);
   t.teardown(() => c.sock.destroy());
   c.sock.write('a');
@@ -219,12 +209,7 @@ t.test('cut forward only: client bytes held (not dropped), target bytes flow; he
 });
 
 t.test('cut backward only: target bytes held, client bytes flow; new connections too', async (t) => {
-  const tg = await target('record');
-  const p = await LinkProxy.listen({ target: { host: '127.0.0.1', port: tg.port } });
-  t.teardown(async () => {
-    await p.close();
-    await tg.close();
-  });
+  const { tg, p } = await proxied(t, 'record');
   p.cut('backward');
   const c = await client(p.port);
   t.teardown(() => c.sock.destroy());
@@ -240,15 +225,7 @@ t.test('cut backward only: target bytes held, client bytes flow; new connections
 });
 
 t.test('per-source state: only the named source is cut', async (t) => {
-  const tg = await target('echo');
-  const p = await LinkProxy.listen({
-    target: { host: '127.0.0.1', port: tg.port },
-    classify: async (s) => ({ '127.0.0.2': 'a', '127.0.0.3': 'b' })[s.remoteAddress ?? ''],
-  });
-  t.teardown(async () => {
-    await p.close();
-    await tg.close();
-  });
+  const { p } = await proxied(t, 'echo', async (s) => ({ '127.0.0.2': 'a', '127.0.0.3': 'b' })[s.remoteAddress ?? '']);
   const a = await client(p.port, '127.0.0.2');
   const b = await client(p.port, '127.0.0.3');
   t.teardown(() => {
