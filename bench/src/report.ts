@@ -148,6 +148,12 @@ function mdTable(header: string[], rows: string[][], align: ('l' | 'r')[]): stri
   return lines.join('\n');
 }
 
+/** A watch result's put acknowledgement latency, p50/p99 in ms. */
+function putAck(r: WorkloadResult): string {
+  const put = r.extra.putLatency as LatencySummary | undefined;
+  return put === undefined ? '-' : `${fmtNum(put.p50)}/${fmtNum(put.p99)}`;
+}
+
 const RATIO_NOTE = 'capstan/etcd: ops/s above 1.00x = Capstan faster; latencies below 1.00x = Capstan faster';
 
 /** The table of one workload: a row per target, and the ratio row when both ran. */
@@ -155,12 +161,13 @@ export function workloadTable(results: readonly WorkloadResult[], comparison: Co
   const first = results[0]!;
   const isWatch = first.workload === 'watch';
   const header = ['target', isWatch ? 'events/s' : 'ops/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', isWatch ? 'events' : 'ops', 'errors'];
-  if (isWatch) header.push('all received');
+  // The puts' own acknowledgements: a tail they share is the commit path's, not the fan-out's.
+  if (isWatch) header.push('all received', 'put ack p50/p99 ms');
   if (first.workload === 'txn-cas') header.push('failed compares');
   header.push('CPU % members/bench');
   const rows = results.map((r) => {
     const row = [r.target, fmtNum(r.opsPerSec, 0), fmtNum(r.latency.p50), fmtNum(r.latency.p90), fmtNum(r.latency.p99), fmtNum(r.latency.max), String(r.ops), String(r.errors)];
-    if (isWatch) row.push(r.extra.allReceived ? 'yes' : `NO (${String(r.extra.missingEvents)} missing)`);
+    if (isWatch) row.push(r.extra.allReceived ? 'yes' : `NO (${String(r.extra.missingEvents)} missing)`, putAck(r));
     if (first.workload === 'txn-cas') row.push(String(r.extra.failedCompares));
     row.push(r.cpu ? `${r.cpu.membersPercent === undefined ? '-' : Math.round(r.cpu.membersPercent)}/${Math.round(r.cpu.clientPercent)}` : '-');
     return row;
@@ -492,7 +499,7 @@ export function renderHtml(r: BenchResults): string {
     if (isWatch)
       parts.push(
         `<p class="note">${rs
-          .map((x) => `${esc(x.target)}: ${String(x.extra.receivedEvents)} of ${String(x.extra.expectedEvents)} events received by ${String(x.extra.watchers)} watchers (${String(x.extra.watchersComplete)} saw every acknowledged put${x.extra.allReceived ? '' : ' — <span class="bad">events missing</span>'}); put latency p50 ${fmtNum((x.extra.putLatency as LatencySummary).p50)} ms.`)
+          .map((x) => `${esc(x.target)}: ${String(x.extra.receivedEvents)} of ${String(x.extra.expectedEvents)} events received by ${String(x.extra.watchers)} watchers (${String(x.extra.watchersComplete)} saw every acknowledged put${x.extra.allReceived ? '' : ' — <span class="bad">events missing</span>'}); puts acknowledged after p50 / p99 ${putAck(x)} ms.`)
           .join('<br>')}</p>`,
       );
     if (w === 'txn-cas') parts.push(`<p class="note">${rs.map((x) => `${esc(x.target)}: ${String(x.extra.failedCompares)} failed compares (each key has a single writer: should be 0)`).join('<br>')}</p>`);

@@ -28,7 +28,7 @@ function fake(workload: WorkloadName, target: TargetName, scale: number, extra: 
   };
 }
 
-const WATCH_EXTRA = { watchers: 100, allReceived: true, missingEvents: 0, receivedEvents: 300, expectedEvents: 300, watchersComplete: 100, putLatency: new Histogram().summary() };
+const WATCH_EXTRA = { watchers: 100, allReceived: true, missingEvents: 0, receivedEvents: 300, expectedEvents: 300, watchersComplete: 100, putLatency: undefined };
 
 function results(): WorkloadResult[] {
   return [
@@ -67,6 +67,16 @@ t.test('ratios are capstan / etcd, and the targets are judged from them', async 
   t.match(md, /\| capstan\/etcd \| 2\.00x \(higher better\) \| 0\.50x \|/);
   t.match(md, /latencies below 1\.00x = Capstan faster/);
   t.notMatch(workloadTable(rs.slice(0, 1), undefined), /capstan\/etcd/, 'no ratio row for one system');
+});
+
+t.test('the watch table has the puts\' own acknowledgement latency beside the events\'', async (t) => {
+  const acks = new Histogram();
+  for (let i = 1; i <= 100; i++) acks.recordMs(i > 95 ? 12 : 2);
+  const rs = [fake('watch', 'capstan', 1, { ...WATCH_EXTRA, putLatency: acks.summary() }), fake('watch', 'etcd', 1, WATCH_EXTRA)];
+  const md = workloadTable(rs, compare(rs)[0]);
+  t.match(md, /\| all received \| put ack p50\/p99 ms \|/);
+  t.match(md, /\| capstan \|[^\n]*\| yes \| 2\.\d+\/12\.\d+ \|/, 'p50 and p99 of the acknowledgements');
+  t.match(md, /\| etcd \|[^\n]*\| yes \| - \|/, 'none recorded: a dash');
 });
 
 t.test('report.html: every workload has a latency and a throughput chart with both systems', async (t) => {
