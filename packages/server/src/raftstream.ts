@@ -18,14 +18,6 @@ export const RAFT_STREAM_SNIFF = RAFT_STREAM_PREFACE.subarray(0, 2);
 export const FRAME_HEADER_BYTES = 4;
 const EMPTY = Buffer.alloc(0);
 
-/** One frame: the length header and the payload, in one buffer so it goes out in one write. */
-export function encodeFrame(payload: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
-  out.writeUInt32BE(payload.length, 0);
-  payload.copy(out, FRAME_HEADER_BYTES);
-  return out;
-}
-
 /** Fills in the length header of a frame whose payload was written after FRAME_HEADER_BYTES reserved bytes. */
 export function sealFrame(frame: Buffer): Buffer {
   frame.writeUInt32BE(frame.length - FRAME_HEADER_BYTES, 0);

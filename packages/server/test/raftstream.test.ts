@@ -2,8 +2,11 @@
 import type { Socket } from 'node:net';
 import t from 'tap';
 import { listenMux } from '../src/listen.js';
-import { dialRaftStream, encodeFrame, FrameDecoder, FrameError, RAFT_STREAM_PREFACE } from '../src/raftstream.js';
+import { dialRaftStream, FRAME_HEADER_BYTES, FrameDecoder, FrameError, RAFT_STREAM_PREFACE, sealFrame } from '../src/raftstream.js';
 import { freePorts } from './helpers/ports.js';
+
+/** A frame as the sender makes one: payload after reserved header bytes, then sealed. */
+const encodeFrame = (payload: Buffer): Buffer => sealFrame(Buffer.concat([Buffer.alloc(FRAME_HEADER_BYTES), payload]));
 
 const payloads = [Buffer.alloc(0), Buffer.from('a'), Buffer.alloc(5000, 7), Buffer.from('last')];
 const stream = Buffer.concat([RAFT_STREAM_PREFACE, ...payloads.map(encodeFrame)]);
