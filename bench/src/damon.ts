@@ -4,7 +4,11 @@
  * without yielding; on a small VM that takes a CPU from the members and the load generator at
  * once. Measured on a 2-CPU VM sampling every 500 ms: kdamond ran 4-17 ms per sample (3.9% of a
  * CPU), a sleeping probe woke 4-14 ms late at that period, and every system's put and watch
- * latency had a stall at it. The bench names it so such tails are read for what they are.
+ * latency had a stall at it. A thread woken onto kdamond's CPU waits for it even while the other
+ * CPU idles (the kernel leaves a task that just ran where it is), which costs a program that does
+ * its work on one thread (a Capstan member) more than one whose work moves between threads (Go's
+ * etcd): bench/README.md, "The kernel's memory monitor (DAMON)". The bench names it so such tails
+ * are read for what they are.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,7 +20,8 @@ export interface DamonMonitor {
   pid: number;
   /** `paddr` (physical memory: every process) or `vaddr`/`fvaddr` (chosen processes). */
   operations: string;
-  sampleMs: number;
+  /** Undefined when its sampling interval cannot be read (no `sample_us` file, or not a number). */
+  sampleMs: number | undefined;
   /** What its schemes do to the regions they match (pageout, lru_prio, ...). */
   actions: string[];
 }
@@ -48,11 +53,11 @@ export function damonMonitors(root = DAMON_SYSFS): DamonMonitor[] {
     if (read(join(dir, 'state')) !== 'on' || !Number.isInteger(pid) || pid <= 0) continue;
     for (const c of indexes(join(dir, 'contexts'))) {
       const ctx = join(dir, 'contexts', c);
-      const sampleUs = Number(read(join(ctx, 'monitoring_attrs', 'intervals', 'sample_us')));
+      const sampleUs = Number(read(join(ctx, 'monitoring_attrs', 'intervals', 'sample_us')) ?? NaN);
       const actions = indexes(join(ctx, 'schemes'))
         .map((s) => read(join(ctx, 'schemes', s, 'action')))
         .filter((a): a is string => a !== undefined && a !== '');
-      out.push({ pid, operations: read(join(ctx, 'operations')) ?? 'unknown', sampleMs: Number.isFinite(sampleUs) ? sampleUs / 1000 : NaN, actions });
+      out.push({ pid, operations: read(join(ctx, 'operations')) ?? 'unknown', sampleMs: Number.isFinite(sampleUs) && sampleUs > 0 ? sampleUs / 1000 : undefined, actions });
     }
   }
   return out;
@@ -78,7 +83,8 @@ export function describeDamon(monitors: readonly DamonMonitor[], cpuPercent?: nu
   const each = monitors.map((m) => {
     const what = m.operations === 'paddr' ? 'physical memory' : `${m.operations} address spaces`;
     const acts = m.actions.length > 0 ? ` (schemes: ${m.actions.join(', ')})` : '';
-    return `kdamond ${m.pid} samples ${what} every ${m.sampleMs} ms${acts}`;
+    const every = m.sampleMs === undefined ? 'at an interval it does not show' : `every ${m.sampleMs} ms`;
+    return `kdamond ${m.pid} samples ${what} ${every}${acts}`;
   });
   const cpu = cpuPercent !== undefined ? `; it used ${cpuPercent.toFixed(1)}% of a CPU during the run` : '';
   return `DAMON is on: ${each.join('; ')}${cpu}. Each sample holds a CPU for milliseconds, so latency tails (p99, max) of every system measured here include stalls at that period.`;

@@ -37,6 +37,24 @@ t.test('damonMonitors: every context of every kdamond that is on, with its schem
   ]);
 });
 
+t.test('damonMonitors: a context without a readable sampling interval says so, not NaN', async (t) => {
+  const root = t.testdir();
+  files(root, {
+    'kdamonds/0/state': 'on',
+    'kdamonds/0/pid': '83',
+    'kdamonds/0/contexts/0/operations': 'paddr',
+    'kdamonds/1/state': 'on',
+    'kdamonds/1/pid': '84',
+    'kdamonds/1/contexts/0/operations': 'paddr',
+    'kdamonds/1/contexts/0/monitoring_attrs/intervals/sample_us': 'garbled',
+  });
+  const ms = damonMonitors(root);
+  t.same(ms.map((m) => m.sampleMs), [undefined, undefined]);
+  t.equal(JSON.parse(JSON.stringify(ms[0])).sampleMs, undefined, 'left out of results.json, not null');
+  t.match(describeDamon(ms), /kdamond 83 samples physical memory at an interval it does not show;/);
+  t.notMatch(describeDamon(ms), /NaN|undefined/);
+});
+
 t.test('damonMonitors: none where DAMON has no sysfs, or nothing runs', async (t) => {
   t.same(damonMonitors(join(t.testdir(), 'absent')), []);
   const root = t.testdir();
