@@ -11,25 +11,28 @@ function files(root: string, tree: Record<string, string>): void {
   }
 }
 
+/** sysfs files of kdamond `k` with one context: its state, pid, operations, and a sample_us if given. */
+function kdamond(k: number, state: string, pid: number, operations: string, sampleUs?: string): Record<string, string> {
+  const dir = `kdamonds/${k}`;
+  return {
+    [`${dir}/state`]: state,
+    [`${dir}/pid`]: String(pid),
+    [`${dir}/contexts/0/operations`]: operations,
+    ...(sampleUs === undefined ? {} : { [`${dir}/contexts/0/monitoring_attrs/intervals/sample_us`]: sampleUs }),
+  };
+}
+
 t.test('damonMonitors: every context of every kdamond that is on, with its schemes', async (t) => {
   const root = t.testdir();
   files(root, {
     'kdamonds/nr_kdamonds': '3',
-    'kdamonds/0/state': 'on',
-    'kdamonds/0/pid': '83',
+    ...kdamond(0, 'on', 83, 'paddr', '500000'),
     'kdamonds/0/contexts/nr_contexts': '1',
-    'kdamonds/0/contexts/0/operations': 'paddr',
-    'kdamonds/0/contexts/0/monitoring_attrs/intervals/sample_us': '500000',
     'kdamonds/0/contexts/0/schemes/nr_schemes': '2',
     'kdamonds/0/contexts/0/schemes/0/action': 'pageout',
     'kdamonds/0/contexts/0/schemes/1/action': 'lru_prio',
-    'kdamonds/1/state': 'off',
-    'kdamonds/1/pid': '-1',
-    'kdamonds/1/contexts/0/operations': 'vaddr',
-    'kdamonds/2/state': 'on',
-    'kdamonds/2/pid': '90',
-    'kdamonds/2/contexts/0/operations': 'vaddr',
-    'kdamonds/2/contexts/0/monitoring_attrs/intervals/sample_us': '5000',
+    ...kdamond(1, 'off', -1, 'vaddr'),
+    ...kdamond(2, 'on', 90, 'vaddr', '5000'),
   });
   t.same(damonMonitors(root), [
     { pid: 83, operations: 'paddr', sampleMs: 500, actions: ['pageout', 'lru_prio'] },
@@ -39,15 +42,7 @@ t.test('damonMonitors: every context of every kdamond that is on, with its schem
 
 t.test('damonMonitors: a context without a readable sampling interval says so, not NaN', async (t) => {
   const root = t.testdir();
-  files(root, {
-    'kdamonds/0/state': 'on',
-    'kdamonds/0/pid': '83',
-    'kdamonds/0/contexts/0/operations': 'paddr',
-    'kdamonds/1/state': 'on',
-    'kdamonds/1/pid': '84',
-    'kdamonds/1/contexts/0/operations': 'paddr',
-    'kdamonds/1/contexts/0/monitoring_attrs/intervals/sample_us': 'garbled',
-  });
+  files(root, { ...kdamond(0, 'on', 83, 'paddr'), ...kdamond(1, 'on', 84, 'paddr', 'garbled') });
   const ms = damonMonitors(root);
   t.same(ms.map((m) => m.sampleMs), [undefined, undefined]);
   t.equal(JSON.parse(JSON.stringify(ms[0])).sampleMs, undefined, 'left out of results.json, not null');
