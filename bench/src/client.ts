@@ -113,15 +113,47 @@ function endOf(status: GrpcError | null | undefined, why: CloseReason | undefine
   return status === undefined ? new GrpcError(Status.INTERNAL, 'stream ended without a grpc-status') : status;
 }
 
+/** What a call has received: its messages, whole however DATA falls, and the status that ends it. */
+class Received {
+  private readonly deframer = new Deframer();
+  private status: GrpcError | null | undefined;
+  private failure: GrpcError | undefined;
+
+  /** A header block (headers or trailers): keeps the status it carries, if any. */
+  headers(fields: readonly string[]): void {
+    const st = statusOf(fields);
+    if (st !== undefined) this.status = st;
+  }
+
+  /**
+   * DATA: each message it completes goes to `each`. Returns the error when this chunk made the
+   * call fail (a message it cannot read), so the caller can reset the stream once; after that,
+   * DATA is ignored.
+   */
+  data(payload: Buffer, each: (message: Buffer) => void): GrpcError | undefined {
+    if (this.failure !== undefined) return undefined;
+    try {
+      this.deframer.push(payload, each);
+      return undefined;
+    } catch (err) {
+      this.failure = err as GrpcError;
+      return this.failure;
+    }
+  }
+
+  /** How the call ended: null for OK. */
+  end(why: CloseReason | undefined): GrpcError | null {
+    return this.failure ?? endOf(this.status, why);
+  }
+}
+
 /**
  * A bidirectional stream, message by message: 'data' (a message: a view, valid during the call),
  * 'error' (a GrpcError: a status other than OK, the stream cancelled, or the connection lost),
  * 'end' (closed with OK).
  */
 export class BidiStream extends EventEmitter implements StreamHandler {
-  private readonly deframer = new Deframer();
-  private status: GrpcError | null | undefined;
-  private failure: GrpcError | undefined;
+  private readonly received = new Received();
   private closed = false;
   private id = 0;
 
@@ -151,24 +183,17 @@ export class BidiStream extends EventEmitter implements StreamHandler {
   }
 
   onHeaders(fields: string[]): void {
-    const st = statusOf(fields);
-    if (st !== undefined) this.status = st;
+    this.received.headers(fields);
   }
 
   onData(payload: Buffer): void {
-    if (this.failure !== undefined) return;
-    try {
-      this.deframer.push(payload, (m) => this.emit('data', m));
-    } catch (err) {
-      this.failure = err as GrpcError;
-      this.conn.reset(this.id, ErrorCode.InternalError);
-    }
+    if (this.received.data(payload, (m) => this.emit('data', m)) !== undefined) this.conn.reset(this.id, ErrorCode.InternalError);
   }
 
   onClose(why: CloseReason | undefined): void {
     if (this.closed) return;
     this.closed = true;
-    const end = this.failure ?? endOf(this.status, why);
+    const end = this.received.end(why);
     if (end === null) this.emit('end');
     else this.emit('error', end);
   }
@@ -180,9 +205,7 @@ class UnaryCall implements StreamHandler {
   /** Set by the deadline sweep before it resets the stream. */
   expired = false;
   private res: Buffer | undefined;
-  private status: GrpcError | null | undefined;
-  private failure: GrpcError | undefined;
-  private readonly deframer = new Deframer();
+  private readonly received = new Received();
 
   constructor(
     private readonly owner: Set<UnaryCall>,
@@ -192,22 +215,17 @@ class UnaryCall implements StreamHandler {
   ) {}
 
   onHeaders(fields: string[]): void {
-    const st = statusOf(fields);
-    if (st !== undefined) this.status = st;
+    this.received.headers(fields);
   }
 
   onData(payload: Buffer): void {
-    try {
-      this.deframer.push(payload, (m) => (this.res ??= m));
-    } catch (err) {
-      this.failure = err as GrpcError;
-    }
+    this.received.data(payload, (m) => (this.res ??= m));
   }
 
   onClose(why: CloseReason | undefined): void {
     this.owner.delete(this);
     if (this.expired) return this.cb(new GrpcError(Status.DEADLINE_EXCEEDED, 'deadline exceeded (no answer from the server)'));
-    const end = this.failure ?? endOf(this.status, why);
+    const end = this.received.end(why);
     if (end !== null) this.cb(end);
     else if (this.res === undefined) this.cb(new GrpcError(Status.INTERNAL, 'OK without a response message'));
     else this.cb(null, this.res);

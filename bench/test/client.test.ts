@@ -138,6 +138,46 @@ t.test('a server that never answers: the call fails with DEADLINE_EXCEEDED, not 
   t.same(seen, ['300m'], 'the deadline was sent as grpc-timeout');
 });
 
+t.test('a message the client cannot read fails the call with INTERNAL, and a stream is reset once', async (t) => {
+  const server = http2.createServer();
+  const resets: number[] = [];
+  server.on('stream', (st, headers) => {
+    st.on('error', () => {});
+    const compressed = frame(Buffer.from('x'));
+    compressed[0] = 1;
+    if (headers[':path'] === `${KV}Put`) {
+      // An unreadable answer, then OK: the answer's failure is what the call reports.
+      st.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      st.on('wantTrailers', () => st.sendTrailers({ 'grpc-status': '0' }));
+      st.end(compressed);
+      return;
+    }
+    st.on('close', () => resets.push(st.rstCode));
+    st.respond({ ':status': 200, 'content-type': 'application/grpc' });
+    // Two unreadable messages in separate writes: the second must not reset the stream again.
+    st.write(compressed);
+    setTimeout(() => st.write(compressed), 20);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const client = await RawClient.open([`127.0.0.1:${(server.address() as AddressInfo).port}`], 1);
+  t.teardown(() => client.close());
+
+  const s = client.stream(0, `${WATCH}Watch`);
+  const messages: Buffer[] = [];
+  s.on('data', (m: Buffer) => messages.push(m));
+  const err = await new Promise<GrpcError>((resolve) => s.on('error', resolve));
+  t.equal(err.code, Status.INTERNAL);
+  t.match(err.details, /compressed message/);
+  t.same(messages, [], 'nothing unreadable was handed on');
+  await new Promise((r) => setTimeout(r, 100));
+  t.same(resets, [http2.constants.NGHTTP2_INTERNAL_ERROR], 'reset once, with INTERNAL_ERROR');
+
+  const unary = await errorOf(client.unaryAsync(0, `${KV}Put`, Buffer.alloc(3)));
+  t.equal(unary.code, Status.INTERNAL, 'a unary call too, though its trailers said OK');
+  t.match(unary.details, /compressed message/);
+});
+
 t.test('a closed port: open() fails with the address in the message', async (t) => {
   const server = http2.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
