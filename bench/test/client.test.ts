@@ -141,6 +141,8 @@ t.test('a server that never answers: the call fails with DEADLINE_EXCEEDED, not 
 t.test('a message the client cannot read fails the call with INTERNAL, and a stream is reset once', async (t) => {
   const server = http2.createServer();
   const resets: number[] = [];
+  let streamClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (streamClosed = resolve));
   server.on('stream', (st, headers) => {
     st.on('error', () => {});
     const compressed = frame(Buffer.from('x'));
@@ -152,7 +154,10 @@ t.test('a message the client cannot read fails the call with INTERNAL, and a str
       st.end(compressed);
       return;
     }
-    st.on('close', () => resets.push(st.rstCode));
+    st.on('close', () => {
+      resets.push(st.rstCode);
+      streamClosed();
+    });
     st.respond({ ':status': 200, 'content-type': 'application/grpc' });
     // Two unreadable messages in separate writes: the second must not reset the stream again.
     st.write(compressed);
@@ -170,7 +175,7 @@ t.test('a message the client cannot read fails the call with INTERNAL, and a str
   t.equal(err.code, Status.INTERNAL);
   t.match(err.details, /compressed message/);
   t.same(messages, [], 'nothing unreadable was handed on');
-  await new Promise((r) => setTimeout(r, 100));
+  await closed;
   t.same(resets, [http2.constants.NGHTTP2_INTERNAL_ERROR], 'reset once, with INTERNAL_ERROR');
 
   const unary = await errorOf(client.unaryAsync(0, `${KV}Put`, Buffer.alloc(3)));
