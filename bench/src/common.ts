@@ -39,6 +39,11 @@ export function fmt(n: number | undefined, digits: number): string {
   return n === undefined ? '-' : n.toFixed(digits);
 }
 
+/** Text made safe inside HTML or SVG markup and attribute values. */
+export function esc(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
 /** Runs a benchmark's main: an error is printed as its message and fails the process. */
 export function run(main: () => Promise<void>): void {
   main().catch((e: unknown) => {

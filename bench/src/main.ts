@@ -11,10 +11,11 @@ import { connectionsTo, hostPort, RawClient } from './client.js';
 import { damonCpuSeconds, damonMonitors, describeDamon } from './damon.js';
 import { rawFdatasync } from './disk.js';
 import { FlagError, parseArgs, USAGE, WORKLOAD_NAMES, type BenchArgs, type WorkloadName } from './flags.js';
+import { drawFlames, PROFILE_DIR, type ProfileSummary } from './flame.js';
 import { Histogram } from './hist.js';
 import { addHistograms, EMPTY_HISTOGRAM, fsyncStats, scrapeWalFsync, subtractHistogram, type PromHistogram } from './metrics.js';
 import { Progress } from './progress.js';
-import { checksTable, checkTargets, compare, diskTable, renderHtml, wasBusy, workloadTable, type BenchResults, type DiskResult } from './report.js';
+import { checksTable, checkTargets, compare, diskTable, profilesText, renderHtml, wasBusy, workloadTable, type BenchResults, type DiskResult } from './report.js';
 import { CLUSTER_SETTINGS, cpuSeconds, givenEndpoints, machineBusySeconds, REPO_ROOT, startCluster, type Target } from './targets.js';
 import { mergeRounds, roundArgs, roundOrder } from './rounds.js';
 import { runWorkload, SETTLE_WORKLOADS, SPECS, type RunContext, type WorkloadResult } from './workloads.js';
@@ -334,6 +335,17 @@ async function main(argv: readonly string[]): Promise<number> {
     if (r.workload === 'txn-cas' && r.extra.failedCompares !== 0) out(`WARNING: ${r.target} txn-cas: ${String(r.extra.failedCompares)} compares failed on keys with a single writer`);
   }
 
+  // After the members stopped: a member run with --cpu-prof writes its profile as it exits.
+  let profiles: ProfileSummary[] | undefined;
+  const profiled = lives.find((l) => l.target.name === 'capstan' && l.target.started);
+  if (args.cpuProf && profiled !== undefined) {
+    const { drawn, skipped } = drawFlames(dir, PROFILE_DIR, 'capstan', profiled.target.members);
+    profiles = drawn;
+    out(profilesText(drawn, join(dir, PROFILE_DIR)));
+    for (const s of skipped) out(`WARNING: a CPU profile was not drawn: ${s}`);
+    out();
+  }
+
   const cpu = os.cpus()[0];
   const report: BenchResults = {
     tool: 'capstan-bench',
@@ -369,19 +381,19 @@ async function main(argv: readonly string[]): Promise<number> {
       watchRate: args.watchRate,
       valueSize: args.valueSize,
       quick: args.quick,
-      cpuProf: args.cpuProf ? join(dir, 'prof') : false,
+      cpuProf: args.cpuProf ? join(dir, PROFILE_DIR) : false,
       workloads: args.workloads,
     },
     results,
     disk,
     comparisons,
     checks,
+    ...(profiles === undefined ? {} : { profiles }),
   };
   writeFileSync(join(dir, 'results.json'), `${JSON.stringify(report, null, 1)}\n`);
   writeFileSync(join(dir, 'report.html'), renderHtml(report));
   out(`report: ${join(dir, 'report.html')}`);
   out(`raw numbers: ${join(dir, 'results.json')}`);
-  if (args.cpuProf) out(`CPU profiles of the Capstan members: ${join(dir, 'prof')}`);
   return failures > 0 ? 1 : 0;
 }
 

@@ -2,9 +2,11 @@
  * What a run leaves: markdown tables (stdout), results.json (every number, the settings, the
  * histograms) and report.html (self-contained: charts are SVG drawn here, no script, no CDN).
  */
+import { esc } from './common.js';
 import { describeDamon, type DamonMonitor } from './damon.js';
 import type { TargetName, WorkloadName } from './flags.js';
 import { Histogram, type LatencySummary } from './hist.js';
+import type { ProfileSummary } from './flame.js';
 import type { FsyncStats } from './metrics.js';
 import type { WorkloadResult } from './workloads.js';
 
@@ -78,6 +80,8 @@ export interface BenchResults {
   comparisons: Comparison[];
   /** The issue's targets, when Capstan and etcd ran on 3 members in the same run. */
   checks: TargetCheck[];
+  /** With --cpu-prof: each Capstan member's profile and the flame graph drawn from it. */
+  profiles?: ProfileSummary[];
 }
 
 export const COLORS: Record<TargetName, string> = { capstan: '#1f77b4', etcd: '#ff7f0e' };
@@ -229,10 +233,6 @@ interface ChartOptions {
 const W = 560;
 const H = 300;
 const M = { left: 64, right: 16, top: 44, bottom: 44 };
-
-export function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
 
 function niceStep(range: number, ticks: number): number {
   const raw = range / Math.max(1, ticks);
@@ -442,6 +442,43 @@ function htmlTable(header: string[], rows: string[][]): string {
   return `<table><tr>${header.map((h) => `<th>${esc(h)}</th>`).join('')}</tr>${rows.map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join('')}</tr>`).join('')}</table>`;
 }
 
+/** Functions per member in the console's profile lines (report.html lists TOP_FUNCTIONS). */
+const PROFILE_TOP_CONSOLE = 3;
+
+/** A member's name as the profile lists show it. */
+export function profileTitle(p: ProfileSummary): string {
+  return `${p.member}${p.leader ? ' (leader at start)' : ''}`;
+}
+
+/** Each member's profile in the console: its busy time, its flame graph, the three functions with the most time in themselves. */
+export function profilesText(profiles: readonly ProfileSummary[], dir: string): string {
+  if (profiles.length === 0) return `CPU profiles: none written to ${dir}`;
+  const lines = profiles.map((p) => {
+    const busy = p.profiledMs > 0 ? ` (${((100 * p.busyMs) / p.profiledMs).toFixed(0)}%)` : '';
+    const top = p.top.slice(0, PROFILE_TOP_CONSOLE).map((t) => `${t.name} ${(100 * t.share).toFixed(1)}%`);
+    return `  ${profileTitle(p)}: busy ${fmtNum(p.busyMs / 1000, 1)} s of ${fmtNum(p.profiledMs / 1000, 1)} s${busy}, ${p.flame}; most time in ${top.join(', ') || '-'}`;
+  });
+  return `CPU profiles of the Capstan members (flame graphs and profiles in ${dir}):\n${lines.join('\n')}`;
+}
+
+/** The --cpu-prof section: links to each member's flame graph and profile, and its busiest functions. */
+function profilesHtml(profiles: readonly ProfileSummary[]): string {
+  const parts = [
+    '<h2 id="profiles">CPU profiles</h2>',
+    `<p class="note">Each Capstan member ran under <code>node --cpu-prof</code> for the whole run (settling and every workload, not only the measured windows). ` +
+      `The flame graph shows where its busy time went (time spent waiting left out; a box's width is its share, hover it for the time); the .cpuprofile opens in Chrome DevTools or speedscope. ` +
+      `The table lists the functions with the most time in themselves, over all the stacks they were on.</p>`,
+  ];
+  for (const p of profiles) {
+    const busy = p.profiledMs > 0 ? ` (${((100 * p.busyMs) / p.profiledMs).toFixed(0)}%)` : '';
+    parts.push(
+      `<h3>${esc(profileTitle(p))}</h3><p class="note"><a href="${esc(p.flame)}">flame graph</a> · <a href="${esc(p.profile)}">profile</a>; busy ${fmtNum(p.busyMs / 1000, 1)} s of ${fmtNum(p.profiledMs / 1000, 1)} s${busy}</p>`,
+    );
+    parts.push(htmlTable(['function', 'self ms', 'share of busy'], p.top.map((t) => [`<code>${esc(t.name)}</code>`, fmtNum(t.selfMs, 0), `${(100 * t.share).toFixed(1)}%`])));
+  }
+  return parts.join('\n');
+}
+
 export function renderHtml(r: BenchResults): string {
   const targets = (['capstan', 'etcd'] as TargetName[]).filter((t) => r.results.some((x) => x.target === t));
   const parts: string[] = [];
@@ -523,6 +560,7 @@ export function renderHtml(r: BenchResults): string {
     parts.push(htmlTable(['what', 'fsyncs', 'p50 ms', 'p90 ms', 'p99 ms', 'mean ms'], rows));
     parts.push(`<div class="charts">${diskChart(r.disk, targets)}</div>`);
   }
+  if (r.profiles !== undefined && r.profiles.length > 0) parts.push(profilesHtml(r.profiles));
   parts.push(`<p class="note">Every number is in results.json beside this file.</p>`);
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Capstan bench ${esc(r.startedAt)}</title><style>${CSS}</style></head><body>${parts.join('\n')}</body></html>\n`;
 }

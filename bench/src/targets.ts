@@ -8,6 +8,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ChaosCluster } from '@capstan/chaos/cluster';
 import { etcdBinaries, REPO_ROOT } from '@capstan/chaos/etcd-binaries';
+import { PROFILE_DIR } from './flame.js';
 import type { TargetName } from './flags.js';
 
 /** The same for both systems (etcd's own defaults for heartbeat and election). */
@@ -38,6 +39,8 @@ export interface Target {
   readonly started: boolean;
   /** Pids of the member processes it started (none for --endpoints). */
   pids(): number[];
+  /** The members it started, as they were at start (none for --endpoints): name (m0, m1, ...), pid, and whether it led. */
+  readonly members: readonly { name: string; pid: number | undefined; leader: boolean }[];
   /** Stops members it started (gracefully: SIGTERM, so CPU profiles are written) and removes data unless kept. */
   stop(): Promise<void>;
 }
@@ -116,7 +119,7 @@ export async function startCluster(name: TargetName, opts: StartOptions): Promis
     electionMs: CLUSTER_SETTINGS.electionMs,
     extraArgs: [`--quota-backend-bytes=${CLUSTER_SETTINGS.quotaBackendBytes}`, `--snapshot-count=${CLUSTER_SETTINGS.snapshotCount}`],
     peerProxies: false,
-    ...(opts.cpuProf && name === 'capstan' ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${join(opts.resultsDir, 'prof')}`] } : {}),
+    ...(opts.cpuProf && name === 'capstan' ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${join(opts.resultsDir, PROFILE_DIR)}`] } : {}),
   });
   const leader = await cluster.leader();
   const first = leader ?? 0;
@@ -129,6 +132,7 @@ export async function startCluster(name: TargetName, opts: StartOptions): Promis
     version: name === 'capstan' ? capstanVersion() : etcdVersion(),
     started: true,
     pids: () => Array.from({ length: cluster.size }, (_, i) => cluster.pid(i)).filter((p): p is number => p !== undefined),
+    members: Array.from({ length: cluster.size }, (_, i) => ({ name: `m${i}`, pid: cluster.pid(i), leader: i === leader })),
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -150,6 +154,7 @@ export function givenEndpoints(name: TargetName, endpoints: string[], metricsEnd
     version: `${name} at ${endpoints.join(',')}`,
     started: false,
     pids: () => [],
+    members: [],
     async stop() {},
   };
 }

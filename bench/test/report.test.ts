@@ -4,7 +4,8 @@ import t from 'tap';
 import { Histogram } from '../src/hist.js';
 import type { TargetName, WorkloadName } from '../src/flags.js';
 import { fsyncStats } from '../src/metrics.js';
-import { BUSY_OTHER_PERCENT, checkTargets, compare, diskTable, renderHtml, workloadTable, type BenchResults } from '../src/report.js';
+import { BUSY_OTHER_PERCENT, checkTargets, compare, diskTable, profilesText, renderHtml, workloadTable, type BenchResults } from '../src/report.js';
+import type { ProfileSummary } from '../src/flame.js';
 import type { WorkloadResult } from '../src/workloads.js';
 
 function fake(workload: WorkloadName, target: TargetName, scale: number, extra: Record<string, unknown> = {}): WorkloadResult {
@@ -126,4 +127,51 @@ t.test('report.html: every workload has a latency and a throughput chart with bo
   t.match(md, /\| raw 4 KiB write \+ fdatasync \(no server\) \| 50 \|/);
   t.match(md, /\| capstan WAL fsync .* \| 10 \| 1\.000 \|/);
   t.match(md, /capstan\/etcd \(latencies: lower better\) \| 1\.00x/);
+  t.notMatch(html, /CPU profiles/, 'no profiles section without --cpu-prof');
+});
+
+t.test('--cpu-prof: each member\'s flame graph and busiest functions, in the console and report.html', async (t) => {
+  const profile = (member: string, leader: boolean, busyMs: number): ProfileSummary => ({
+    member,
+    pid: 100,
+    leader,
+    profile: `prof/CPU.1.2.100.0.001.cpuprofile`,
+    flame: `prof/${member}.flame.svg`,
+    profiledMs: 20_000,
+    busyMs,
+    top: [
+      { name: 'writeBuffer', selfMs: 400, share: 0.2 },
+      { name: '(garbage collector)', selfMs: 200, share: 0.1 },
+      { name: 'apply <mvcc>/apply.js:3', selfMs: 100, share: 0.05 },
+      { name: 'fourth', selfMs: 50, share: 0.025 },
+    ],
+  });
+  const profiles = [profile('m0', true, 2_000), profile('m1', false, 1_000)];
+  const text = profilesText(profiles, '/r/prof');
+  t.match(text, /^CPU profiles of the Capstan members \(flame graphs and profiles in \/r\/prof\):/);
+  t.match(text, /\n  m0 \(leader at start\): busy 2\.0 s of 20 s \(10%\), prof\/m0\.flame\.svg; most time in writeBuffer 20\.0%, \(garbage collector\) 10\.0%, apply <mvcc>\/apply\.js:3 5\.0%$/m);
+  t.notMatch(text, /fourth/, 'three functions per member in the console');
+  t.match(text, /\n  m1: busy 1\.0 s/);
+  t.equal(profilesText([], '/r/prof'), 'CPU profiles: none written to /r/prof');
+  const rs = results();
+  const cmp = compare(rs);
+  const html = renderHtml({
+    tool: 'capstan-bench',
+    schema: 1,
+    startedAt: '2026-01-01T00:00:00.000Z',
+    finishedAt: '2026-01-01T00:01:00.000Z',
+    command: ['npm', 'run', 'bench', '--', '--cpu-prof'],
+    host: { cpus: 2, cpuModel: 'test', memoryGiB: 1, node: 'v20', platform: 'linux', loadavgStart: [1, 1, 1], loadavgEnd: [1, 1, 1] },
+    settings: {},
+    results: rs,
+    disk: undefined,
+    comparisons: cmp,
+    checks: [],
+    profiles,
+  });
+  const section = html.slice(html.indexOf('<h2 id="profiles">'));
+  t.match(section, /<h3>m0 \(leader at start\)<\/h3><p class="note"><a href="prof\/m0\.flame\.svg">flame graph<\/a> · <a href="prof\/CPU\.1\.2\.100\.0\.001\.cpuprofile">profile<\/a>; busy 2\.0 s of 20 s \(10%\)/);
+  t.match(section, /<td><code>apply &lt;mvcc&gt;\/apply\.js:3<\/code><\/td><td>100<\/td><td>5\.0%<\/td>/, 'a function per row, escaped');
+  t.match(section, /<code>fourth<\/code>/, 'report.html lists more than the console');
+  t.notMatch(html, /<script/i);
 });

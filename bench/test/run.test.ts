@@ -1,7 +1,7 @@
 // One short run of the command on a 1-member Capstan cluster it starts: concurrent puts, the watch
 // and the disk row. The JSON must hold sane numbers and the channels must be distinct TCP
 // connections; nothing is asserted about speed (test machines are noisy).
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,23 +11,9 @@ import type { BenchResults } from '../src/report.js';
 const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
 const RUN_TIMEOUT_MS = 120_000;
 
-t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
-  const dir = t.testdir();
-  const args = [
-    MAIN,
-    '--members=1',
-    '--workloads=put,watch,disk',
-    '--duration=2s',
-    '--warmup=500ms',
-    '--settle=1s',
-    '--channels=3',
-    '--inflight=4',
-    '--watchers=6',
-    '--watch-rate=40',
-    '--fsync-samples=20',
-    `--results=${dir}`,
-  ];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Runs the command with `args`, stopping it if it outlives RUN_TIMEOUT_MS; its exit code and output. */
+async function runBench(t: Test, args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
@@ -46,6 +32,25 @@ t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
       resolve(c);
     });
   });
+  return { code, stdout, stderr };
+}
+
+t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
+  const dir = t.testdir();
+  const args = [
+    '--members=1',
+    '--workloads=put,watch,disk',
+    '--duration=2s',
+    '--warmup=500ms',
+    '--settle=1s',
+    '--channels=3',
+    '--inflight=4',
+    '--watchers=6',
+    '--watch-rate=40',
+    '--fsync-samples=20',
+    `--results=${dir}`,
+  ];
+  const { code, stdout, stderr } = await runBench(t, args);
   t.equal(code, 0, `exit 0\n${stderr}`);
 
   const r = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as BenchResults;
@@ -115,4 +120,27 @@ t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
   t.match(log, /chaos: m0 \(pid \d+\) exited/, 'the member was stopped');
   t.notOk(existsSync(join(dir, 'data')), 'data removed');
   t.same(readdirSync(dir).sort(), ['capstan', 'report.html', 'results.json']);
+});
+
+t.test('--cpu-prof: the member\'s profile, a flame graph drawn from it, and both in the report', async (t) => {
+  const dir = t.testdir();
+  const { code, stdout, stderr } = await runBench(t, ['--members=1', '--workloads=put-seq', '--duration=1s', '--warmup=200ms', '--settle=0', '--cpu-prof', `--results=${dir}`]);
+  t.equal(code, 0, `exit 0\n${stderr}`);
+  const r = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as BenchResults;
+  // Under the test runner, whose hooks follow child processes, a member has a loader thread that
+  // writes a profile too (m0-thread1); run by hand, one profile.
+  t.ok(
+    r.profiles!.every((x) => x.member === 'm0' || /^m0-thread\d+$/.test(x.member)),
+    `every profile is the member's: ${r.profiles!.map((x) => x.member).join(', ')}`,
+  );
+  const p = r.profiles![0]!;
+  t.equal(p.member, 'm0');
+  t.equal(p.leader, true);
+  t.match(p.profile, /^prof\/CPU\.\d+\.\d+\.\d+\.0\.\d+\.cpuprofile$/);
+  t.equal(p.flame, 'prof/m0.flame.svg');
+  t.ok(p.busyMs > 0 && p.busyMs <= p.profiledMs, `busy ${p.busyMs} of ${p.profiledMs} ms`);
+  t.ok(p.top.length > 0 && p.top.every((x) => x.selfMs > 0 && x.share > 0 && x.share <= 1), 'its busiest functions, with time');
+  t.match(readFileSync(join(dir, p.flame), 'utf8'), /^<svg [^]*capstan m0 \(leader at start\), pid \d+: CPU profile[^]*<\/svg>\n$/);
+  t.match(stdout, /CPU profiles of the Capstan members \(flame graphs and profiles in .*prof\):\n  m0 \(leader at start\): busy /);
+  t.match(readFileSync(join(dir, 'report.html'), 'utf8'), /<a href="prof\/m0\.flame\.svg">flame graph<\/a>/);
 });
