@@ -2,6 +2,7 @@ export {
   Wal,
   WAL_DIR,
   SNAP_DIR,
+  WRITE_BLOCK_BYTES,
   type WalOptions,
   type SaveBatch,
   type Replay,

@@ -212,6 +212,13 @@ export class RecordEncoder {
     this.ends.push(end);
   }
 
+  /** Zeros after the last record up to `to` bytes from the start (growing the buffer); length is unchanged. */
+  zeroPad(to: number): void {
+    if (to <= this.len) return;
+    this.reserve(to - this.len);
+    this.buf.fill(0, this.len, to);
+  }
+
   private reserve(n: number): void {
     if (this.len + n <= this.buf.length) return;
     let size = this.buf.length * 2;

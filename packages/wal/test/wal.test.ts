@@ -9,6 +9,7 @@ import {
   WalClosedError,
   WalInvalidBatchError,
   WalNotFoundError,
+  WRITE_BLOCK_BYTES,
   nodeFileSystem,
   type FileHandle,
   type FileSystem,
@@ -240,6 +241,48 @@ t.test('a segment is zero-filled a chunk at a time, each chunk flushed before th
   await wal.close();
   t.ok(filled >= segment, `the segment was written whole (${filled} bytes)`);
   t.ok(most <= 2 * 1024 * 1024, `at most one 2 MiB chunk waited for writeback (${most} bytes)`);
+});
+
+t.test('an append is written through to the end of its block in zeros, so no write lands in part of a block', async (t) => {
+  const dir = tempDir(t);
+  const writes: { position: number; length: number; tail: Uint8Array }[] = [];
+  let recording = false;
+  const fs0 = walHandlesFs((h) => {
+    const write = h.write.bind(h);
+    h.write = async (buf, offset, length, position) => {
+      // Only appends: the preallocation's zeros come before recording starts.
+      if (recording) writes.push({ position, length, tail: buf.slice(offset, offset + length) });
+      await write(buf, offset, length, position);
+    };
+  });
+  // A segment size that is not a whole number of blocks: the last write stops at its end.
+  const segment = 5 * WRITE_BLOCK_BYTES + 1000;
+  const { wal } = await openWal(dir, { fs: fs0, segmentBytes: segment });
+  recording = true;
+  const want: Entry[] = [];
+  // Entries of 100 to 2,500 bytes: most batches end inside a block, some cross one.
+  for (let i = 1; i <= 24; i++) {
+    const e: Entry = { index: i, term: 1, type: 0, data: new Uint8Array(100 + ((i * 613) % 2400)).fill(i) };
+    want.push(e);
+    await wal.save({ entries: [e], hardState: hs(1, i) });
+  }
+  await wal.close();
+  t.ok(writes.length >= 24, `${writes.length} appends`);
+  let blockStarts = 0;
+  for (const w of writes) {
+    const end = w.position + w.length;
+    const segEnd = end === segment || end % WRITE_BLOCK_BYTES === 0;
+    if (!segEnd) t.fail(`a write at ${w.position} ends at ${end}, inside a block`);
+    if (w.position % WRITE_BLOCK_BYTES === 0) blockStarts++;
+  }
+  t.ok(blockStarts >= 1, 'a segment rolled over: writes from the start of a block too');
+  // Every write ends in the zeros it padded with: the bytes after the last record are zero.
+  const last = writes[writes.length - 1]!;
+  t.equal(last.tail[last.tail.length - 1], 0, 'padded with zeros');
+  const { wal: w2, replay } = await openWal(dir, { segmentBytes: segment });
+  assertEntries(t, replay.entries, want);
+  t.same(replay.hardState, hs(1, 24));
+  await w2.close();
 });
 
 t.test('concurrent saves are serialized: one fdatasync in flight, completions in call order', async (t) => {
