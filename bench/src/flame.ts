@@ -191,14 +191,15 @@ function colour(node: FlameNode): string {
   return PALETTE[node.kind](h % 55);
 }
 
-/** Fits a label into a box of `px` pixels, or nothing when not even two characters fit. */
+/** Fits a label into a box of `px` pixels (cut, with ".."), or nothing when fewer than three characters fit. */
 function fit(label: string, px: number): string {
   const chars = Math.floor((px - 6) / CHAR_PX);
   if (chars < 3) return '';
   return label.length <= chars ? label : `${label.slice(0, chars - 2)}..`;
 }
 
-function fmtMs(us: number): string {
+/** Microseconds as milliseconds, for a label. */
+function usAsMs(us: number): string {
   return us >= 10_000 ? `${(us / 1000).toFixed(0)} ms` : `${(us / 1000).toFixed(1)} ms`;
 }
 
@@ -229,7 +230,7 @@ export function renderFlameSvg(root: FlameNode, title: string, subtitle: string)
     const w = node.total * scale;
     const y = height - 4 - (depth + 1) * FRAME_HEIGHT_PX;
     const share = root.total === 0 ? 0 : (100 * node.total) / root.total;
-    const tip = `${node.name}: ${fmtMs(node.total)} (${share.toFixed(2)}%), itself ${fmtMs(node.self)}`;
+    const tip = `${node.name}: ${usAsMs(node.total)} (${share.toFixed(2)}%), itself ${usAsMs(node.self)}`;
     const label = fit(node.name, w);
     out.push(
       `<g><title>${esc(tip)}</title><rect x="${x.toFixed(2)}" y="${y}" width="${w.toFixed(2)}" height="${FRAME_HEIGHT_PX - 1}" fill="${node === root ? '#c8c8c8' : colour(node)}" rx="1"/>` +
@@ -304,7 +305,7 @@ export function drawFlames(
     const flame = `${member}.flame.svg`;
     const who = `${system} ${member}${m?.leader ? ' (leader at start)' : ''}${pid === undefined ? '' : `, pid ${pid}`}`;
     const busy = profiledMs > 0 ? ` (${((100 * busyMs) / profiledMs).toFixed(0)}% of the time)` : '';
-    writeFileSync(join(dir, flame), renderFlameSvg(root, `${who}: CPU profile`, `${fmtMs(root.total)} busy over ${fmtMs(profiledMs * 1000)} profiled${busy}; waiting left out; hover a box for its time`));
+    writeFileSync(join(dir, flame), renderFlameSvg(root, `${who}: CPU profile`, `${usAsMs(root.total)} busy over ${usAsMs(profiledMs * 1000)} profiled${busy}; waiting left out; hover a box for its time`));
     drawn.push({
       member,
       pid,
