@@ -327,9 +327,10 @@ async function main(argv: readonly string[]): Promise<number> {
           : '(the machine was busy during this run: these verdicts are not meaningful)\n',
       );
     }
-    const damonEnd = describeDamon(damon, damonCpuPercent);
-    if (damonEnd !== undefined) out(`(${damonEnd})\n`);
   }
+  // Whenever DAMON ran, not only under the verdicts: its stalls are in any run's tails.
+  const damonEnd = describeDamon(damon, damonCpuPercent);
+  if (damonEnd !== undefined) out(`(${damonEnd})\n`);
   for (const r of results) {
     if (r.workload === 'watch' && r.extra.allReceived !== true) out(`WARNING: ${r.target} watch: ${String(r.extra.missingEvents)} events of acknowledged puts never reached their watcher`);
     if (r.workload === 'txn-cas' && r.extra.failedCompares !== 0) out(`WARNING: ${r.target} txn-cas: ${String(r.extra.failedCompares)} compares failed on keys with a single writer`);
