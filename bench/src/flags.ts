@@ -52,6 +52,8 @@ export interface BenchArgs {
   fsyncSamples: number;
   results: string;
   cpuProf: boolean;
+  /** Node and V8 flags for the Capstan members this tool starts (`--trace-gc`, ...), before the member's own. */
+  memberNodeArgs: string[];
   keepData: boolean;
   help: boolean;
 }
@@ -60,7 +62,7 @@ export const USAGE = `usage: npm run bench -- [--target capstan|etcd] [--against
   [--endpoints host:port,...] [--metrics-endpoints http://host:port,...] [--quick]
   [--duration 15s] [--warmup 2s] [--settle 10s] [--rounds 5] [--workloads ${WORKLOAD_NAMES.join(',')}]
   [--channels 16] [--inflight 16] [--watchers 100] [--watch-rate 100] [--value-size 256]
-  [--fsync-samples N] [--results DIR] [--cpu-prof] [--keep-data]`;
+  [--fsync-samples N] [--results DIR] [--cpu-prof] [--member-node-args "--trace-gc ..."] [--keep-data]`;
 
 /** The shortest measured window of a round (as --duration's own minimum). */
 export const MIN_ROUND_MS = 500;
@@ -129,6 +131,7 @@ const VALUE_FLAGS = new Set([
   '--value-size',
   '--fsync-samples',
   '--results',
+  '--member-node-args',
 ]);
 
 /** The default results folder: bench/results/<UTC time> under the repository root. */
@@ -163,6 +166,7 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
     fsyncSamples: 0,
     results: '',
     cpuProf: false,
+    memberNodeArgs: [],
     keepData: false,
     help: false,
   };
@@ -184,7 +188,8 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
       continue;
     }
     const v = eq > 0 ? arg.slice(eq + 1) : argv[++i];
-    if (v === undefined || (eq < 0 && v.startsWith('--'))) throw new FlagError(`${flag} needs a value`);
+    // --member-node-args takes flags, so its value starts with dashes.
+    if (v === undefined || (eq < 0 && v.startsWith('--') && flag !== '--member-node-args')) throw new FlagError(`${flag} needs a value`);
     switch (flag) {
       case '--target':
         if (v !== 'capstan' && v !== 'etcd') throw new FlagError(`--target is capstan or etcd, not ${JSON.stringify(v)}`);
@@ -244,6 +249,13 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
       case '--fsync-samples':
         fsyncSamples = positiveInt(flag, v, 1_000_000);
         break;
+      case '--member-node-args': {
+        const args = v.split(/\s+/).filter((x) => x !== '');
+        const bad = args.find((x) => !x.startsWith('--'));
+        if (args.length === 0 || bad !== undefined) throw new FlagError(`--member-node-args takes node flags, each starting with --${bad === undefined ? '' : `, not ${JSON.stringify(bad)}`}`);
+        a.memberNodeArgs = args;
+        break;
+      }
       case '--results':
         if (v.trim() === '') throw new FlagError('--results needs a directory');
         a.results = v;
@@ -262,10 +274,12 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
   if (a.endpoints !== undefined) {
     if (seen.has('--members')) throw new FlagError('--members starts a cluster; --endpoints uses one that runs: give one or the other');
     if (a.cpuProf) throw new FlagError('--cpu-prof applies to members this tool starts, not to --endpoints');
+    if (a.memberNodeArgs.length > 0) throw new FlagError('--member-node-args applies to members this tool starts, not to --endpoints');
   } else if (a.metricsEndpoints !== undefined) {
     throw new FlagError('--metrics-endpoints goes with --endpoints (members this tool starts are scraped by themselves)');
   }
   if (a.cpuProf && !a.targets.includes('capstan')) throw new FlagError('--cpu-prof profiles Capstan members: it needs --target capstan or --against etcd');
+  if (a.memberNodeArgs.length > 0 && !a.targets.includes('capstan')) throw new FlagError('--member-node-args is for Capstan members (node): it needs --target capstan or --against etcd');
   a.durationMs = duration ?? (a.quick ? DEFAULTS.quickDurationMs : DEFAULTS.durationMs);
   a.warmupMs = warmup ?? Math.min(a.quick ? DEFAULTS.quickWarmupMs : DEFAULTS.warmupMs, Math.floor(a.durationMs / 4));
   a.settleMs = settle ?? (a.quick ? DEFAULTS.quickSettleMs : DEFAULTS.settleMs);

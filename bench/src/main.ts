@@ -213,7 +213,7 @@ async function main(argv: readonly string[]): Promise<number> {
         args.targets.map(async (t) => {
           const target = args.endpoints
             ? givenEndpoints(t, args.endpoints, args.metricsEndpoints)
-            : await startCluster(t, { members: args.members, resultsDir: dir, cpuProf: args.cpuProf, keepData: args.keepData });
+            : await startCluster(t, { members: args.members, resultsDir: dir, cpuProf: args.cpuProf, memberNodeArgs: args.memberNodeArgs, keepData: args.keepData });
           started.push(target);
           return target;
         }),
@@ -383,6 +383,7 @@ async function main(argv: readonly string[]): Promise<number> {
       valueSize: args.valueSize,
       quick: args.quick,
       cpuProf: args.cpuProf ? join(dir, PROFILE_DIR) : false,
+      memberNodeArgs: args.memberNodeArgs,
       workloads: args.workloads,
     },
     results,

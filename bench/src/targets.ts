@@ -50,6 +50,8 @@ export interface StartOptions {
   /** Logs go to <resultsDir>/<name>/, data to <resultsDir>/data/<name>/. */
   resultsDir: string;
   cpuProf: boolean;
+  /** Node flags for Capstan members, after --cpu-prof's. */
+  memberNodeArgs: readonly string[];
   keepData: boolean;
 }
 
@@ -119,7 +121,7 @@ export async function startCluster(name: TargetName, opts: StartOptions): Promis
     electionMs: CLUSTER_SETTINGS.electionMs,
     extraArgs: [`--quota-backend-bytes=${CLUSTER_SETTINGS.quotaBackendBytes}`, `--snapshot-count=${CLUSTER_SETTINGS.snapshotCount}`],
     peerProxies: false,
-    ...(opts.cpuProf && name === 'capstan' ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${join(opts.resultsDir, PROFILE_DIR)}`] } : {}),
+    ...(name === 'capstan' ? { nodeArgs: [...(opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${join(opts.resultsDir, PROFILE_DIR)}`] : []), ...opts.memberNodeArgs] } : {}),
   });
   const leader = await cluster.leader();
   const first = leader ?? 0;

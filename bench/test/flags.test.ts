@@ -21,6 +21,7 @@ t.test('defaults', async (t) => {
   t.equal(a.watchers, 100);
   t.match(a.results, /^\/repo\/bench\/results\/\d{4}-\d\d-\d\dT/);
   t.equal(a.endpoints, undefined);
+  t.same(a.memberNodeArgs, []);
 });
 
 t.test('--against etcd --quick and the rest', async (t) => {
@@ -51,6 +52,8 @@ t.test('--against etcd --quick and the rest', async (t) => {
   t.equal(parseDuration('--duration', '250ms'), 250);
   t.equal(parseDuration('--duration', '2m'), 120_000);
   t.equal(parseDuration('--duration', '7'), 7000);
+  t.same(parseArgs(['--member-node-args', '--trace-gc  --max-semi-space-size=2'], ROOT).memberNodeArgs, ['--trace-gc', '--max-semi-space-size=2'], 'flags as the value, space form');
+  t.same(parseArgs(['--against', 'etcd', '--member-node-args=--trace-gc'], ROOT).memberNodeArgs, ['--trace-gc']);
 });
 
 t.test('bad flags are FlagErrors with a message that says what is wrong', async (t) => {
@@ -82,6 +85,10 @@ t.test('bad flags are FlagErrors with a message that says what is wrong', async 
     [['--quick', '--quick'], /given twice/],
     [['stray'], /unexpected argument/],
     [['--target', 'etcd', '--cpu-prof'], /profiles Capstan members/],
+    [['--member-node-args', 'trace-gc'], /takes node flags, each starting with --, not "trace-gc"/],
+    [['--member-node-args', ' '], /takes node flags/],
+    [['--target', 'etcd', '--member-node-args', '--trace-gc'], /is for Capstan members/],
+    [['--endpoints', 'h:1', '--member-node-args', '--trace-gc'], /members this tool starts, not to --endpoints/],
   ];
   for (const [argv, msg] of cases) {
     t.throws(() => parseArgs(argv, ROOT), msg, argv.join(' '));
