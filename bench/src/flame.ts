@@ -242,6 +242,16 @@ export function renderFlameSvg(root: FlameNode, title: string, subtitle: string)
   return `${out.join('\n')}\n`;
 }
 
+/** The share of the profiled time a member was busy ("47%"), or undefined for an empty profile. */
+export function busyShare(busyMs: number, profiledMs: number): string | undefined {
+  return profiledMs > 0 ? `${((100 * busyMs) / profiledMs).toFixed(0)}%` : undefined;
+}
+
+/** A member as the graphs and lists name it: m0, with "(leader at start)" when it led. */
+export function memberTitle(member: string, leader: boolean): string {
+  return `${member}${leader ? ' (leader at start)' : ''}`;
+}
+
 /** One member's profile, as the report and results.json list it. */
 export interface ProfileSummary {
   /** The member (m0, m1, ...) when its pid is known, else the file's name. */
@@ -303,8 +313,9 @@ export function drawFlames(
     const profiledMs = (profile.endTime - profile.startTime) / 1000;
     const busyMs = root.total / 1000;
     const flame = `${member}.flame.svg`;
-    const who = `${system} ${member}${m?.leader ? ' (leader at start)' : ''}${pid === undefined ? '' : `, pid ${pid}`}`;
-    const busy = profiledMs > 0 ? ` (${((100 * busyMs) / profiledMs).toFixed(0)}% of the time)` : '';
+    const who = `${system} ${memberTitle(member, m?.leader ?? false)}${pid === undefined ? '' : `, pid ${pid}`}`;
+    const share = busyShare(busyMs, profiledMs);
+    const busy = share === undefined ? '' : ` (${share} of the time)`;
     writeFileSync(join(dir, flame), renderFlameSvg(root, `${who}: CPU profile`, `${usAsMs(root.total)} busy over ${usAsMs(profiledMs * 1000)} profiled${busy}; waiting left out; hover a box for its time`));
     drawn.push({
       member,

@@ -6,7 +6,7 @@ import { esc } from './common.js';
 import { describeDamon, type DamonMonitor } from './damon.js';
 import type { TargetName, WorkloadName } from './flags.js';
 import { Histogram, type LatencySummary } from './hist.js';
-import type { ProfileSummary } from './flame.js';
+import { busyShare, memberTitle, type ProfileSummary } from './flame.js';
 import type { FsyncStats } from './metrics.js';
 import type { WorkloadResult } from './workloads.js';
 
@@ -445,18 +445,22 @@ function htmlTable(header: string[], rows: string[][]): string {
 /** Functions per member in the console's profile lines (report.html lists TOP_FUNCTIONS). */
 const PROFILE_TOP_CONSOLE = 3;
 
-/** A member's name as the profile lists show it. */
-export function profileTitle(p: ProfileSummary): string {
-  return `${p.member}${p.leader ? ' (leader at start)' : ''}`;
+/** A member's name and busy time, as the console and report.html list its profile. */
+function profileHeading(p: ProfileSummary): { title: string; busy: string } {
+  const share = busyShare(p.busyMs, p.profiledMs);
+  return {
+    title: memberTitle(p.member, p.leader),
+    busy: `busy ${fmtNum(p.busyMs / 1000, 1)} s of ${fmtNum(p.profiledMs / 1000, 1)} s${share === undefined ? '' : ` (${share})`}`,
+  };
 }
 
 /** Each member's profile in the console: its busy time, its flame graph, the three functions with the most time in themselves. */
 export function profilesText(profiles: readonly ProfileSummary[], dir: string): string {
   if (profiles.length === 0) return `CPU profiles: none written to ${dir}`;
   const lines = profiles.map((p) => {
-    const busy = p.profiledMs > 0 ? ` (${((100 * p.busyMs) / p.profiledMs).toFixed(0)}%)` : '';
+    const { title, busy } = profileHeading(p);
     const top = p.top.slice(0, PROFILE_TOP_CONSOLE).map((t) => `${t.name} ${(100 * t.share).toFixed(1)}%`);
-    return `  ${profileTitle(p)}: busy ${fmtNum(p.busyMs / 1000, 1)} s of ${fmtNum(p.profiledMs / 1000, 1)} s${busy}, ${p.flame}; most time in ${top.join(', ') || '-'}`;
+    return `  ${title}: ${busy}, ${p.flame}; most time in ${top.join(', ') || '-'}`;
   });
   return `CPU profiles of the Capstan members (flame graphs and profiles in ${dir}):\n${lines.join('\n')}`;
 }
@@ -470,10 +474,8 @@ function profilesHtml(profiles: readonly ProfileSummary[]): string {
       `The table lists the functions with the most time in themselves, over all the stacks they were on.</p>`,
   ];
   for (const p of profiles) {
-    const busy = p.profiledMs > 0 ? ` (${((100 * p.busyMs) / p.profiledMs).toFixed(0)}%)` : '';
-    parts.push(
-      `<h3>${esc(profileTitle(p))}</h3><p class="note"><a href="${esc(p.flame)}">flame graph</a> · <a href="${esc(p.profile)}">profile</a>; busy ${fmtNum(p.busyMs / 1000, 1)} s of ${fmtNum(p.profiledMs / 1000, 1)} s${busy}</p>`,
-    );
+    const { title, busy } = profileHeading(p);
+    parts.push(`<h3>${esc(title)}</h3><p class="note"><a href="${esc(p.flame)}">flame graph</a> · <a href="${esc(p.profile)}">profile</a>; ${busy}</p>`);
     parts.push(htmlTable(['function', 'self ms', 'share of busy'], p.top.map((t) => [`<code>${esc(t.name)}</code>`, fmtNum(t.selfMs, 0), `${(100 * t.share).toFixed(1)}%`])));
   }
   return parts.join('\n');
