@@ -30,6 +30,7 @@ export const MEMBER_FLAGS: Readonly<Record<string, Spec>> = {
   'election-timeout': { kind: 'int', def: '1000', help: 'Time (in milliseconds) for an election to timeout.' },
   // The server's DEFAULT_SNAPSHOT_COUNT, written out: this module is loaded before the server (v8tuning.ts).
   'snapshot-count': { kind: 'int', def: '10000', help: 'Number of committed transactions to trigger a snapshot to disk.' },
+  'experimental-warning-apply-duration': { kind: 'string', def: '100ms', help: 'Time duration after which a warning is generated if request takes more time.' },
   'experimental-snapshot-catchup-entries': { kind: 'int', def: '5000', help: 'Number of entries for a slow follower to catch up after compacting the raft storage entries.' },
   'quota-backend-bytes': { kind: 'int', def: '0', help: 'Raise alarms when backend size exceeds the given quota (0 defaults to low space quota).' },
   'max-request-bytes': { kind: 'int', def: '1572864', help: 'Maximum client request size in bytes the server will accept.' },
@@ -77,6 +78,8 @@ export interface MemberFlags {
   electionMs: number;
   snapshotCount: number;
   snapshotCatchUpEntries: number;
+  /** --experimental-warning-apply-duration, in milliseconds. */
+  warningApplyMs: number;
   quotaBackendBytes: number;
   maxRequestBytes: number;
   maxTxnOps: number;
@@ -183,6 +186,13 @@ function tlsFlags(
     warnings.push(`ignoring --${p}client-cert-auth and --${p}trusted-ca-file with --${p}auto-tls: its certificates are self-signed, so ${side} certificates are not verified`);
   }
   return f;
+}
+
+/** A Go duration flag (etcd's fs.DurationVar), in milliseconds. */
+function duration(flag: string, v: string): number {
+  const ms = parseGoDuration(v);
+  if (ms === undefined) throw new FlagError(`invalid value "${v}" for flag -${flag}: parse error`);
+  return ms;
 }
 
 function positive(flag: string, v: string): number {
@@ -297,6 +307,7 @@ export function parseMemberFlags(argv: readonly string[], env: Readonly<Record<s
     electionMs,
     snapshotCount,
     snapshotCatchUpEntries: positive('experimental-snapshot-catchup-entries', raw('experimental-snapshot-catchup-entries')),
+    warningApplyMs: duration('experimental-warning-apply-duration', raw('experimental-warning-apply-duration')),
     quotaBackendBytes: quota,
     maxRequestBytes,
     maxTxnOps,
@@ -316,16 +327,26 @@ export function parseMemberFlags(argv: readonly string[], env: Readonly<Record<s
 /** etcd's periodic retention: a bare number is hours, else a Go duration like 30m or 1h30m; ms. */
 export function parseRetention(v: string): number | undefined {
   if (/^\d+$/.test(v)) return Number(v) * 3600_000;
-  const re = /(\d+(?:\.\d+)?)(h|m|s|ms)/gy;
+  return parseGoDuration(v);
+}
+
+/** Milliseconds in each unit Go's time.ParseDuration knows. */
+const DURATION_UNITS: Readonly<Record<string, number>> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, 'μs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3600_000 };
+
+/** Go's time.ParseDuration, in milliseconds: "100ms", "1.5s", "1h30m", "-2s", or "0"; undefined if malformed. */
+export function parseGoDuration(v: string): number | undefined {
+  const sign = v.startsWith('-') ? -1 : 1;
+  const body = v.replace(/^[-+]/, '');
+  if (body === '0') return 0;
+  const re = /(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)/gy;
   let total = 0;
   let m: RegExpExecArray | null;
   let consumed = 0;
-  while ((m = re.exec(v)) !== null) {
-    const n = Number(m[1]);
-    total += m[2] === 'h' ? n * 3600_000 : m[2] === 'm' ? n * 60_000 : m[2] === 's' ? n * 1000 : n;
+  while ((m = re.exec(body)) !== null) {
+    total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
     consumed = re.lastIndex;
   }
-  return consumed === v.length && v.length > 0 ? total : undefined;
+  return consumed === body.length && body.length > 0 ? sign * total : undefined;
 }
 
 export function memberUsage(): string {

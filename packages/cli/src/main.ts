@@ -48,6 +48,7 @@ async function member(argv: string[]): Promise<number> {
     electionMs: flags.electionMs,
     snapshotCount: flags.snapshotCount,
     snapshotCatchUpEntries: flags.snapshotCatchUpEntries,
+    warningApplyMs: flags.warningApplyMs,
     quotaBackendBytes: flags.quotaBackendBytes,
     maxRequestBytes: flags.maxRequestBytes,
     maxTxnOps: flags.maxTxnOps,

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { DEFAULT_SNAPSHOT_COUNT } from '@capstan/server';
-import { FlagError, parseMemberFlags, parseRetention, DEFAULT_QUOTA_BACKEND_BYTES } from '../src/flags.js';
+import { FlagError, parseGoDuration, parseMemberFlags, parseRetention, DEFAULT_QUOTA_BACKEND_BYTES } from '../src/flags.js';
 
 t.test('etcd defaults', async (t) => {
   const f = parseMemberFlags([], {});
@@ -87,4 +87,21 @@ t.test('periodic retention: hours, or a Go duration', async (t) => {
   t.equal(parseRetention('1.5s'), 1500);
   t.equal(parseRetention('x'), undefined);
   t.equal(parseRetention(''), undefined);
+});
+
+t.test('Go durations, and --experimental-warning-apply-duration (etcd: 100ms)', async (t) => {
+  t.equal(parseGoDuration('100ms'), 100);
+  t.equal(parseGoDuration('1.5s'), 1500);
+  t.equal(parseGoDuration('1h30m'), 5_400_000);
+  t.equal(parseGoDuration('250us'), 0.25);
+  t.equal(parseGoDuration('250µs'), 0.25);
+  t.equal(parseGoDuration('1ns'), 1e-6);
+  t.equal(parseGoDuration('.5s'), 500);
+  t.equal(parseGoDuration('-2s'), -2000);
+  t.equal(parseGoDuration('0'), 0);
+  for (const bad of ['', '10', 'ms', '1x', '1.2.3s', '1s ', '--1s']) t.equal(parseGoDuration(bad), undefined, JSON.stringify(bad));
+  t.equal(parseMemberFlags([], {}).warningApplyMs, 100);
+  t.equal(parseMemberFlags(['--experimental-warning-apply-duration=250ms'], {}).warningApplyMs, 250);
+  t.equal(parseMemberFlags([], { ETCD_EXPERIMENTAL_WARNING_APPLY_DURATION: '1s' }).warningApplyMs, 1000);
+  t.throws(() => parseMemberFlags(['--experimental-warning-apply-duration=fast'], {}), new FlagError('invalid value "fast" for flag -experimental-warning-apply-duration: parse error'));
 });

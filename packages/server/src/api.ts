@@ -4,6 +4,8 @@
  * ServerError or mvcc's MvccError, both carrying the gRPC code and etcd's message.
  */
 import type { ApplyRequest, ApplyResponse, GrpcCode, LeaseTimeToLiveResponse, StateMachine } from '@capstan/mvcc';
+import type { SlowRequests } from './slow.js';
+import type { RequestTrace } from './trace.js';
 
 export class ServerError extends Error {
   override readonly name = 'ServerError';
@@ -75,8 +77,13 @@ export interface Member {
   readonly sm: StateMachine;
   readonly limits: { readonly maxRequestBytes: number; readonly maxTxnOps: number };
 
-  /** Proposes through Raft; resolves with the response once applied here; rejects with ServerError / MvccError. */
-  propose(req: ApplyRequest): Promise<ApplyResponse>;
+  /**
+   * Proposes through Raft; resolves with the response once applied here; rejects with ServerError / MvccError.
+   * `trace`, if given, is marked when the entry is applied here (etcd's 'process raft request').
+   */
+  propose(req: ApplyRequest, trace?: RequestTrace): Promise<ApplyResponse>;
+  /** etcd's slow-request warnings, at --experimental-warning-apply-duration. */
+  readonly slow: SlowRequests;
   /** Resolves once this member has applied everything committed before the call (ReadIndex). */
   readBarrier(): Promise<void>;
   /** Resolves once this member has applied entry `index` (a token issued there is known here). */

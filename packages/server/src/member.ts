@@ -28,7 +28,7 @@ import {
   type Ready,
   type Snapshot,
 } from '@capstan/raft';
-import { Wal, WalInvalidBatchError, failpoints, fire, type SaveBatch } from '@capstan/wal';
+import { Wal, WalInvalidBatchError, failpoints, fire, goDuration, type SaveBatch } from '@capstan/wal';
 import {
   AlarmType,
   errLearnerNotReady,
@@ -53,6 +53,9 @@ import { errorPayload } from './forwarding.js';
 import { packr } from './peercodec.js';
 import { decodeProposal, encodeProposal, type Proposal, type ProposerRef } from './proposal.js';
 import type { TLSConfig } from './tls.js';
+import { TimeoutDetector } from './heartbeat.js';
+import { DEFAULT_WARNING_APPLY_MS, SlowRequests, describeRequest, describeResult } from './slow.js';
+import type { RequestTrace } from './trace.js';
 
 /** etcd's --max-request-bytes default. */
 export const DEFAULT_MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
@@ -99,6 +102,8 @@ export interface MemberConfig {
   readonly quotaBackendBytes?: number;
   /** --auth-token-ttl in milliseconds: how long an unused simple token stays valid (etcd: 300 s). */
   readonly authTokenTTLMs?: number;
+  /** --experimental-warning-apply-duration in ms: an apply (or a read) slower than this is logged, and so is the trace of a request slower than this. */
+  readonly warningApplyMs?: number;
   /** Entries kept behind a snapshot; etcd's constant, a knob here for tests. */
   readonly snapshotCatchUpEntries?: number;
   /** Seconds each WAL fdatasync took (etcd's wal_fsync_duration times the fdatasync alone). */
@@ -114,7 +119,10 @@ interface Settle<T> {
   /** performance.now() past which the request fails (expireRequests). */
   deadline: number;
 }
-type Waiter = Settle<ApplyResponse>;
+interface Waiter extends Settle<ApplyResponse> {
+  /** The client request's trace, told when its entry is applied. */
+  trace?: RequestTrace | undefined;
+}
 type LeaderWaiter = Settle<void>;
 
 /** Rejects with `err()` the requests at the front of `pending` (in deadline order) whose deadline is past. */
@@ -175,6 +183,11 @@ export class RaftMember implements Member {
   private loopDone: Promise<void> = Promise.resolve();
   private readonly requestTimeoutMs: number;
   leaderChanges = 0;
+  /** etcd's "apply request took too long" warnings; services.ts warns of slow reads through it too. */
+  readonly slow: SlowRequests;
+  /** Heartbeats this leader sent later than twice the interval after the previous one (etcd_server_heartbeat_send_failures_total). */
+  heartbeatSendFailures = 0;
+  private readonly heartbeats: TimeoutDetector;
   private removed = false;
   private alarmList: AlarmMember[] = [];
   snapshotsSent = 0;
@@ -211,6 +224,8 @@ export class RaftMember implements Member {
     this.limits = { maxRequestBytes: cfg.maxRequestBytes, maxTxnOps: cfg.maxTxnOps };
     // etcd: 5 s plus two election timeouts.
     this.requestTimeoutMs = 5000 + 2 * cfg.electionMs;
+    this.slow = new SlowRequests(cfg.warningApplyMs ?? DEFAULT_WARNING_APPLY_MS, cfg.log);
+    this.heartbeats = new TimeoutDetector(2 * cfg.heartbeatMs);
     this.transport = new PeerTransport({
       onMessages: (msgs) => this.receive(msgs),
       onUnreachable: (peer) => this.rn.reportUnreachable(peer),
@@ -338,12 +353,13 @@ export class RaftMember implements Member {
 
   // ------------------------------------------------------------------ requests
 
-  propose(req: ApplyRequest): Promise<ApplyResponse> {
+  /** `trace`, if given, is marked when the request's entry is applied here (etcd's 'process raft request'). */
+  propose(req: ApplyRequest, trace?: RequestTrace): Promise<ApplyResponse> {
     if (this.refusedForSpace(req)) return Promise.reject(errNoSpace());
-    return this.proposeRaw({ r: req });
+    return this.proposeRaw({ r: req }, trace);
   }
 
-  private proposeRaw(body: Pick<Proposal, 'r' | 'a' | 'u' | 'al'>): Promise<ApplyResponse> {
+  private proposeRaw(body: Pick<Proposal, 'r' | 'a' | 'u' | 'al'>, trace?: RequestTrace): Promise<ApplyResponse> {
     if (this.stopped) return Promise.reject(errStopped());
     const i = this.nextReq++;
     let data: Buffer;
@@ -354,14 +370,14 @@ export class RaftMember implements Member {
     }
     if (data.length > this.cfg.maxRequestBytes) return Promise.reject(errRequestTooLarge());
     // With a leader known (nearly always) the proposal goes in now, without a promise to wait on first.
-    if (this.lead !== 0) return this.proposeData(i, data);
-    return this.waitForLeader().then(() => this.proposeData(i, data));
+    if (this.lead !== 0) return this.proposeData(i, data, trace);
+    return this.waitForLeader().then(() => this.proposeData(i, data, trace));
   }
 
-  private proposeData(i: number, data: Buffer): Promise<ApplyResponse> {
+  private proposeData(i: number, data: Buffer, trace?: RequestTrace): Promise<ApplyResponse> {
     if (this.committed - this.applied > MAX_GAP_APPLY_COMMIT) return Promise.reject(errTooManyRequests());
     return new Promise<ApplyResponse>((resolve, reject) => {
-      this.waiters.set(i, { resolve, reject, deadline: this.deadline() });
+      this.waiters.set(i, { resolve, reject, deadline: this.deadline(), trace });
       const err = this.rn.propose(data);
       if (err !== undefined) {
         this.waiters.delete(i);
@@ -823,9 +839,26 @@ export class RaftMember implements Member {
 
   private sendMessages(msgs: readonly Message[]): void {
     if (msgs.length === 0) return;
+    if (this.role === Role.Leader) this.checkHeartbeats(msgs);
     const snaps = msgs.filter((m) => m.type === MessageType.Snap);
     this.transport.send(snaps.length === 0 ? msgs : msgs.filter((m) => m.type !== MessageType.Snap));
     for (const m of snaps) this.sendSnapshot(m);
+  }
+
+  /** etcd's raftNode.processMessages: a heartbeat to a follower more than twice the interval after the last one means this loop was held up. */
+  private checkHeartbeats(msgs: readonly Message[]): void {
+    for (const m of msgs) {
+      if (m.type !== MessageType.Heartbeat) continue;
+      const exceeded = this.heartbeats.observe(m.to, performance.now());
+      if (exceeded <= 0) continue;
+      this.heartbeatSendFailures++;
+      this.cfg.log('warn', 'leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk', {
+        to: m.to.toString(16),
+        'heartbeat-interval': goDuration(this.cfg.heartbeatMs),
+        'expected-duration': goDuration(this.heartbeats.maxMs),
+        'exceeded-duration': goDuration(exceeded),
+      });
+    }
   }
 
   private withApplyLock(fn: () => Promise<void>): Promise<void> {
@@ -936,7 +969,10 @@ export class RaftMember implements Member {
     this.role = role;
     this.lead = lead;
     if (lead !== 0) this.settleLeaderWaiters();
-    if (role === Role.Leader && !wasLeader) this.sm.lessor.promote(this.cfg.electionMs);
+    if (role === Role.Leader && !wasLeader) {
+      this.heartbeats.reset();
+      this.sm.lessor.promote(this.cfg.electionMs);
+    }
     else if (role !== Role.Leader && wasLeader) this.sm.lessor.demote();
   }
 
@@ -951,9 +987,13 @@ export class RaftMember implements Member {
     } else {
       const p = decodeProposal(e.data);
       if (p instanceof Error) throw p;
+      const start = performance.now();
       const result = this.applyProposal(e.index, p);
       const w = this.proposedHere(p) ? this.waiters.get(p.i) : undefined;
+      // etcd warns of a slow apply on every member, whoever proposed it.
+      this.slow.warnIfSlow(performance.now() - start, '', () => (p.r !== undefined ? describeRequest(p.r) : ''), () => describeResult(result), result.kind === 'error' ? result.error : undefined);
       if (w !== undefined) {
+        w.trace?.step('process raft request', start);
         this.waiters.delete(p.i);
         if (result.kind === 'ok') {
           if (result.physical !== undefined) result.physical.then(() => w.resolve(result.response), (err: Error) => w.reject(err));

@@ -17,6 +17,10 @@ const DISK_BUCKETS = Array.from({ length: 14 }, (_, i) => 0.001 * 2 ** i);
 export interface MetricsSource {
   hasLeader(): boolean;
   leaderChanges(): number;
+  /** Requests over --experimental-warning-apply-duration (slow.ts). */
+  slowApplies(): number;
+  /** Heartbeats sent late by this leader (heartbeat.ts). */
+  heartbeatSendFailures(): number;
   isLeader(): boolean;
   committed(): number;
   applied(): number;
@@ -58,15 +62,21 @@ export class Metrics {
     gauge('etcd_debugging_mvcc_keys_total', 'Total number of keys.', () => src.keys());
     gauge('etcd_debugging_mvcc_watch_stream_total', 'Total number of watch streams.', () => src.watchStreams());
     gauge('etcd_debugging_mvcc_watcher_total', 'Total number of watchers.', () => src.watchers());
-    new Counter({
-      name: 'etcd_server_leader_changes_seen_total',
-      help: 'The number of leader changes seen.',
-      registers,
-      collect() {
-        this.reset();
-        this.inc(src.leaderChanges());
-      },
-    });
+    /** A counter the member keeps itself, read at each scrape. */
+    const counter = (name: string, help: string, get: () => number): void => {
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(get());
+        },
+      });
+    };
+    counter('etcd_server_leader_changes_seen_total', 'The number of leader changes seen.', () => src.leaderChanges());
+    counter('etcd_server_slow_apply_total', 'The total number of slow apply requests (likely overloaded from slow disk).', () => src.slowApplies());
+    counter('etcd_server_heartbeat_send_failures_total', 'The total number of leader heartbeat send failures (likely overloaded from slow disk).', () => src.heartbeatSendFailures());
     this.proposalsFailed = new Counter({ name: 'etcd_server_proposals_failed_total', help: 'The total number of failed proposals seen.', registers });
     this.walFsync = new Histogram({
       name: 'etcd_disk_wal_fsync_duration_seconds',

@@ -72,6 +72,8 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
   metrics = new Metrics({
     hasLeader: () => member.leaderId !== 0,
     leaderChanges: () => member.leaderChanges,
+    slowApplies: () => member.slow.count,
+    heartbeatSendFailures: () => member.heartbeatSendFailures,
     isLeader: () => member.isLeader,
     committed: () => member.committedIndex,
     applied: () => member.appliedIndex,

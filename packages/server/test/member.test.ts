@@ -449,3 +449,30 @@ t.test('the member publishes itself before any request that saw its leader can b
     .filter((k) => k !== 'other');
   t.same(kinds, ['publish', 'request'], 'the publish entry comes first');
 });
+
+t.test("etcd's slow-request warnings: every member warns of a slow apply, a held-up leader of a late heartbeat", async (t) => {
+  const lines: Array<{ msg: string; fields: Record<string, unknown> | undefined }> = [];
+  // A negative threshold, as etcd would take it: every apply is over it.
+  const { running } = await startCluster(t, 3, { warningApplyMs: -1, log: (_level, msg, fields) => void lines.push({ msg, fields }) });
+  const live = running as Running[];
+  await until('a leader', () => live.some((r) => r.member.isLeader));
+  const leader = live.find((r) => r.member.isLeader)!;
+  await leader.member.propose({ put: { key: b('slow/a'), value: b('v') } });
+  for (const r of live) await r.member.readBarrier();
+  for (const r of live) t.ok(r.member.slow.count > 0, `${r.member.name} warned of its applies`);
+  const warned = lines.filter((l) => l.msg === 'apply request took too long' && l.fields?.request === 'put:<key:"slow/a" value_size:1 >');
+  t.equal(warned.length, 3, 'the put, once on each member');
+  t.match(warned[0]!.fields, { prefix: '', response: /^response_revision:\d+$/, 'expected-duration': '-1ms' });
+
+  const failures = leader.member.heartbeatSendFailures;
+  // The whole process held up for 150 ms, over twice the 20 ms heartbeat interval.
+  const until150 = performance.now() + 150;
+  while (performance.now() < until150) {
+    // busy: no timer runs meanwhile
+  }
+  await until('the late heartbeat noticed', () => leader.member.heartbeatSendFailures > failures);
+  const late = lines.filter((l) => l.msg === 'leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk');
+  t.match(late.at(-1)?.fields, { to: /^[0-9a-f]+$/, 'heartbeat-interval': '20ms', 'expected-duration': '40ms', 'exceeded-duration': /^\d+(\.\d+)?ms$/ });
+  // A busy test machine may add late heartbeats of its own; the hold-up's is 150 ms less the 40 expected, at least.
+  t.ok(late.some((l) => Number.parseFloat(String(l.fields?.['exceeded-duration'])) >= 110), 'one late by the hold-up');
+});

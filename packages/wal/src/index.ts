@@ -3,6 +3,7 @@ export {
   WAL_DIR,
   SNAP_DIR,
   WRITE_BLOCK_BYTES,
+  WARN_SYNC_MS,
   type WalOptions,
   type SaveBatch,
   type Replay,
@@ -46,4 +47,4 @@ export {
 export { DEFAULT_SEGMENT_BYTES, MIN_SEGMENT_BYTES } from './segment.js';
 export { DEFAULT_MAX_SNAPSHOT_FILES } from './snapshot.js';
 export { LOCK_FILE } from './lock.js';
-export { stderrLogger, type WalLogger, type LogLevel } from './log.js';
+export { goDuration, stderrLogger, type WalLogger, type LogLevel } from './log.js';

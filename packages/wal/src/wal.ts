@@ -15,7 +15,7 @@ import {
 import { fire, failpoints } from './crashpoints.js';
 import { nodeFileSystem, type FileHandle, type FileSystem } from './fs.js';
 import { lockDir, type DirLock } from './lock.js';
-import { stderrLogger, type WalLogger } from './log.js';
+import { goDuration, stderrLogger, type WalLogger } from './log.js';
 import { WalMetricSet, type WalMetrics } from './metrics.js';
 import { MINT, Persisted } from './persisted.js';
 import { RecordEncoder, RecordType, type SnapshotMarker, type WalMetadata, type WalRecord } from './record.js';
@@ -58,6 +58,8 @@ const SEGMENT_GROWTH_BYTES = 1024 * 1024;
  * event loop, which writes synchronously. A whole block overwritten needs no read (4 us).
  */
 export const WRITE_BLOCK_BYTES = 4096;
+/** etcd's warnSyncDuration: an fdatasync slower than this is logged as "slow fdatasync". */
+export const WARN_SYNC_MS = 1000;
 const FIRST_INDEX = 1;
 const NO_SNAPSHOT: SnapshotMarker = Object.freeze({ index: 0, term: 0 });
 
@@ -127,6 +129,8 @@ export class Wal {
    * wal_fsync_duration times the fdatasync alone, not the write before it.
    */
   onFsync: ((seconds: number) => void) | undefined;
+  /** An fdatasync slower than this (ms) is logged; etcd's one second unless a test lowers it. */
+  warnSyncMs = WARN_SYNC_MS;
   private readonly segments: SegmentName[];
   /** Saves run one at a time, in call order: each waits for the previous one's fdatasync. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -540,6 +544,7 @@ export class Wal {
     }
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     this.metricSet.fsyncDuration.observe(seconds);
+    if (seconds * 1000 > this.warnSyncMs) this.log('warn', 'slow fdatasync', { took: goDuration(seconds * 1000), 'expected-duration': goDuration(this.warnSyncMs) });
     this.onFsync?.(seconds);
   }
 

@@ -10,6 +10,8 @@ import {
   WalInvalidBatchError,
   WalNotFoundError,
   WRITE_BLOCK_BYTES,
+  WARN_SYNC_MS,
+  goDuration,
   nodeFileSystem,
   type FileHandle,
   type FileSystem,
@@ -366,4 +368,33 @@ t.test('metrics: etcd fsync histogram and bytes written', async (t) => {
   for (let i = 1; i <= 5; i++) bytes += entryData(i, 1).length;
   t.ok(m.bytesWritten.value > bytes, 'payload plus framing');
   await wal.close();
+});
+
+t.test('an fdatasync over a second is logged as "slow fdatasync", as etcd logs it', async (t) => {
+  const dir = tempDir(t);
+  const lines: Array<{ level: string; msg: string; fields?: Record<string, unknown> }> = [];
+  const { wal } = await openWal(dir, { logger: (level, msg, fields) => lines.push({ level, msg, fields }) });
+  t.equal(wal.warnSyncMs, WARN_SYNC_MS);
+  t.equal(WARN_SYNC_MS, 1000, "etcd's warnSyncDuration");
+  await wal.save({ entries: [entry(1, 1)], hardState: hs(1, 1) });
+  t.same(lines.filter((l) => l.msg === 'slow fdatasync'), [], 'a quick one is not');
+  // Lowered below any real fdatasync, so the next one is over it.
+  wal.warnSyncMs = -1;
+  await wal.save({ entries: [entry(2, 1)], hardState: hs(1, 2) });
+  const slow = lines.filter((l) => l.msg === 'slow fdatasync');
+  t.equal(slow.length, 1);
+  t.match(slow[0], { level: 'warn', fields: { took: /^[\d.]+(ns|µs|ms|s)$/, 'expected-duration': '-1ms' } });
+  await wal.close();
+});
+
+t.test('durations are printed as Go prints a time.Duration', async (t) => {
+  t.equal(goDuration(0), '0s');
+  t.equal(goDuration(0.00085), '850ns');
+  t.equal(goDuration(0.0125), '12.5µs');
+  t.equal(goDuration(103.2), '103.2ms');
+  t.equal(goDuration(100), '100ms');
+  t.equal(goDuration(1500), '1.5s');
+  t.equal(goDuration(123_000), '2m3s');
+  t.equal(goDuration(3_600_000), '1h0m0s');
+  t.equal(goDuration(-40), '-40ms');
 });

@@ -35,6 +35,8 @@ import { AlarmType, errRequestTooLarge, ServerError, type AlarmMember, type Memb
 import { AuthGate, authService, goStatusText, type AuthCall } from './auth.js';
 import { codec, protoRoot } from './codec.js';
 import type { FastMethod } from './server.js';
+import { keyText as text, rangeText, txnText } from '../slow.js';
+import { RequestTrace, type TraceFields } from '../trace.js';
 import { encodeDeleteRangeResponse, encodeFramedWatchEvents, encodePutResponse, encodeRangeResponse, encodeWatchResponse, type HeaderFields } from './wire.js';
 
 // ---------------------------------------------------------------- options and limits
@@ -281,10 +283,52 @@ export function addClientServices(server: ServiceRegistry, member: Member, watch
   };
 
   /** Every client proposal carries its sender, so the apply can check it in log order (etcd's RequestHeader). */
-  const propose = <T>(call: AuthCall, req: ApplyRequest): Promise<T> => {
+  const propose = <T>(call: AuthCall, req: ApplyRequest, trace?: RequestTrace): Promise<T> => {
     const anonymous = gate.anonymousHeader(call);
-    if (anonymous !== undefined) return member.propose({ ...req, header: anonymous }) as Promise<T>;
-    return gate.header(call).then((header) => member.propose({ ...req, header }) as Promise<T>);
+    if (anonymous !== undefined) return member.propose({ ...req, header: anonymous }, trace) as Promise<T>;
+    return gate.header(call).then((header) => member.propose({ ...req, header }, trace) as Promise<T>);
+  };
+
+  /** A write's trace, logged if the request was slow, once it is answered (etcd logs none for a failed one). */
+  const traced = <T extends { header?: { revision: number } }>(trace: RequestTrace, res: T, fields?: TraceFields): T => {
+    if (!member.slow.isSlow(performance.now() - trace.start)) return res;
+    for (const [k, v] of fields ?? []) trace.field(k, v);
+    if (res.header !== undefined) trace.field('response_revision', res.header.revision);
+    member.slow.logTrace(trace);
+    return res;
+  };
+
+  /**
+   * A read-only Range or Txn: warned of as etcd warns of an expensive read (the whole request,
+   * ReadIndex wait included, failures too), and its trace logged if it was slow.
+   */
+  const slowRead = async <T extends { header?: { revision: number } }>(
+    trace: RequestTrace,
+    prefix: string,
+    request: () => string,
+    response: (res: T) => string,
+    run: () => Promise<T>,
+    fields?: (res: T) => TraceFields,
+  ): Promise<T> => {
+    let res: T | undefined;
+    let error: Error | undefined;
+    try {
+      res = await run();
+      return res;
+    } catch (err) {
+      error = err as Error;
+      throw err;
+    } finally {
+      const done = res;
+      const took = performance.now() - trace.start;
+      member.slow.warnIfSlow(took, prefix, request, () => (done !== undefined ? response(done) : ''), error);
+      if (done !== undefined && member.slow.isSlow(took)) traced(trace, done, fields?.(done));
+    }
+  };
+  /** The trace step etcd marks once a linearizable read may go ahead. */
+  const barrier = async (trace: RequestTrace): Promise<void> => {
+    await member.readBarrier();
+    trace.step('agreement among raft nodes before linearized reading');
   };
 
   // ------------------------------------------------------------ KV
@@ -293,35 +337,53 @@ export function addClientServices(server: ServiceRegistry, member: Member, watch
     Range: unary('Range', async (m, _size, call) => {
       const req = m as RangeRequest;
       checkRange(req);
-      if (req.serializable !== true) await member.readBarrier();
-      await gate.checkRange(call, req.key, req.rangeEnd);
-      const res = member.sm.store.range(req);
+      const trace = new RequestTrace('range', () => [
+        ['range_begin', text(req.key)],
+        ['range_end', text(req.rangeEnd)],
+      ]);
+      const res = await slowRead(trace, 'read-only range ', () => rangeText(req), (r) => `range_response_count:${r.kvs.length}`, async () => {
+        if (req.serializable !== true) await barrier(trace);
+        await gate.checkRange(call, req.key, req.rangeEnd);
+        return member.sm.store.range(req);
+      }, (r) => [['response_count', r.kvs.length]]);
       return encodeRangeResponse(res, header(res.header?.revision));
     }),
     Put: unary('Put', async (m, size, call) => {
       const req = m as PutRequest;
       checkPut(req);
       checkSize(size);
-      const res = await propose<PutResponse>(call, { put: req });
+      const trace = new RequestTrace('put', () => [
+        ['key', text(req.key)],
+        ['req_size', size],
+      ]);
+      const res = traced(trace, await propose<PutResponse>(call, { put: req }, trace));
       return encodePutResponse(res, header(res.header?.revision));
     }),
     DeleteRange: unary('DeleteRange', async (m, size, call) => {
       const req = m as DeleteRangeRequest;
       checkDelete(req);
       checkSize(size);
-      const res = await propose<DeleteRangeResponse>(call, { deleteRange: req });
+      const trace = new RequestTrace('delete_range', () => [
+        ['key', text(req.key)],
+        ['range_end', text(req.rangeEnd)],
+      ]);
+      const res = traced(trace, await propose<DeleteRangeResponse>(call, { deleteRange: req }, trace));
       return encodeDeleteRangeResponse(res, header(res.header?.revision));
     }),
     Txn: unary('Txn', async (m, size, call) => {
       const req = m as TxnRequest;
       checkTxn(req, member.limits.maxTxnOps);
-      if (isReadOnlyTxn(req)) {
-        if (!isSerializableTxn(req)) await member.readBarrier();
-        gate.store.checkTxn((await gate.info(call)) ?? NO_USER, req);
-        return withHeader(member.sm.store.txn(req));
+      const readOnly = isReadOnlyTxn(req);
+      const trace = new RequestTrace('transaction', () => [['read_only', String(readOnly)]]);
+      if (readOnly) {
+        return slowRead(trace, 'read-only txn ', () => txnText(req), (r) => `response_count:${r.responses.length}`, async () => {
+          if (!isSerializableTxn(req)) await barrier(trace);
+          gate.store.checkTxn((await gate.info(call)) ?? NO_USER, req);
+          return withHeader(member.sm.store.txn(req));
+        });
       }
       checkSize(size);
-      return withHeader(await propose<TxnResponse>(call, { txn: req }));
+      return withHeader(traced(trace, await propose<TxnResponse>(call, { txn: req }, trace)));
     }),
     Compact: unary('Compact', async (m, size, call) => {
       checkSize(size);

@@ -11,6 +11,8 @@ import { errLeaseNotFound, MvccError, StateMachine, WatchHub, type ApplyRequest,
 import { addClientServices, GrpcServer, maxReceiveBytes, type ClientServicesOptions } from '../../src/grpc/index.js';
 import { listenMux } from '../../src/listen.js';
 import { HandledCounter } from '../../src/grpc/handled.js';
+import { DEFAULT_WARNING_APPLY_MS, SlowRequests } from '../../src/slow.js';
+import type { RequestTrace } from '../../src/trace.js';
 import {
   AlarmType,
   errMemberNotFound,
@@ -31,6 +33,8 @@ export interface LocalMemberOptions {
   expiryCheckMs?: number;
   /** --auth-token-ttl in milliseconds. */
   tokenTTLMs?: number;
+  /** --experimental-warning-apply-duration in milliseconds. */
+  warningApplyMs?: number;
 }
 
 export class LocalMember implements Member {
@@ -44,6 +48,9 @@ export class LocalMember implements Member {
   private readonly timer: NodeJS.Timeout | undefined;
   /** Every request proposed, for tests that check what reached the log. */
   readonly proposed: ApplyRequest[] = [];
+  /** What the slow-request warnings logged. */
+  readonly logged: Array<{ level: string; msg: string; fields: Record<string, unknown> }> = [];
+  readonly slow: SlowRequests;
   barriers = 0;
   defrags = 0;
   /** Thrown by the next defragment(), to test errors that carry no gRPC code. */
@@ -57,6 +64,7 @@ export class LocalMember implements Member {
     this.memberId = opts.memberId ?? 0x8e9e05c52164694dn;
     this.limits = { maxRequestBytes: opts.maxRequestBytes ?? 1.5 * 1024 * 1024, maxTxnOps: opts.maxTxnOps ?? 128 };
     this.index = sm.consistentIndex;
+    this.slow = new SlowRequests(opts.warningApplyMs ?? DEFAULT_WARNING_APPLY_MS, (level, msg, fields) => this.logged.push({ level, msg, fields }));
     this.memberList = [{ id: this.memberId, name: this.name, peerURLs: ['http://127.0.0.1:2380'], clientURLs: ['http://127.0.0.1:2379'], isLearner: false }];
     sm.lessor.promote(0);
     const every = opts.expiryCheckMs ?? 100;
@@ -75,8 +83,9 @@ export class LocalMember implements Member {
     return 7;
   }
 
-  async propose(req: ApplyRequest): Promise<ApplyResponse> {
+  async propose(req: ApplyRequest, trace?: RequestTrace): Promise<ApplyResponse> {
     this.proposed.push(req);
+    trace?.step('process raft request');
     const r = this.sm.apply(++this.index, req);
     if (r.kind === 'error') throw r.error;
     if (r.kind === 'skipped') throw new Error('entry skipped');
