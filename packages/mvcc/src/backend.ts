@@ -6,6 +6,7 @@
  * batch never holds part of an apply: the consistent index written with it is always exact.
  */
 import { ClassicLevel } from 'classic-level';
+import { DiskSize } from './disksize.js';
 import { errClosed } from './errors.js';
 
 /**
@@ -43,6 +44,7 @@ export class Backend {
   private failure: Error | undefined;
   private closed = false;
   private readonly syncWrites: boolean;
+  private readonly disk: DiskSize;
 
   private constructor(
     db: ClassicLevel<Buffer, Buffer>,
@@ -51,6 +53,12 @@ export class Backend {
   ) {
     this.db = db;
     this.syncWrites = options.syncWrites ?? false;
+    this.disk = new DiskSize(dir);
+  }
+
+  /** Bytes the database's files take on disk (etcd's db size). */
+  diskSize(): Promise<number> {
+    return this.disk.measure();
   }
 
   static async open(dir: string, options: BackendOptions = {}): Promise<Backend> {
@@ -122,6 +130,7 @@ export class Backend {
     this.pending.clear();
     await this.db.close();
     await swap();
+    this.disk.forget();
     this.db = await openDb(this.dir);
   }
 

@@ -5,7 +5,7 @@
  * linearizable reads, and the lessor's primary duties while leading.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ApplyRequest, ApplyResponse, ApplyResult, LeaseTimeToLiveResponse, TxnRequest } from '@capstan/mvcc';
 import { MvccError, StateMachine } from '@capstan/mvcc';
@@ -528,7 +528,7 @@ export class RaftMember implements Member {
 
   async status(): Promise<MemberStatus> {
     const st = this.rn.status();
-    const dbSize = await dirSize(join(this.cfg.dataDir, 'member', 'db'));
+    const dbSize = await this.sm.store.backend.diskSize();
     return {
       version: VERSION,
       dbSize,
@@ -1156,17 +1156,6 @@ export class RaftMember implements Member {
 
 function txnHasPut(t: TxnRequest): boolean {
   return [...(t.success ?? []), ...(t.failure ?? [])].some((op) => op.requestPut !== undefined || (op.requestTxn !== undefined && txnHasPut(op.requestTxn)));
-}
-
-async function dirSize(dir: string): Promise<number> {
-  let total = 0;
-  for (const f of await readdir(dir).catch(() => [] as string[])) {
-    total += await stat(join(dir, f)).then(
-      (s) => s.size,
-      () => 0,
-    );
-  }
-  return total;
 }
 
 /**
