@@ -54,6 +54,8 @@ export interface BenchArgs {
   cpuProf: boolean;
   /** Node and V8 flags for the Capstan members this tool starts (`--trace-gc`, ...), before the member's own. */
   memberNodeArgs: string[];
+  /** etcd flags for every member of both systems this tool starts (`--experimental-warning-apply-duration=20ms`, ...). */
+  memberFlags: string[];
   keepData: boolean;
   help: boolean;
 }
@@ -62,7 +64,8 @@ export const USAGE = `usage: npm run bench -- [--target capstan|etcd] [--against
   [--endpoints host:port,...] [--metrics-endpoints http://host:port,...] [--quick]
   [--duration 15s] [--warmup 2s] [--settle 10s] [--rounds 5] [--workloads ${WORKLOAD_NAMES.join(',')}]
   [--channels 16] [--inflight 16] [--watchers 100] [--watch-rate 100] [--value-size 256]
-  [--fsync-samples N] [--results DIR] [--cpu-prof] [--member-node-args "--trace-gc ..."] [--keep-data]`;
+  [--fsync-samples N] [--results DIR] [--cpu-prof] [--member-node-args "--trace-gc ..."]
+  [--member-flags "--experimental-warning-apply-duration=20ms ..."] [--keep-data]`;
 
 /** The shortest measured window of a round (as --duration's own minimum). */
 export const MIN_ROUND_MS = 500;
@@ -132,7 +135,37 @@ const VALUE_FLAGS = new Set([
   '--fsync-samples',
   '--results',
   '--member-node-args',
+  '--member-flags',
 ]);
+
+/**
+ * Flags the tool sets on every member itself, the same for both systems (targets.ts): not for
+ * --member-flags, whose flags go after them, so that a comparison keeps its footing.
+ */
+const TOOL_MEMBER_FLAGS = [
+  'name',
+  'data-dir',
+  'listen-client-urls',
+  'advertise-client-urls',
+  'listen-peer-urls',
+  'initial-advertise-peer-urls',
+  'initial-cluster',
+  'initial-cluster-token',
+  'initial-cluster-state',
+  'listen-metrics-urls',
+  'heartbeat-interval',
+  'election-timeout',
+  'quota-backend-bytes',
+  'snapshot-count',
+];
+
+/** A value of flags, each starting with --, split on spaces. */
+function flagList(flag: string, v: string, what: string): string[] {
+  const list = v.split(/\s+/).filter((x) => x !== '');
+  const bad = list.find((x) => !x.startsWith('--'));
+  if (list.length === 0 || bad !== undefined) throw new FlagError(`${flag} takes ${what}, each starting with --${bad === undefined ? '' : `, not ${JSON.stringify(bad)}`}`);
+  return list;
+}
 
 /** The default results folder: bench/results/<UTC time> under the repository root. */
 export function defaultResults(repoRoot: string, now = new Date()): string {
@@ -167,6 +200,7 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
     results: '',
     cpuProf: false,
     memberNodeArgs: [],
+    memberFlags: [],
     keepData: false,
     help: false,
   };
@@ -188,8 +222,8 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
       continue;
     }
     const v = eq > 0 ? arg.slice(eq + 1) : argv[++i];
-    // --member-node-args takes flags, so its value starts with dashes.
-    if (v === undefined || (eq < 0 && v.startsWith('--') && flag !== '--member-node-args')) throw new FlagError(`${flag} needs a value`);
+    // --member-node-args and --member-flags take flags, so their values start with dashes.
+    if (v === undefined || (eq < 0 && v.startsWith('--') && flag !== '--member-node-args' && flag !== '--member-flags')) throw new FlagError(`${flag} needs a value`);
     switch (flag) {
       case '--target':
         if (v !== 'capstan' && v !== 'etcd') throw new FlagError(`--target is capstan or etcd, not ${JSON.stringify(v)}`);
@@ -249,11 +283,13 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
       case '--fsync-samples':
         fsyncSamples = positiveInt(flag, v, 1_000_000);
         break;
-      case '--member-node-args': {
-        const args = v.split(/\s+/).filter((x) => x !== '');
-        const bad = args.find((x) => !x.startsWith('--'));
-        if (args.length === 0 || bad !== undefined) throw new FlagError(`--member-node-args takes node flags, each starting with --${bad === undefined ? '' : `, not ${JSON.stringify(bad)}`}`);
-        a.memberNodeArgs = args;
+      case '--member-node-args':
+        a.memberNodeArgs = flagList(flag, v, 'node flags');
+        break;
+      case '--member-flags': {
+        a.memberFlags = flagList(flag, v, "etcd's member flags");
+        const own = a.memberFlags.map((f) => f.replace(/^--/, '').split('=')[0]!).find((name) => TOOL_MEMBER_FLAGS.includes(name));
+        if (own !== undefined) throw new FlagError(`--member-flags cannot set --${own}: the tool sets it, the same for both systems`);
         break;
       }
       case '--results':
@@ -275,6 +311,7 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
     if (seen.has('--members')) throw new FlagError('--members starts a cluster; --endpoints uses one that runs: give one or the other');
     if (a.cpuProf) throw new FlagError('--cpu-prof applies to members this tool starts, not to --endpoints');
     if (a.memberNodeArgs.length > 0) throw new FlagError('--member-node-args applies to members this tool starts, not to --endpoints');
+    if (a.memberFlags.length > 0) throw new FlagError('--member-flags applies to members this tool starts, not to --endpoints');
   } else if (a.metricsEndpoints !== undefined) {
     throw new FlagError('--metrics-endpoints goes with --endpoints (members this tool starts are scraped by themselves)');
   }

@@ -213,7 +213,7 @@ async function main(argv: readonly string[]): Promise<number> {
         args.targets.map(async (t) => {
           const target = args.endpoints
             ? givenEndpoints(t, args.endpoints, args.metricsEndpoints)
-            : await startCluster(t, { members: args.members, resultsDir: dir, cpuProf: args.cpuProf, memberNodeArgs: args.memberNodeArgs, keepData: args.keepData });
+            : await startCluster(t, { members: args.members, resultsDir: dir, cpuProf: args.cpuProf, memberNodeArgs: args.memberNodeArgs, memberFlags: args.memberFlags, keepData: args.keepData });
           started.push(target);
           return target;
         }),
@@ -384,6 +384,7 @@ async function main(argv: readonly string[]): Promise<number> {
       quick: args.quick,
       cpuProf: args.cpuProf ? join(dir, PROFILE_DIR) : false,
       memberNodeArgs: args.memberNodeArgs,
+      memberFlags: args.memberFlags,
       workloads: args.workloads,
     },
     results,

@@ -52,6 +52,8 @@ export interface StartOptions {
   cpuProf: boolean;
   /** Node flags for Capstan members, after --cpu-prof's. */
   memberNodeArgs: readonly string[];
+  /** Member flags for both systems, after the tool's own. */
+  memberFlags: readonly string[];
   keepData: boolean;
 }
 
@@ -119,7 +121,7 @@ export async function startCluster(name: TargetName, opts: StartOptions): Promis
     dataDir,
     heartbeatMs: CLUSTER_SETTINGS.heartbeatMs,
     electionMs: CLUSTER_SETTINGS.electionMs,
-    extraArgs: [`--quota-backend-bytes=${CLUSTER_SETTINGS.quotaBackendBytes}`, `--snapshot-count=${CLUSTER_SETTINGS.snapshotCount}`],
+    extraArgs: [`--quota-backend-bytes=${CLUSTER_SETTINGS.quotaBackendBytes}`, `--snapshot-count=${CLUSTER_SETTINGS.snapshotCount}`, ...opts.memberFlags],
     peerProxies: false,
     ...(name === 'capstan' ? { nodeArgs: [...(opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${join(opts.resultsDir, PROFILE_DIR)}`] : []), ...opts.memberNodeArgs] } : {}),
   });

@@ -54,6 +54,8 @@ t.test('--against etcd --quick and the rest', async (t) => {
   t.equal(parseDuration('--duration', '7'), 7000);
   t.same(parseArgs(['--member-node-args', '--trace-gc  --max-semi-space-size=2'], ROOT).memberNodeArgs, ['--trace-gc', '--max-semi-space-size=2'], 'flags as the value, space form');
   t.same(parseArgs(['--against', 'etcd', '--member-node-args=--trace-gc'], ROOT).memberNodeArgs, ['--trace-gc']);
+  t.same(parseArgs(['--against', 'etcd', '--member-flags', '--experimental-warning-apply-duration=20ms'], ROOT).memberFlags, ['--experimental-warning-apply-duration=20ms'], 'member flags, for both systems');
+  t.same(parseArgs([], ROOT).memberFlags, []);
 });
 
 t.test('bad flags are FlagErrors with a message that says what is wrong', async (t) => {
@@ -89,6 +91,10 @@ t.test('bad flags are FlagErrors with a message that says what is wrong', async 
     [['--member-node-args', ' '], /takes node flags/],
     [['--target', 'etcd', '--member-node-args', '--trace-gc'], /is for Capstan members/],
     [['--endpoints', 'h:1', '--member-node-args', '--trace-gc'], /members this tool starts, not to --endpoints/],
+    [['--member-flags', 'x=1'], /takes etcd's member flags, each starting with --, not "x=1"/],
+    [['--member-flags', '--snapshot-count=5'], /cannot set --snapshot-count: the tool sets it, the same for both systems/],
+    [['--member-flags', '--log-level=warn --heartbeat-interval=50'], /cannot set --heartbeat-interval/],
+    [['--endpoints', 'h:1', '--member-flags', '--log-level=warn'], /--member-flags applies to members this tool starts, not to --endpoints/],
   ];
   for (const [argv, msg] of cases) {
     t.throws(() => parseArgs(argv, ROOT), msg, argv.join(' '));

@@ -122,9 +122,9 @@ t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
   t.same(readdirSync(dir).sort(), ['capstan', 'report.html', 'results.json']);
 });
 
-t.test('--cpu-prof and --member-node-args: the member\'s profile, a flame graph drawn from it, both in the report; the flags on its command line', async (t) => {
+t.test('--cpu-prof, --member-node-args and --member-flags: the member\'s profile, a flame graph drawn from it, both in the report; the flags on its command line', async (t) => {
   const dir = t.testdir();
-  const { code, stdout, stderr } = await runBench(t, ['--members=1', '--workloads=put-seq', '--duration=1s', '--warmup=200ms', '--settle=0', '--cpu-prof', '--member-node-args', '--trace-gc', `--results=${dir}`]);
+  const { code, stdout, stderr } = await runBench(t, ['--members=1', '--workloads=put-seq', '--duration=1s', '--warmup=200ms', '--settle=0', '--cpu-prof', '--member-node-args', '--trace-gc', '--member-flags', '--experimental-warning-apply-duration=60s', `--results=${dir}`]);
   t.equal(code, 0, `exit 0\n${stderr}`);
   const r = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as BenchResults;
   // Under the test runner, whose hooks follow child processes, a member has a loader thread that
@@ -146,4 +146,7 @@ t.test('--cpu-prof and --member-node-args: the member\'s profile, a flame graph 
   // --member-node-args: after --cpu-prof's flags, before the member's script.
   t.match(readFileSync(join(dir, 'capstan', 'm0.log'), 'utf8'), /chaos: starting m0: \S+ --cpu-prof --cpu-prof-dir=\S+ --trace-gc \S+main\.js member /);
   t.same(r.settings.memberNodeArgs, ['--trace-gc']);
+  // --member-flags: after the tool's own member flags.
+  t.match(readFileSync(join(dir, 'capstan', 'm0.log'), 'utf8'), /chaos: starting m0: .* --snapshot-count=\d+ --experimental-warning-apply-duration=60s/);
+  t.same(r.settings.memberFlags, ['--experimental-warning-apply-duration=60s']);
 });
