@@ -5,7 +5,7 @@
  * --experimental-warning-apply-duration (100 ms, etcd's default), which here also sets when a
  * request's trace is logged (trace.ts; etcd fixes that one at 100 ms).
  */
-import type { ApplyRequest, ApplyResult, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest } from '@capstan/mvcc';
+import type { ApplyRequest, ApplyResult, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest } from '@capstan/mvcc';
 import { goDuration } from '@capstan/wal';
 import type { RequestTrace, TraceLog } from './trace.js';
 
@@ -54,7 +54,7 @@ export class SlowRequests {
  */
 export function describeRequest(req: ApplyRequest): string {
   if (req.put !== undefined) return `put:<${putText(req.put)}>`;
-  if (req.deleteRange !== undefined) return `delete_range:<${deleteText(req.deleteRange)}>`;
+  if (req.deleteRange !== undefined) return `delete_range:<${rangeText(req.deleteRange)}>`;
   if (req.txn !== undefined) return `txn:<${txnText(req.txn)}>`;
   if (req.range !== undefined) return `range:<${rangeText(req.range)}>`;
   if (req.compaction !== undefined) return `compaction:<revision:${req.compaction.revision} >`;
@@ -71,7 +71,8 @@ export function describeResult(r: ApplyResult): string {
   return rev !== undefined ? `response_revision:${rev}` : '';
 }
 
-export function rangeText(r: RangeRequest): string {
+/** A key and the end of its range, as a Range, a DeleteRange and a Compare each carry them. */
+export function rangeText(r: Pick<RangeRequest, 'key' | 'rangeEnd'>): string {
   return `key:${quote(r.key)} ${r.rangeEnd !== undefined && r.rangeEnd.length > 0 ? `range_end:${quote(r.rangeEnd)} ` : ''}`;
 }
 
@@ -86,17 +87,13 @@ function putText(p: PutRequest): string {
   return `key:${quote(p.key)} value_size:${p.value?.length ?? 0} ${lease}`;
 }
 
-function deleteText(d: DeleteRangeRequest): string {
-  return rangeText(d);
-}
-
 function compareText(c: Compare): string {
-  return `target:${c.target} key:${quote(c.key)} ${c.rangeEnd !== undefined && c.rangeEnd.length > 0 ? `range_end:${quote(c.rangeEnd)} ` : ''}`;
+  return `target:${c.target} ${rangeText(c)}`;
 }
 
 function opText(op: RequestOp): string {
   if (op.requestPut !== undefined) return `request_put:<${putText(op.requestPut)}>`;
-  if (op.requestDeleteRange !== undefined) return `request_delete_range:<${deleteText(op.requestDeleteRange)}>`;
+  if (op.requestDeleteRange !== undefined) return `request_delete_range:<${rangeText(op.requestDeleteRange)}>`;
   if (op.requestRange !== undefined) return `request_range:<${rangeText(op.requestRange)}>`;
   if (op.requestTxn !== undefined) return `request_txn:<${txnText(op.requestTxn)}>`;
   return '';
