@@ -218,6 +218,29 @@ t.test('a leader answers writes its followers made durable while its own write i
   t.equal(new Set(hashes).size, 1, 'HashKV equal on every member');
 });
 
+t.test("a follower's saves of entries sync inline, a leader's through the thread pool", async (t) => {
+  const { live, leader } = await warmCluster(t);
+  const asked = new Map<Running, boolean[]>();
+  for (const r of live) {
+    const wal = walOf(r);
+    const save = wal.save.bind(wal);
+    const seen: boolean[] = [];
+    asked.set(r, seen);
+    wal.save = (batch, options) => {
+      if ((batch.entries?.length ?? 0) > 0) seen.push(options?.inlineSync === true);
+      return save(batch, options);
+    };
+  }
+  for (let i = 0; i < 5; i++) await leader.member.propose({ put: { key: b(`inline/${i}`), value: b('v') } });
+  for (const r of live) await r.member.readBarrier();
+  for (const r of live) {
+    const seen = asked.get(r)!;
+    const role = r === leader ? 'the leader' : 'a follower';
+    t.ok(seen.length > 0, `${role} saved entries (${seen.length} saves)`);
+    t.same(new Set(seen), new Set([r !== leader]), `${role}: inline ${r !== leader}`);
+  }
+});
+
 t.test("a leader writing behind cuts no snapshot past what its log holds, and restarts from it", async (t) => {
   const { cfg, running } = await startCluster(t, 3, { snapshotCount: 10, snapshotCatchUpEntries: 5 });
   const live = (): Running[] => running.filter((r): r is Running => r !== undefined);

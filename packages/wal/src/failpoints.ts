@@ -124,9 +124,9 @@ class FaultyHandle implements FileHandle {
     this.fs.check('read', this.path);
     return this.inner.read(buf, offset, length, position);
   }
-  async datasync(): Promise<void> {
+  async datasync(inline?: boolean): Promise<void> {
     this.fs.check('datasync', this.path);
-    return this.inner.datasync();
+    return this.inner.datasync(inline);
   }
   async sync(): Promise<void> {
     this.fs.check('sync', this.path);

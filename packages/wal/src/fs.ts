@@ -9,8 +9,11 @@ export interface FileHandle {
   /** Writes all `length` bytes at `position` (looping over short writes). */
   write(buf: Uint8Array, offset: number, length: number, position: number): Promise<void>;
   read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number>;
-  /** fdatasync: data and the metadata needed to read it back, not timestamps. */
-  datasync(): Promise<void>;
+  /**
+   * fdatasync: data and the metadata needed to read it back, not timestamps. `inline`: on the
+   * calling thread, which it blocks, instead of libuv's thread pool (see Wal's INLINE_SYNC_*).
+   */
+  datasync(inline?: boolean): Promise<void>;
   /** fsync: data and all metadata (used where the file size changes). */
   sync(): Promise<void>;
   size(): Promise<number>;
@@ -91,7 +94,15 @@ class NodeFileHandle implements FileHandle {
     );
   }
 
-  datasync(): Promise<void> {
+  datasync(inline = false): Promise<void> {
+    if (inline) {
+      try {
+        fs.fdatasyncSync(this.fd);
+        return Promise.resolve();
+      } catch (e) {
+        return Promise.reject(e as Error);
+      }
+    }
     return new Promise<void>((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
   }
 

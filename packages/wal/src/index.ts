@@ -4,8 +4,11 @@ export {
   SNAP_DIR,
   WRITE_BLOCK_BYTES,
   WARN_SYNC_MS,
+  INLINE_SYNC_MAX_BYTES,
+  INLINE_SYNC_MAX_MS,
   type WalOptions,
   type SaveBatch,
+  type SaveOptions,
   type Replay,
   type OpenedWal,
 } from './wal.js';

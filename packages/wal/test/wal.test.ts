@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import type { Entry } from '@capstan/raft';
 import {
   FSYNC_DURATION_BUCKETS,
+  INLINE_SYNC_MAX_BYTES,
+  INLINE_SYNC_MAX_MS,
   Persisted,
   Wal,
   WalClosedError,
@@ -309,6 +311,67 @@ t.test('concurrent saves are serialized: one fdatasync in flight, completions in
   const { wal: w2, replay } = await openWal(dir);
   t.equal(replay.entries.length, 40);
   await w2.close();
+});
+
+t.test('an inline save syncs on the calling thread while its batch is small and the disk quick', async (t) => {
+  const dir = tempDir(t);
+  const inline: boolean[] = [];
+  let delayMs = 0;
+  const recording = walHandlesFs((h) => {
+    const datasync = h.datasync.bind(h);
+    h.datasync = async (onThread?: boolean) => {
+      inline.push(onThread === true);
+      await datasync(onThread);
+      if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+    };
+  });
+  const { wal } = await openWal(dir, { fs: recording });
+  const last = (): boolean | undefined => inline[inline.length - 1];
+  await wal.save({ entries: [entry(1, 1)], hardState: hs(1, 1) });
+  t.equal(last(), false, 'not asked: through the thread pool');
+  await wal.save({ entries: [entry(2, 1)], hardState: hs(1, 2) }, { inlineSync: true });
+  t.equal(last(), true, 'asked, small batch, quick disk: inline');
+  const big: Entry = { index: 3, term: 1, type: 0, data: new Uint8Array(INLINE_SYNC_MAX_BYTES + 1).fill(3) };
+  await wal.save({ entries: [big], hardState: hs(1, 3) }, { inlineSync: true });
+  t.equal(last(), false, `a batch over ${INLINE_SYNC_MAX_BYTES} bytes: through the pool`);
+  await wal.save({ entries: [entry(4, 1)], hardState: hs(1, 4) }, { inlineSync: true });
+  t.equal(last(), true, 'small again: inline');
+  // This one takes longer than INLINE_SYNC_MAX_MS: the disk counts as slow for the next one.
+  delayMs = INLINE_SYNC_MAX_MS + 20;
+  await wal.save({ entries: [entry(5, 1)], hardState: hs(1, 5) }, { inlineSync: true });
+  t.equal(last(), true);
+  delayMs = 0;
+  await wal.save({ entries: [entry(6, 1)], hardState: hs(1, 6) }, { inlineSync: true });
+  t.equal(last(), false, 'after a slow fdatasync: through the pool');
+  await wal.save({ entries: [entry(7, 1)], hardState: hs(1, 7) }, { inlineSync: true });
+  t.equal(last(), true, 'quick again: inline');
+  await wal.close();
+  const { wal: w2, replay } = await openWal(dir);
+  t.same(
+    replay.entries.map((e) => e.index),
+    [1, 2, 3, 4, 5, 6, 7],
+    'every save is in the log, inline or not',
+  );
+  t.same(replay.hardState, hs(1, 7));
+  await w2.close();
+});
+
+t.test('an inline fdatasync that fails rejects, as one through the pool does', async (t) => {
+  const file = path.join(tempDir(t), 'f');
+  const h = await nodeFileSystem.open(file, 'create');
+  await h.datasync(true);
+  await h.close();
+  // Its descriptor is closed: fdatasync fails with EBADF, as a rejection rather than a throw.
+  let thrown: unknown;
+  let p: Promise<void> | undefined;
+  try {
+    p = h.datasync(true);
+  } catch (e) {
+    thrown = e;
+  }
+  t.equal(thrown, undefined, 'no synchronous throw');
+  await t.rejects(p!, { code: 'EBADF' });
+  await t.rejects(h.datasync(false), { code: 'EBADF' });
 });
 
 t.test('a batch that only moves the commit index is written without an fdatasync (MustSync)', async (t) => {
