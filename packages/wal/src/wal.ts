@@ -69,7 +69,7 @@ export const WRITE_BLOCK_BYTES = 4096;
  * a disk that has turned slow, which go back to the pool.
  */
 export const INLINE_SYNC_MAX_BYTES = 64 * 1024;
-/** See INLINE_SYNC_MAX_BYTES: the disk counts as quick while its last fdatasync took at most this. */
+/** See INLINE_SYNC_MAX_BYTES: the disk counts as quick while its last fdatasync took at most this (Wal.inlineSyncMaxMs). */
 export const INLINE_SYNC_MAX_MS = 5;
 /** etcd's warnSyncDuration: an fdatasync slower than this is logged as "slow fdatasync". */
 export const WARN_SYNC_MS = 1000;
@@ -150,6 +150,8 @@ export class Wal {
   onFsync: ((seconds: number) => void) | undefined;
   /** An fdatasync slower than this (ms) is logged; etcd's one second unless a test lowers it. */
   warnSyncMs = WARN_SYNC_MS;
+  /** After an fdatasync slower than this (ms), an inline save goes through the pool (INLINE_SYNC_MAX_MS). */
+  inlineSyncMaxMs = INLINE_SYNC_MAX_MS;
   private readonly segments: SegmentName[];
   /** Saves run one at a time, in call order: each waits for the previous one's fdatasync. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -544,7 +546,7 @@ export class Wal {
       throw ioError('write', seg.path, e);
     }
     this.metricSet.bytesWritten.inc(len);
-    if (sync) await this.datasync(seg, len, inlineSync && len <= INLINE_SYNC_MAX_BYTES && this.lastSyncMs <= INLINE_SYNC_MAX_MS);
+    if (sync) await this.datasync(seg, len, inlineSync && len <= INLINE_SYNC_MAX_BYTES && this.lastSyncMs <= this.inlineSyncMaxMs);
     seg.offset += len;
     seg.crc = enc.crc;
     // Started half way through a segment: early enough to be ready, late enough not to compete
