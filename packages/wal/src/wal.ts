@@ -568,7 +568,7 @@ export class Wal {
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     this.lastSyncMs = seconds * 1000;
     this.metricSet.fsyncDuration.observe(seconds);
-    if (seconds * 1000 > this.warnSyncMs) this.log('warn', 'slow fdatasync', { took: goDuration(seconds * 1000), 'expected-duration': goDuration(this.warnSyncMs) });
+    if (this.lastSyncMs > this.warnSyncMs) this.log('warn', 'slow fdatasync', { took: goDuration(this.lastSyncMs), 'expected-duration': goDuration(this.warnSyncMs) });
     this.onFsync?.(seconds);
   }
 
