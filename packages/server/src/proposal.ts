@@ -45,7 +45,13 @@ export interface Proposal extends ProposerRef {
 }
 
 const PUT_PROPOSAL = 0xc1;
-const FIXED_BYTES = 1 + 4 * 8 + 4 + 1 + 8 + 4 + 4;
+/** The tag, proposer, incarnation, request number, authRevision and the username's length. */
+const HEAD_BYTES = 1 + 4 * 8 + 4;
+/** After the username: flags, lease and the key's length... */
+const MIDDLE_BYTES = 1 + 8 + 4;
+/** ...and after the key, the value's length. */
+const LENGTH_BYTES = 4;
+const FIXED_BYTES = HEAD_BYTES + MIDDLE_BYTES + LENGTH_BYTES;
 
 const enum PutFlag {
   PrevKv = 1,
@@ -120,23 +126,24 @@ export function decodeProposal(data: Uint8Array): Proposal | ProposalError {
   }
   const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   if (buf.length < FIXED_BYTES) return new ProposalError(`put proposal of ${buf.length} bytes`);
-  let off = 1;
-  const o = buf.readDoubleLE(off);
-  const g = buf.readDoubleLE((off += 8));
-  const i = buf.readDoubleLE((off += 8));
-  const authRevision = buf.readDoubleLE((off += 8));
-  const userLength = buf.readUInt32LE((off += 8));
-  off += 4;
-  if (off + userLength + FIXED_BYTES - 1 - 4 * 8 - 4 > buf.length) return new ProposalError('put proposal cut short');
-  const username = buf.toString('utf8', off, (off += userLength));
-  const flags = buf[off++]!;
-  const lease = buf.readBigInt64LE(off);
-  const keyLength = buf.readUInt32LE((off += 8));
-  off += 4;
-  if (off + keyLength + 4 > buf.length) return new ProposalError('put proposal cut short');
-  const key = buf.subarray(off, (off += keyLength));
+  const o = buf.readDoubleLE(1);
+  const g = buf.readDoubleLE(9);
+  const i = buf.readDoubleLE(17);
+  const authRevision = buf.readDoubleLE(25);
+  const userLength = buf.readUInt32LE(33);
+  let off = HEAD_BYTES;
+  if (off + userLength + MIDDLE_BYTES + LENGTH_BYTES > buf.length) return new ProposalError('put proposal cut short');
+  const username = buf.toString('utf8', off, off + userLength);
+  off += userLength;
+  const flags = buf[off]!;
+  const lease = buf.readBigInt64LE(off + 1);
+  const keyLength = buf.readUInt32LE(off + 9);
+  off += MIDDLE_BYTES;
+  if (off + keyLength + LENGTH_BYTES > buf.length) return new ProposalError('put proposal cut short');
+  const key = buf.subarray(off, off + keyLength);
+  off += keyLength;
   const valueLength = buf.readUInt32LE(off);
-  off += 4;
+  off += LENGTH_BYTES;
   if (off + valueLength !== buf.length) return new ProposalError('put proposal of the wrong length');
   const put: PutRequest = { key };
   if ((flags & PutFlag.HasValue) !== 0) put.value = buf.subarray(off, off + valueLength);
