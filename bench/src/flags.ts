@@ -3,6 +3,7 @@
  * line and exits 2, never a stack trace.
  */
 import { join } from 'node:path';
+import { durationMs } from '@capstan/chaos/duration';
 
 export class FlagError extends Error {
   override readonly name = 'FlagError';
@@ -90,12 +91,11 @@ export const DEFAULTS = {
   quickFsyncSamples: 200,
 } as const;
 
-/** `90s`, `1.5s`, `500ms`, `2m`; a bare number is seconds. */
+/** A duration flag's value in ms (chaos `durationMs`: `90s`, `1.5s`, `500ms`, `2m`; a bare number is seconds). */
 export function parseDuration(flag: string, v: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v);
-  if (m === null) throw new FlagError(`${flag}: bad duration ${JSON.stringify(v)} (e.g. 10s, 500ms, 2m)`);
-  const n = Number(m[1]);
-  return Math.round(m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000);
+  const ms = durationMs(v);
+  if (ms === undefined) throw new FlagError(`${flag}: bad duration ${JSON.stringify(v)} (e.g. 10s, 500ms, 2m)`);
+  return ms;
 }
 
 function positiveInt(flag: string, v: string, max: number): number {

@@ -4,6 +4,7 @@
  */
 import { join } from 'node:path';
 import type { Target } from './cluster.js';
+import { durationMs } from './duration.js';
 import { FAULT_KINDS, type FaultKind } from './run.js';
 
 export class UsageError extends Error {
@@ -30,10 +31,8 @@ export interface Args {
 }
 
 export function parseDuration(v: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v);
-  if (m === null) throw new UsageError(`bad duration ${JSON.stringify(v)} (e.g. 90s, 30m)`);
-  const n = Number(m[1]);
-  const ms = m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : m[2] === 'h' ? n * 3_600_000 : n * 1000;
+  const ms = durationMs(v);
+  if (ms === undefined) throw new UsageError(`bad duration ${JSON.stringify(v)} (e.g. 90s, 30m)`);
   if (!(ms > 0)) throw new UsageError(`--duration must be more than 0, not ${JSON.stringify(v)}`);
   return ms;
 }
