@@ -2,13 +2,16 @@ import t from 'tap';
 import { durationMs } from '../src/duration.js';
 
 t.test('units, fractions and bare seconds', async (t) => {
-  t.equal(durationMs('250ms'), 250);
-  t.equal(durationMs('1.5s'), 1500);
-  t.equal(durationMs('90'), 90_000);
-  t.equal(durationMs('2m'), 120_000);
-  t.equal(durationMs('1h'), 3_600_000);
-  t.equal(durationMs('0'), 0);
-  t.equal(durationMs('0.0004s'), 0, 'rounded to whole ms');
+  const cases: readonly (readonly [string, number])[] = [
+    ['250ms', 250],
+    ['1.5s', 1500],
+    ['90', 90_000],
+    ['2m', 120_000],
+    ['1h', 3_600_000],
+    ['0', 0],
+    ['0.0004s', 0],
+  ];
+  for (const [v, ms] of cases) t.equal(durationMs(v), ms, v);
 });
 
 t.test('anything else is not a duration', async (t) => {
