@@ -91,7 +91,7 @@ export const DEFAULTS = {
   quickFsyncSamples: 200,
 } as const;
 
-/** A duration flag's value in ms (chaos `durationMs`: `90s`, `1.5s`, `500ms`, `2m`; a bare number is seconds). */
+/** A duration flag's value in ms, as chaos `durationMs` reads it (`90s`, `500ms`, `2m`, `1h`; a bare number is seconds). */
 export function parseDuration(flag: string, v: string): number {
   const ms = durationMs(v);
   if (ms === undefined) throw new FlagError(`${flag}: bad duration ${JSON.stringify(v)} (e.g. 10s, 500ms, 2m)`);
