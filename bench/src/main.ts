@@ -85,6 +85,7 @@ async function runOne(
     args,
     target: live.target.name,
     prefix: live.prefix,
+    leaderAddress: leaderAddress(live.target),
     progress: (fraction, ops) => progress.update(step, label, fraction, ops, Math.max(0, performance.now() - t0 - args.warmupMs)),
     window: (edge) => {
       if (scrapes[edge] === undefined) scrapes[edge] = scrape();
@@ -117,6 +118,11 @@ async function runOne(
   return { result: r, fsync };
 }
 
+/** The leader's host:port at start, as the client's channels name it, when known. */
+function leaderAddress(target: Target): string | undefined {
+  return target.leader === undefined ? undefined : hostPort(target.endpoints[target.leader]!);
+}
+
 /** The measured window in which other processes used the most CPU, if that was measured. */
 function busiestWindow(results: readonly WorkloadResult[]): { percent: number; label: string } | undefined {
   let best: { percent: number; label: string } | undefined;
@@ -140,6 +146,7 @@ async function settle(live: Live, args: BenchArgs, progress: Progress, step: num
       args: { ...args, durationMs: share, warmupMs: 0 },
       target: live.target.name,
       prefix: `${live.prefix}settle/`,
+      leaderAddress: leaderAddress(live.target),
       progress: (fraction, n) => progress.update(step, label, (i + fraction) / SETTLE_WORKLOADS.length, ops + n, performance.now() - t0),
       window: () => {},
     });

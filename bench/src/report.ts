@@ -158,6 +158,15 @@ function putAck(r: WorkloadResult): string {
   return put === undefined ? '-' : `${fmtNum(put.p50)}/${fmtNum(put.p99)}`;
 }
 
+/** A watch result's event latency p99 at the leader's watchers and at the followers', in ms, when the tool knew the leader. */
+function roleP99(r: WorkloadResult): string {
+  const leader = r.extra.leaderWatchLatency as LatencySummary | undefined;
+  const followers = r.extra.followerWatchLatency as LatencySummary | undefined;
+  if (leader === undefined || followers === undefined) return '-';
+  const p99 = (l: LatencySummary): string => (l.count === 0 ? '-' : fmtNum(l.p99));
+  return `${p99(leader)}/${p99(followers)}`;
+}
+
 const RATIO_NOTE = 'capstan/etcd: ops/s above 1.00x = Capstan faster; latencies below 1.00x = Capstan faster';
 
 /** The table of one workload: a row per target, and the ratio row when both ran. */
@@ -166,12 +175,13 @@ export function workloadTable(results: readonly WorkloadResult[], comparison: Co
   const isWatch = first.workload === 'watch';
   const header = ['target', isWatch ? 'events/s' : 'ops/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', isWatch ? 'events' : 'ops', 'errors'];
   // The puts' own acknowledgements: a tail they share is the commit path's, not the fan-out's.
-  if (isWatch) header.push('all received', 'put ack p50/p99 ms');
+  // Followers' watchers wait one hop more (the commit from the leader): where a tail comes from.
+  if (isWatch) header.push('all received', 'put ack p50/p99 ms', 'p99 at leader/followers ms');
   if (first.workload === 'txn-cas') header.push('failed compares');
   header.push('CPU % members/bench');
   const rows = results.map((r) => {
     const row = [r.target, fmtNum(r.opsPerSec, 0), fmtNum(r.latency.p50), fmtNum(r.latency.p90), fmtNum(r.latency.p99), fmtNum(r.latency.max), String(r.ops), String(r.errors)];
-    if (isWatch) row.push(r.extra.allReceived ? 'yes' : `NO (${String(r.extra.missingEvents)} missing)`, putAck(r));
+    if (isWatch) row.push(r.extra.allReceived ? 'yes' : `NO (${String(r.extra.missingEvents)} missing)`, putAck(r), roleP99(r));
     if (first.workload === 'txn-cas') row.push(String(r.extra.failedCompares));
     row.push(r.cpu ? `${r.cpu.membersPercent === undefined ? '-' : Math.round(r.cpu.membersPercent)}/${Math.round(r.cpu.clientPercent)}` : '-');
     return row;
@@ -538,7 +548,7 @@ export function renderHtml(r: BenchResults): string {
     if (isWatch)
       parts.push(
         `<p class="note">${rs
-          .map((x) => `${esc(x.target)}: ${String(x.extra.receivedEvents)} of ${String(x.extra.expectedEvents)} events received by ${String(x.extra.watchers)} watchers (${String(x.extra.watchersComplete)} saw every acknowledged put${x.extra.allReceived ? '' : ' — <span class="bad">events missing</span>'}); puts acknowledged after p50 / p99 ${putAck(x)} ms.`)
+          .map((x) => `${esc(x.target)}: ${String(x.extra.receivedEvents)} of ${String(x.extra.expectedEvents)} events received by ${String(x.extra.watchers)} watchers (${String(x.extra.watchersComplete)} saw every acknowledged put${x.extra.allReceived ? '' : ' — <span class="bad">events missing</span>'}); puts acknowledged after p50 / p99 ${putAck(x)} ms; event p99 at the leader's / the followers' watchers ${roleP99(x)} ms.`)
           .join('<br>')}</p>`,
       );
     if (w === 'txn-cas') parts.push(`<p class="note">${rs.map((x) => `${esc(x.target)}: ${String(x.extra.failedCompares)} failed compares (each key has a single writer: should be 0)`).join('<br>')}</p>`);

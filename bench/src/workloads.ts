@@ -75,6 +75,12 @@ export interface RunContext {
   readonly target: TargetName;
   /** Unique per target and run: every key written lives under it. */
   readonly prefix: string;
+  /**
+   * The leader's host:port as the client's channels name it, when the tool knows it (it started
+   * the cluster): watchers on the leader are reported apart from the followers', whose events wait
+   * one more hop (the leader telling them the commit).
+   */
+  readonly leaderAddress: string | undefined;
   /** Called often with the fraction of the workload done and operations so far. */
   progress(fraction: number, ops: number): void;
   /** Called when the measured window opens and when it closes (metrics are scraped there). */
@@ -472,6 +478,8 @@ export function watchValue(size: number, sentMs: number, seq: number, recorded: 
 
 interface Watcher {
   stream: BidiStream;
+  /** Where its events' latencies go besides the workload's histogram: its member's role. */
+  roleHist: Histogram;
   /** Events per sequence number (more than 1 is a duplicate). */
   seen: Uint8Array;
   recorded: number;
@@ -486,6 +494,9 @@ async function watch(ctx: RunContext): Promise<WorkloadResult> {
   const maxPuts = Math.ceil(((args.warmupMs + args.durationMs) / 1000) * rate) + 10;
   const hist = new Histogram();
   const putHist = new Histogram();
+  const atLeader = new Histogram();
+  const atFollowers = new Histogram();
+  const { leaderAddress } = ctx;
   const create = watchReq.encode({ createRequest: { key: prefix, rangeEnd: prefixEnd(prefix) } });
   let recordFrom = Infinity;
   const timeline = { t: new Timeline(0) };
@@ -495,8 +506,10 @@ async function watch(ctx: RunContext): Promise<WorkloadResult> {
   const watchers: Watcher[] = [];
   const created: Promise<void>[] = [];
   for (let w = 0; w < args.watchers; w++) {
-    const stream = ctx.client.stream(chan(w, channels), `${WATCH}Watch`);
-    const me: Watcher = { stream, seen: new Uint8Array(maxPuts), recorded: 0, error: undefined };
+    const c = chan(w, channels);
+    const stream = ctx.client.stream(c, `${WATCH}Watch`);
+    const roleHist = ctx.client.addresses[c] === leaderAddress ? atLeader : atFollowers;
+    const me: Watcher = { stream, roleHist, seen: new Uint8Array(maxPuts), recorded: 0, error: undefined };
     watchers.push(me);
     created.push(
       new Promise<void>((resolve, reject) => {
@@ -518,7 +531,9 @@ async function watch(ctx: RunContext): Promise<WorkloadResult> {
             me.seen[seq] = Math.min(255, me.seen[seq]! + 1);
             if (v.readUInt8(12) === 1 && me.seen[seq] === 1) {
               me.recorded++;
-              hist.recordMs(now - v.readDoubleLE(0));
+              const ms = now - v.readDoubleLE(0);
+              hist.recordMs(ms);
+              me.roleHist.recordMs(ms);
               timeline.t.mark(now);
             }
           }
@@ -642,6 +657,15 @@ async function watch(ctx: RunContext): Promise<WorkloadResult> {
       putLatency: putHist.summary(),
       // For adding rounds up (rounds.ts).
       putLatencyHistogram: putHist.buckets(),
+      ...(leaderAddress === undefined
+        ? {}
+        : {
+            leaderWatchers: watchers.filter((w) => w.roleHist === atLeader).length,
+            leaderWatchLatency: atLeader.summary(),
+            leaderWatchLatencyHistogram: atLeader.buckets(),
+            followerWatchLatency: atFollowers.summary(),
+            followerWatchLatencyHistogram: atFollowers.buckets(),
+          }),
     });
   } finally {
     cleanup();

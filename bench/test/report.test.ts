@@ -77,7 +77,26 @@ t.test('the watch table has the puts\' own acknowledgement latency beside the ev
   const md = workloadTable(rs, compare(rs)[0]);
   t.match(md, /\| all received \| put ack p50\/p99 ms \|/);
   t.match(md, /\| capstan \|[^\n]*\| yes \| 2\.\d+\/12\.\d+ \|/, 'p50 and p99 of the acknowledgements');
-  t.match(md, /\| etcd \|[^\n]*\| yes \| - \|/, 'none recorded: a dash');
+  t.match(md, /\| etcd \|[^\n]*\| yes \| - \| - \|/, 'none recorded: a dash');
+});
+
+t.test('the watch table splits the event p99 between the leader\'s watchers and the followers\'', async (t) => {
+  const at = (ms: number[]): Histogram => {
+    const h = new Histogram();
+    for (const v of ms) h.recordMs(v);
+    return h;
+  };
+  const leader = at(Array.from({ length: 100 }, (_, i) => (i >= 98 ? 9 : 2)));
+  const followers = at(Array.from({ length: 100 }, (_, i) => (i >= 98 ? 30 : 3)));
+  const split = { leaderWatchers: 1, leaderWatchLatency: leader.summary(), followerWatchLatency: followers.summary() };
+  const alone = { leaderWatchers: 1, leaderWatchLatency: leader.summary(), followerWatchLatency: new Histogram().summary() };
+  const rs = [fake('watch', 'capstan', 1, { ...WATCH_EXTRA, ...split }), fake('watch', 'etcd', 1, { ...WATCH_EXTRA, ...alone })];
+  const md = workloadTable(rs, compare(rs)[0]);
+  t.match(md, /\| put ack p50\/p99 ms \| p99 at leader\/followers ms \|/);
+  t.match(md, /\| capstan \|[^\n]*\| 9\.\d+\/(29|30|31)\.?\d* \|/, 'each side its own p99');
+  t.match(md, /\| etcd \|[^\n]*\| 9\.\d+\/- \|/, 'no follower watchers (one member): a dash');
+  const unknown = workloadTable([fake('watch', 'capstan', 1, { ...WATCH_EXTRA, putLatency: leader.summary() })], undefined);
+  t.match(unknown, /\| capstan \|[^\n]*\| yes \| 2\.\d+\/9\.\d+ \| - \|/, 'leader unknown (--endpoints): a dash');
 });
 
 t.test('report.html: every workload has a latency and a throughput chart with both systems', async (t) => {

@@ -83,6 +83,26 @@ t.test('extras: counts add, checks must hold in every round, settings stay', asy
   t.same(x.putLatencyHistogram, put([2, 3, 4, 40]).putLatencyHistogram);
 });
 
+t.test('extras: the leader\'s and the followers\' watch latencies merge like the puts\'', async (t) => {
+  const hist = (ms: number[]): Histogram => {
+    const h = new Histogram();
+    for (const v of ms) h.recordMs(v);
+    return h;
+  };
+  const roles = (leader: number[], followers: number[]): Record<string, unknown> => ({
+    leaderWatchers: 2,
+    leaderWatchLatency: hist(leader).summary(),
+    leaderWatchLatencyHistogram: hist(leader).buckets(),
+    followerWatchLatency: hist(followers).summary(),
+    followerWatchLatencyHistogram: hist(followers).buckets(),
+  });
+  const x = mergeRounds([round([1], { extra: roles([1, 2], [5]) }), round([1], { extra: roles([3], [6, 70]) })]).extra;
+  t.equal(x.leaderWatchers, 2, 'a setting');
+  t.match(x.leaderWatchLatency, { count: 3, min: 1, max: 3 });
+  t.match(x.followerWatchLatency, { count: 3, min: 5, max: 70 });
+  t.same(x.followerWatchLatencyHistogram, hist([5, 6, 70]).buckets());
+});
+
 t.test('CPU: averaged over the windows, the busiest round for other processes', async (t) => {
   const a = round([1], { durationMs: 1000, cpu: { clientPercent: 10, membersPercent: 100, otherPercent: 5 } });
   const b = round([1], { durationMs: 3000, cpu: { clientPercent: 30, membersPercent: 60, otherPercent: 25 } });

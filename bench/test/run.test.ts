@@ -93,6 +93,11 @@ t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
   t.equal(e.watchersComplete, 6);
   t.equal(e.allReceived, true);
   t.equal(watch.ops, e.expectedEvents, 'one latency per watcher-event');
+  // One member, so every watcher is on the leader.
+  t.equal(e.leaderWatchers, 6);
+  const byRole = watch.extra as Record<string, { count: number }>;
+  t.equal(byRole.leaderWatchLatency!.count, watch.ops, 'every event at the leader');
+  t.equal(byRole.followerWatchLatency!.count, 0, 'no followers');
 
   t.ok(r.disk?.raw !== undefined && r.disk.raw.samples === 20, 'raw fdatasync measured');
   t.ok(r.disk!.raw!.latency.p50 > 0 && r.disk!.raw!.latency.p50 <= r.disk!.raw!.latency.p99);
