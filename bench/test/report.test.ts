@@ -2,6 +2,7 @@
 // row, the targets' verdicts, and nothing fetched from elsewhere.
 import t from 'tap';
 import { Histogram } from '../src/hist.js';
+import { histOf } from './helpers.js';
 import type { TargetName, WorkloadName } from '../src/flags.js';
 import { fsyncStats } from '../src/metrics.js';
 import { BUSY_OTHER_PERCENT, checkTargets, compare, diskTable, profilesText, renderHtml, workloadTable, type BenchResults } from '../src/report.js';
@@ -71,8 +72,7 @@ t.test('ratios are capstan / etcd, and the targets are judged from them', async 
 });
 
 t.test('the watch table has the puts\' own acknowledgement latency beside the events\'', async (t) => {
-  const acks = new Histogram();
-  for (let i = 1; i <= 100; i++) acks.recordMs(i > 95 ? 12 : 2);
+  const acks = histOf(Array.from({ length: 100 }, (_, i) => (i >= 95 ? 12 : 2)));
   const rs = [fake('watch', 'capstan', 1, { ...WATCH_EXTRA, putLatency: acks.summary() }), fake('watch', 'etcd', 1, WATCH_EXTRA)];
   const md = workloadTable(rs, compare(rs)[0]);
   t.match(md, /\| all received \| put ack p50\/p99 ms \|/);
@@ -81,13 +81,8 @@ t.test('the watch table has the puts\' own acknowledgement latency beside the ev
 });
 
 t.test('the watch table splits the event p99 between the leader\'s watchers and the followers\'', async (t) => {
-  const at = (ms: number[]): Histogram => {
-    const h = new Histogram();
-    for (const v of ms) h.recordMs(v);
-    return h;
-  };
-  const leader = at(Array.from({ length: 100 }, (_, i) => (i >= 98 ? 9 : 2)));
-  const followers = at(Array.from({ length: 100 }, (_, i) => (i >= 98 ? 30 : 3)));
+  const leader = histOf(Array.from({ length: 100 }, (_, i) => (i >= 98 ? 9 : 2)));
+  const followers = histOf(Array.from({ length: 100 }, (_, i) => (i >= 98 ? 30 : 3)));
   const split = { leaderWatchers: 1, leaderWatchLatency: leader.summary(), followerWatchLatency: followers.summary() };
   const alone = { leaderWatchers: 1, leaderWatchLatency: leader.summary(), followerWatchLatency: new Histogram().summary() };
   const rs = [fake('watch', 'capstan', 1, { ...WATCH_EXTRA, ...split }), fake('watch', 'etcd', 1, { ...WATCH_EXTRA, ...alone })];

@@ -2,12 +2,12 @@
 // window holding every round's requests would have given.
 import t from 'tap';
 import { Histogram } from '../src/hist.js';
+import { histOf } from './helpers.js';
 import { mergeLatency, mergeRounds, roundOrder } from '../src/rounds.js';
 import type { WorkloadResult } from '../src/workloads.js';
 
 function round(values: number[], opts: { durationMs?: number; extra?: Record<string, unknown>; cpu?: WorkloadResult['cpu']; errors?: string[] } = {}): WorkloadResult {
-  const h = new Histogram();
-  for (const v of values) h.recordMs(v);
+  const h = histOf(values);
   const durationMs = opts.durationMs ?? 1000;
   return {
     workload: 'put-seq',
@@ -62,8 +62,7 @@ t.test('latency, counts and throughput of rounds add up to one window of them al
 
 t.test('extras: counts add, checks must hold in every round, settings stay', async (t) => {
   const put = (ms: number[]): { putLatency: unknown; putLatencyHistogram: unknown } => {
-    const h = new Histogram();
-    for (const v of ms) h.recordMs(v);
+    const h = histOf(ms);
     return { putLatency: h.summary(), putLatencyHistogram: h.buckets() };
   };
   const a = round([1], { extra: { watchers: 100, expectedEvents: 200, receivedEvents: 200, missingEvents: 0, watchersComplete: 100, allReceived: true, ...put([2, 3]) } });
@@ -84,23 +83,18 @@ t.test('extras: counts add, checks must hold in every round, settings stay', asy
 });
 
 t.test('extras: the leader\'s and the followers\' watch latencies merge like the puts\'', async (t) => {
-  const hist = (ms: number[]): Histogram => {
-    const h = new Histogram();
-    for (const v of ms) h.recordMs(v);
-    return h;
-  };
   const roles = (leader: number[], followers: number[]): Record<string, unknown> => ({
     leaderWatchers: 2,
-    leaderWatchLatency: hist(leader).summary(),
-    leaderWatchLatencyHistogram: hist(leader).buckets(),
-    followerWatchLatency: hist(followers).summary(),
-    followerWatchLatencyHistogram: hist(followers).buckets(),
+    leaderWatchLatency: histOf(leader).summary(),
+    leaderWatchLatencyHistogram: histOf(leader).buckets(),
+    followerWatchLatency: histOf(followers).summary(),
+    followerWatchLatencyHistogram: histOf(followers).buckets(),
   });
   const x = mergeRounds([round([1], { extra: roles([1, 2], [5]) }), round([1], { extra: roles([3], [6, 70]) })]).extra;
   t.equal(x.leaderWatchers, 2, 'a setting');
   t.match(x.leaderWatchLatency, { count: 3, min: 1, max: 3 });
   t.match(x.followerWatchLatency, { count: 3, min: 5, max: 70 });
-  t.same(x.followerWatchLatencyHistogram, hist([5, 6, 70]).buckets());
+  t.same(x.followerWatchLatencyHistogram, histOf([5, 6, 70]).buckets());
 });
 
 t.test('CPU: averaged over the windows, the busiest round for other processes', async (t) => {
