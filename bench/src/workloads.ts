@@ -478,8 +478,8 @@ export function watchValue(size: number, sentMs: number, seq: number, recorded: 
 
 interface Watcher {
   stream: BidiStream;
-  /** Where its events' latencies go besides the workload's histogram: its member's role. */
-  roleHist: Histogram;
+  /** Where its events' latencies go besides the workload's histogram: its member's role (none when the leader is not known). */
+  roleHist: Histogram | undefined;
   /** Events per sequence number (more than 1 is a duplicate). */
   seen: Uint8Array;
   recorded: number;
@@ -508,7 +508,7 @@ async function watch(ctx: RunContext): Promise<WorkloadResult> {
   for (let w = 0; w < args.watchers; w++) {
     const c = chan(w, channels);
     const stream = ctx.client.stream(c, `${WATCH}Watch`);
-    const roleHist = ctx.client.addresses[c] === leaderAddress ? atLeader : atFollowers;
+    const roleHist = leaderAddress === undefined ? undefined : ctx.client.addresses[c] === leaderAddress ? atLeader : atFollowers;
     const me: Watcher = { stream, roleHist, seen: new Uint8Array(maxPuts), recorded: 0, error: undefined };
     watchers.push(me);
     created.push(
@@ -533,7 +533,7 @@ async function watch(ctx: RunContext): Promise<WorkloadResult> {
               me.recorded++;
               const ms = now - v.readDoubleLE(0);
               hist.recordMs(ms);
-              me.roleHist.recordMs(ms);
+              me.roleHist?.recordMs(ms);
               timeline.t.mark(now);
             }
           }
