@@ -2,7 +2,7 @@
 // window holding every round's requests would have given.
 import t from 'tap';
 import { Histogram } from '../src/hist.js';
-import { histOf } from './helpers.js';
+import { histOf, latencyExtra } from './helpers.js';
 import { mergeLatency, mergeRounds, roundOrder } from '../src/rounds.js';
 import type { WorkloadResult } from '../src/workloads.js';
 
@@ -61,10 +61,7 @@ t.test('latency, counts and throughput of rounds add up to one window of them al
 });
 
 t.test('extras: counts add, checks must hold in every round, settings stay', async (t) => {
-  const put = (ms: number[]): { putLatency: unknown; putLatencyHistogram: unknown } => {
-    const h = histOf(ms);
-    return { putLatency: h.summary(), putLatencyHistogram: h.buckets() };
-  };
+  const put = (ms: number[]): Record<string, unknown> => latencyExtra('putLatency', ms);
   const a = round([1], { extra: { watchers: 100, expectedEvents: 200, receivedEvents: 200, missingEvents: 0, watchersComplete: 100, allReceived: true, ...put([2, 3]) } });
   const b = round([1], { extra: { watchers: 100, expectedEvents: 300, receivedEvents: 299, missingEvents: 1, watchersComplete: 99, allReceived: false, ...put([4, 40]) } });
   const x = mergeRounds([a, b]).extra;
@@ -85,10 +82,8 @@ t.test('extras: counts add, checks must hold in every round, settings stay', asy
 t.test('extras: the leader\'s and the followers\' watch latencies merge like the puts\'', async (t) => {
   const roles = (leader: number[], followers: number[]): Record<string, unknown> => ({
     leaderWatchers: 2,
-    leaderWatchLatency: histOf(leader).summary(),
-    leaderWatchLatencyHistogram: histOf(leader).buckets(),
-    followerWatchLatency: histOf(followers).summary(),
-    followerWatchLatencyHistogram: histOf(followers).buckets(),
+    ...latencyExtra('leaderWatchLatency', leader),
+    ...latencyExtra('followerWatchLatency', followers),
   });
   const x = mergeRounds([round([1], { extra: roles([1, 2], [5]) }), round([1], { extra: roles([3], [6, 70]) })]).extra;
   t.equal(x.leaderWatchers, 2, 'a setting');
