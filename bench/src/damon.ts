@@ -77,8 +77,37 @@ export function damonCpuSeconds(monitors: readonly DamonMonitor[], cpuSeconds: (
   return total;
 }
 
+/** A measured window's length, its system, and the kdamond CPU in it (WorkloadResult's shape). */
+interface DamonWindow {
+  readonly target: string;
+  readonly durationMs: number;
+  readonly cpu?: { readonly kdamondPercent?: number };
+}
+
+/**
+ * kdamond's CPU (percent of one) in each system's measured windows, weighted by their length:
+ * how hard the monitor worked beside each system, which the run's whole figure mixes (settling,
+ * start-up, both systems). A system with a window that did not read it is left out.
+ */
+export function damonCpuByTarget(windows: readonly DamonWindow[]): Record<string, number> {
+  const acc = new Map<string, { sum: number; ms: number; unread: boolean }>();
+  for (const w of windows) {
+    const a = acc.get(w.target) ?? { sum: 0, ms: 0, unread: false };
+    const p = w.cpu?.kdamondPercent;
+    if (p === undefined) a.unread = true;
+    else {
+      a.sum += p * w.durationMs;
+      a.ms += w.durationMs;
+    }
+    acc.set(w.target, a);
+  }
+  const out: Record<string, number> = {};
+  for (const [target, a] of acc) if (!a.unread && a.ms > 0) out[target] = a.sum / a.ms;
+  return out;
+}
+
 /** One line for the console and the report, or undefined when no kdamond runs. */
-export function describeDamon(monitors: readonly DamonMonitor[], cpuPercent?: number): string | undefined {
+export function describeDamon(monitors: readonly DamonMonitor[], cpuPercent?: number, byTarget: Readonly<Record<string, number>> = {}): string | undefined {
   if (monitors.length === 0) return undefined;
   const each = monitors.map((m) => {
     const what = m.operations === 'paddr' ? 'physical memory' : `${m.operations} address spaces`;
@@ -86,6 +115,10 @@ export function describeDamon(monitors: readonly DamonMonitor[], cpuPercent?: nu
     const every = m.sampleMs === undefined ? 'at an interval it does not show' : `every ${m.sampleMs} ms`;
     return `kdamond ${m.pid} samples ${what} ${every}${acts}`;
   });
-  const cpu = cpuPercent !== undefined ? `; it used ${cpuPercent.toFixed(1)}% of a CPU during the run` : '';
+  const used: string[] = [];
+  if (cpuPercent !== undefined) used.push(`; it used ${cpuPercent.toFixed(1)}% of a CPU during the run`);
+  const beside = Object.entries(byTarget).map(([target, p]) => `${p.toFixed(1)}% beside ${target}`);
+  if (beside.length > 0) used.push(`; in the measured windows ${beside.join(', ')}`);
+  const cpu = used.join('');
   return `DAMON is on: ${each.join('; ')}${cpu}. Each sample holds a CPU for milliseconds, so latency tails (p99, max) of every system measured here include stalls at that period.`;
 }

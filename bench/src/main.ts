@@ -8,7 +8,7 @@ import { mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
 import { connectionsTo, hostPort, RawClient } from './client.js';
-import { damonCpuSeconds, damonMonitors, describeDamon } from './damon.js';
+import { damonCpuByTarget, damonCpuSeconds, damonMonitors, describeDamon, type DamonMonitor } from './damon.js';
 import { rawFdatasync } from './disk.js';
 import { FlagError, parseArgs, USAGE, WORKLOAD_NAMES, type BenchArgs, type WorkloadName } from './flags.js';
 import { drawFlames, PROFILE_DIR, type ProfileSummary } from './flame.js';
@@ -28,6 +28,8 @@ interface CpuMark {
   client: number;
   members: number | undefined;
   machine: number | undefined;
+  /** DAMON's kdamond threads, when any run and can be read. */
+  kdamond: number | undefined;
 }
 
 interface Live {
@@ -58,6 +60,7 @@ async function runOne(
   progress: Progress,
   step: number,
   round: string,
+  damon: readonly DamonMonitor[],
 ): Promise<{ result: WorkloadResult; fsync: PromHistogram | undefined }> {
   const label = `${live.target.name} ${name}${round}`;
   progress.begin(step, label);
@@ -73,6 +76,7 @@ async function runOne(
       client: (u.user + u.system) / 1e6,
       members: members.every((m) => m !== undefined) && members.length > 0 ? members.reduce((a, b) => a! + b!, 0)! : undefined,
       machine: machineBusySeconds(),
+      kdamond: damon.length > 0 ? damonCpuSeconds(damon, cpuSeconds) : undefined,
     };
   };
   const scrape = async (): Promise<PromHistogram | undefined> => {
@@ -103,6 +107,7 @@ async function runOne(
     if (membersPercent !== undefined && start.machine !== undefined && end.machine !== undefined) {
       r.cpu.otherPercent = Math.max(0, (100 * (end.machine - start.machine)) / secs - clientPercent - membersPercent);
     }
+    if (start.kdamond !== undefined && end.kdamond !== undefined) r.cpu.kdamondPercent = (100 * (end.kdamond - start.kdamond)) / secs;
   }
   const [before, after] = await Promise.all([scrapes.start, scrapes.end]);
   let fsync: PromHistogram | undefined;
@@ -271,7 +276,7 @@ async function main(argv: readonly string[]): Promise<number> {
           step++;
           if (failed.has(live)) continue;
           try {
-            const one = await runOne(live, name, settings, progress, step, args.rounds > 1 ? ` ${round + 1}/${args.rounds}` : '');
+            const one = await runOne(live, name, settings, progress, step, args.rounds > 1 ? ` ${round + 1}/${args.rounds}` : '', damon);
             const d = done.get(live) ?? { results: [], fsync: [] };
             d.results.push(one.result);
             d.fsync.push(one.fsync);
@@ -336,7 +341,8 @@ async function main(argv: readonly string[]): Promise<number> {
     }
   }
   // Whenever DAMON ran, not only under the verdicts: its stalls are in any run's tails.
-  const damonEnd = describeDamon(damon, damonCpuPercent);
+  const damonByTarget = damonCpuByTarget(results);
+  const damonEnd = describeDamon(damon, damonCpuPercent, damonByTarget);
   if (damonEnd !== undefined) out(`(${damonEnd})\n`);
   for (const r of results) {
     if (r.workload === 'watch' && r.extra.allReceived !== true) out(`WARNING: ${r.target} watch: ${String(r.extra.missingEvents)} events of acknowledged puts never reached their watcher`);
@@ -370,7 +376,7 @@ async function main(argv: readonly string[]): Promise<number> {
       loadavgStart,
       loadavgEnd: os.loadavg(),
       otherCpuMaxPercent: busy?.percent,
-      ...(damon.length > 0 ? { damon: { monitors: damon, cpuPercent: damonCpuPercent } } : {}),
+      ...(damon.length > 0 ? { damon: { monitors: damon, cpuPercent: damonCpuPercent, byTarget: damonByTarget } } : {}),
     },
     settings: {
       targets: args.targets,

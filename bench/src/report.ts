@@ -72,7 +72,12 @@ export interface BenchResults {
     /** The most CPU (percent of one) other processes used in any measured window, when known. */
     otherCpuMaxPercent?: number;
     /** The kernel's data access monitor, when a kdamond ran (its stalls show in latency tails). */
-    damon?: { monitors: DamonMonitor[]; cpuPercent: number | undefined };
+    damon?: {
+      monitors: DamonMonitor[];
+      cpuPercent: number | undefined;
+      /** Its CPU in each system's measured windows (damonCpuByTarget); absent in older results. */
+      byTarget?: Record<string, number>;
+    };
   };
   settings: Record<string, unknown>;
   results: (WorkloadResult & { walFsync?: FsyncStats })[];
@@ -508,7 +513,7 @@ export function renderHtml(r: BenchResults): string {
         : `<p class="bad">The machine was busy (load average above its CPU count): these figures are noisy.</p>`,
     );
   }
-  const damon = r.host.damon !== undefined ? describeDamon(r.host.damon.monitors, r.host.damon.cpuPercent) : undefined;
+  const damon = r.host.damon !== undefined ? describeDamon(r.host.damon.monitors, r.host.damon.cpuPercent, r.host.damon.byTarget) : undefined;
   if (damon !== undefined) parts.push(`<p class="bad">${esc(damon)}</p>`);
   parts.push('<details><summary>Settings</summary>');
   parts.push(htmlTable(['setting', 'value'], Object.entries(s).filter(([, v]) => v !== undefined).map(([k, v]) => [esc(k), `<code>${esc(typeof v === 'string' ? v : JSON.stringify(v))}</code>`])));

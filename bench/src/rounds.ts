@@ -161,11 +161,13 @@ export function mergeRounds(rounds: readonly WorkloadResult[]): WorkloadResult {
   };
   if (rounds.every((r) => r.cpu !== undefined)) {
     const others = rounds.map((r) => r.cpu!.otherPercent);
+    const kdamond = weighted(rounds, (r) => r.cpu!.kdamondPercent);
     merged.cpu = {
       clientPercent: weighted(rounds, (r) => r.cpu!.clientPercent)!,
       membersPercent: weighted(rounds, (r) => r.cpu!.membersPercent),
       // The busiest round: the noise verdict is about any window, and each round is one.
       ...(others.every((o) => o !== undefined) ? { otherPercent: Math.max(...(others as number[])) } : {}),
+      ...(kdamond !== undefined ? { kdamondPercent: kdamond } : {}),
     };
   } else {
     delete merged.cpu;

@@ -65,6 +65,8 @@ export interface WorkloadResult {
     membersPercent: number | undefined;
     /** Every other process on the machine (the system not being measured included), when known; the busiest round's. */
     otherPercent?: number;
+    /** DAMON's kdamond threads, when one runs and its CPU can be read (also inside otherPercent). */
+    kdamondPercent?: number;
   };
 }
 

@@ -2,7 +2,7 @@
 import t from 'tap';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { damonCpuSeconds, damonMonitors, describeDamon } from '../src/damon.js';
+import { damonCpuByTarget, damonCpuSeconds, damonMonitors, describeDamon } from '../src/damon.js';
 
 function files(root: string, tree: Record<string, string>): void {
   for (const [path, content] of Object.entries(tree)) {
@@ -83,4 +83,19 @@ t.test('describeDamon: names the period, the schemes and the CPU it took; nothin
   t.match(line, /^DAMON is on: kdamond 83 samples physical memory every 500 ms \(schemes: pageout\); it used 3\.9% of a CPU during the run\./);
   t.match(line, /latency tails \(p99, max\) of every system/);
   t.notMatch(describeDamon([{ pid: 90, operations: 'vaddr', sampleMs: 5, actions: [] }]), /schemes|used/);
+});
+
+t.test('damonCpuByTarget: each system\'s windows weighted by length; a system with an unread window left out', async (t) => {
+  const w = (target: string, durationMs: number, kdamondPercent?: number) => ({ target, durationMs, cpu: kdamondPercent === undefined ? {} : { kdamondPercent } });
+  t.same(damonCpuByTarget([w('capstan', 1000, 4), w('etcd', 2000, 1), w('capstan', 3000, 0), w('etcd', 2000, 2)]), { capstan: 1, etcd: 1.5 });
+  t.same(damonCpuByTarget([w('capstan', 1000, 4), w('capstan', 1000)]), {}, 'one window without the figure: no figure for the system');
+  t.same(damonCpuByTarget([{ target: 'etcd', durationMs: 1000 }]), {}, 'no CPU block (--endpoints without /proc access)');
+  t.same(damonCpuByTarget([]), {});
+});
+
+t.test('describeDamon: kdamond beside each system in the measured windows, with or without the run figure', async (t) => {
+  const m = [{ pid: 83, operations: 'paddr', sampleMs: 500, actions: ['pageout'] }];
+  t.match(describeDamon(m, 3.2, { capstan: 1.44, etcd: 0.71 }), /; it used 3\.2% of a CPU during the run; in the measured windows 1\.4% beside capstan, 0\.7% beside etcd\. Each sample/);
+  t.match(describeDamon(m, undefined, { etcd: 0.71 }), /\(schemes: pageout\); in the measured windows 0\.7% beside etcd\./);
+  t.notMatch(describeDamon(m, 3.2, {}), /measured windows/);
 });

@@ -96,6 +96,10 @@ t.test('CPU: averaged over the windows, the busiest round for other processes', 
   const a = round([1], { durationMs: 1000, cpu: { clientPercent: 10, membersPercent: 100, otherPercent: 5 } });
   const b = round([1], { durationMs: 3000, cpu: { clientPercent: 30, membersPercent: 60, otherPercent: 25 } });
   t.same(mergeRounds([a, b]).cpu, { clientPercent: 25, membersPercent: 70, otherPercent: 25 });
+  const ka = round([1], { durationMs: 1000, cpu: { clientPercent: 10, membersPercent: 100, kdamondPercent: 4 } });
+  const kb = round([1], { durationMs: 3000, cpu: { clientPercent: 30, membersPercent: 60, kdamondPercent: 0 } });
+  t.equal(mergeRounds([ka, kb]).cpu!.kdamondPercent, 1, 'kdamond averaged over the windows');
+  t.notOk('kdamondPercent' in mergeRounds([ka, b]).cpu!, 'kdamond unread in a round: left out');
   const c = round([1], { durationMs: 1000, cpu: { clientPercent: 10, membersPercent: undefined } });
   t.same(mergeRounds([a, c]).cpu, { clientPercent: 10, membersPercent: undefined }, 'members unknown in a round: unknown');
   t.equal(mergeRounds([a, round([1])]).cpu, undefined, 'a round without CPU figures: none');

@@ -110,6 +110,14 @@ t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
   t.match(html, /data-series="capstan"/);
   t.equal(r.settings.settleMs, 1000);
   t.equal(r.host.otherCpuMaxPercent, Math.max(...r.results.map((x) => x.cpu!.otherPercent!)), 'the busiest window is in the host section');
+  // Where DAMON runs (this workplace's VMs), kdamond's CPU is read in every window and summed per system.
+  if (r.host.damon !== undefined) {
+    for (const x of r.results) t.ok(x.cpu!.kdamondPercent! >= 0, `${x.workload}: kdamond's CPU in the window (${JSON.stringify(x.cpu)})`);
+    t.ok(r.host.damon.byTarget!.capstan! >= 0, `kdamond beside capstan: ${JSON.stringify(r.host.damon.byTarget)}`);
+    t.match(stdout, /in the measured windows [\d.]+% beside capstan/);
+  } else {
+    t.ok(r.results.every((x) => x.cpu!.kdamondPercent === undefined), 'no kdamond, no figure');
+  }
   const settled = /capstan settling: (\d+) ops over 1\.0 s \(put, put-seq\), not recorded/.exec(stderr);
   t.ok(settled !== null && Number(settled[1]) > 0, `the member was settled before the first workload: ${settled?.[0] ?? stderr}`);
   t.ok(stderr.indexOf('settling:') < stderr.indexOf('capstan put:'), 'settling comes before the first workload');
