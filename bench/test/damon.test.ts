@@ -89,7 +89,7 @@ t.test('damonCpuByTarget: each system\'s windows weighted by length; a system wi
   const w = (target: string, durationMs: number, kdamondPercent?: number) => ({ target, durationMs, cpu: kdamondPercent === undefined ? {} : { kdamondPercent } });
   t.same(damonCpuByTarget([w('capstan', 1000, 4), w('etcd', 2000, 1), w('capstan', 3000, 0), w('etcd', 2000, 2)]), { capstan: 1, etcd: 1.5 });
   t.same(damonCpuByTarget([w('capstan', 1000, 4), w('capstan', 1000)]), {}, 'one window without the figure: no figure for the system');
-  t.same(damonCpuByTarget([{ target: 'etcd', durationMs: 1000 }]), {}, 'no CPU block (--endpoints without /proc access)');
+  t.same(damonCpuByTarget([{ target: 'etcd', durationMs: 1000 }]), {}, 'a window without a CPU block');
   t.same(damonCpuByTarget([]), {});
 });
 
