@@ -12,6 +12,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { weighted } from './rounds.js';
 
 export const DAMON_SYSFS = '/sys/kernel/mm/damon/admin';
 
@@ -90,19 +91,13 @@ interface DamonWindow {
  * start-up, both systems). A system with a window that did not read it is left out.
  */
 export function damonCpuByTarget(windows: readonly DamonWindow[]): Record<string, number> {
-  const acc = new Map<string, { sum: number; ms: number; unread: boolean }>();
-  for (const w of windows) {
-    const a = acc.get(w.target) ?? { sum: 0, ms: 0, unread: false };
-    const p = w.cpu?.kdamondPercent;
-    if (p === undefined) a.unread = true;
-    else {
-      a.sum += p * w.durationMs;
-      a.ms += w.durationMs;
-    }
-    acc.set(w.target, a);
-  }
+  const byTarget = new Map<string, DamonWindow[]>();
+  for (const w of windows) byTarget.set(w.target, [...(byTarget.get(w.target) ?? []), w]);
   const out: Record<string, number> = {};
-  for (const [target, a] of acc) if (!a.unread && a.ms > 0) out[target] = a.sum / a.ms;
+  for (const [target, ws] of byTarget) {
+    const p = weighted(ws, (w) => w.cpu?.kdamondPercent);
+    if (p !== undefined) out[target] = p;
+  }
   return out;
 }
 

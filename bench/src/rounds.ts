@@ -121,8 +121,8 @@ function mergeExtra(rounds: readonly WorkloadResult[]): Record<string, unknown> 
   return out;
 }
 
-/** Weighted by each round's window; undefined when a round did not know. */
-function weighted(rounds: readonly WorkloadResult[], get: (r: WorkloadResult) => number | undefined): number | undefined {
+/** Weighted by each window's length; undefined when a window did not know. */
+export function weighted<W extends { readonly durationMs: number }>(rounds: readonly W[], get: (r: W) => number | undefined): number | undefined {
   let sum = 0;
   let ms = 0;
   for (const r of rounds) {
