@@ -22,8 +22,11 @@ import { runWorkload, SETTLE_WORKLOADS, SPECS, type RunContext, type WorkloadRes
 
 type Runnable = Exclude<WorkloadName, 'disk'>;
 
-interface CpuMark {
+/** What runOne reads at each edge of a measured window. */
+interface EdgeMark {
   at: number;
+  /** Date.now(), for the result's `windows`. */
+  wallMs: number;
   /** CPU seconds so far. */
   client: number;
   members: number | undefined;
@@ -52,7 +55,10 @@ function helpText(): string {
   return lines.join('\n');
 }
 
-/** One run of a workload on one system (one round of it); `fsync` is the WAL fsyncs in its window, when scraped. */
+/** How long before a measured window opens its WAL fsync histograms are scraped (see runOne). */
+export const SCRAPE_LEAD_MS = 250;
+
+/** One run of a workload on one system (one round of it); `fsync` is the members' WAL fsyncs around its window (SCRAPE_LEAD_MS), when scraped. */
 async function runOne(
   live: Live,
   name: Runnable,
@@ -66,13 +72,14 @@ async function runOne(
   progress.begin(step, label);
   const t0 = performance.now();
   const scrapes: { start?: Promise<PromHistogram | undefined>; end?: Promise<PromHistogram | undefined> } = {};
-  // CPU used in the measured window: by this process (the load generator) and by the members.
-  const cpu: { start?: CpuMark; end?: CpuMark } = {};
-  const mark = (): CpuMark => {
+  // The window's edges: when, and the CPU used by then (this process, the members, the machine, kdamond).
+  const edges: { start?: EdgeMark; end?: EdgeMark } = {};
+  const mark = (): EdgeMark => {
     const u = process.cpuUsage();
     const members = live.target.pids().map(cpuSeconds);
     return {
       at: performance.now(),
+      wallMs: Date.now(),
       client: (u.user + u.system) / 1e6,
       members: members.every((m) => m !== undefined) && members.length > 0 ? members.reduce((a, b) => a! + b!, 0)! : undefined,
       machine: machineBusySeconds(),
@@ -92,14 +99,28 @@ async function runOne(
     leaderAddress: leaderAddress(live.target),
     progress: (fraction, ops) => progress.update(step, label, fraction, ops, Math.max(0, performance.now() - t0 - args.warmupMs)),
     window: (edge) => {
-      if (scrapes[edge] === undefined) scrapes[edge] = scrape();
-      cpu[edge] ??= mark();
+      // A warm-up whose lead timer has not fired yet (a busy event loop): scraped at the edge, as a last resort.
+      if (edge === 'start') scrapes.start ??= scrape();
+      edges[edge] ??= mark();
     },
   };
-  const r = await runWorkload(name, ctx);
-  if (cpu.start && cpu.end && cpu.end.at > cpu.start.at) {
-    const secs = (cpu.end.at - cpu.start.at) / 1000;
-    const { start, end } = cpu;
+  // The WAL fsync histograms are scraped off the measured window: a scrape holds each member's
+  // event loop (and this process) for milliseconds, and at the window's edge it fell on the first
+  // measured requests. So the counts run from SCRAPE_LEAD_MS before the window opens (or from the
+  // workload's start, if its warm-up is shorter) until its last request is answered.
+  let lead: NodeJS.Timeout | undefined;
+  if (args.warmupMs > SCRAPE_LEAD_MS) lead = setTimeout(() => (scrapes.start ??= scrape()), args.warmupMs - SCRAPE_LEAD_MS);
+  else await (scrapes.start = scrape());
+  let r: WorkloadResult;
+  try {
+    r = await runWorkload(name, ctx);
+  } finally {
+    clearTimeout(lead);
+  }
+  scrapes.end = scrape();
+  if (edges.start && edges.end && edges.end.at > edges.start.at) {
+    const secs = (edges.end.at - edges.start.at) / 1000;
+    const { start, end } = edges;
     const clientPercent = (100 * (end.client - start.client)) / secs;
     const membersPercent = start.members !== undefined && end.members !== undefined ? (100 * (end.members - start.members)) / secs : undefined;
     r.cpu = { clientPercent, membersPercent };
@@ -109,6 +130,7 @@ async function runOne(
     }
     if (start.kdamond !== undefined && end.kdamond !== undefined) r.cpu.kdamondPercent = (100 * (end.kdamond - start.kdamond)) / secs;
   }
+  if (edges.start && edges.end) r.windows = [{ startMs: edges.start.wallMs, endMs: edges.end.wallMs }];
   const [before, after] = await Promise.all([scrapes.start, scrapes.end]);
   let fsync: PromHistogram | undefined;
   if (before !== undefined && after !== undefined) {

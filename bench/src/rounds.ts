@@ -159,6 +159,8 @@ export function mergeRounds(rounds: readonly WorkloadResult[]): WorkloadResult {
     throughput: rounds.flatMap((r) => r.throughput),
     extra: mergeExtra(rounds),
   };
+  if (rounds.every((r) => r.windows !== undefined)) merged.windows = rounds.flatMap((r) => r.windows!);
+  else delete merged.windows;
   if (rounds.every((r) => r.cpu !== undefined)) {
     const others = rounds.map((r) => r.cpu!.otherPercent);
     const kdamond = weighted(rounds, (r) => r.cpu!.kdamondPercent);

@@ -56,6 +56,8 @@ export interface WorkloadResult {
   throughput: number[];
   /** Workload-specific counts and checks. */
   extra: Record<string, unknown>;
+  /** When each measured window (one a round) opened and closed, by the wall clock (Unix ms): to line a run up with outside traces. */
+  windows?: { startMs: number; endMs: number }[];
   /**
    * CPU used during the measured window, in percent of one core: by the load generator (this
    * process) and by all members together (undefined for --endpoints).
@@ -85,7 +87,7 @@ export interface RunContext {
   readonly leaderAddress: string | undefined;
   /** Called often with the fraction of the workload done and operations so far. */
   progress(fraction: number, ops: number): void;
-  /** Called when the measured window opens and when it closes (metrics are scraped there). */
+  /** Called when the measured window opens and when it closes (the CPU used is read there). */
   window(edge: 'start' | 'end'): void;
 }
 

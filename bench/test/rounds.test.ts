@@ -105,6 +105,16 @@ t.test('CPU: averaged over the windows, the busiest round for other processes', 
   t.equal(mergeRounds([a, round([1])]).cpu, undefined, 'a round without CPU figures: none');
 });
 
+t.test('windows: every round\'s, in order; none when a round lacks them', async (t) => {
+  const a = { ...round([1]), windows: [{ startMs: 1000, endMs: 2000 }] };
+  const b = { ...round([2]), windows: [{ startMs: 5000, endMs: 6000 }] };
+  t.same(mergeRounds([a, b]).windows, [
+    { startMs: 1000, endMs: 2000 },
+    { startMs: 5000, endMs: 6000 },
+  ]);
+  t.notOk('windows' in mergeRounds([a, round([3])]), 'a round without its window: left out');
+});
+
 t.test('rounds of different workloads or systems are refused', async (t) => {
   const a = round([1]);
   t.throws(() => mergeRounds([a, { ...a, target: 'etcd' }]), /mixed/);

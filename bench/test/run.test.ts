@@ -4,9 +4,12 @@
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BenchResults } from '../src/report.js';
+import { startCluster } from '../src/targets.js';
 
 const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
 const RUN_TIMEOUT_MS = 120_000;
@@ -162,4 +165,45 @@ t.test('--cpu-prof, --member-node-args and --member-flags: the member\'s profile
   // --member-flags: after the tool's own member flags.
   t.match(readFileSync(join(dir, 'capstan', 'm0.log'), 'utf8'), /chaos: starting m0: .* --snapshot-count=\d+ --experimental-warning-apply-duration=60s/);
   t.same(r.settings.memberFlags, ['--experimental-warning-apply-duration=60s']);
+});
+
+t.test('/metrics is scraped outside every measured window, and the WAL fsyncs are still counted', async (t) => {
+  const dir = t.testdir();
+  const cluster = await startCluster('capstan', { members: 1, resultsDir: join(dir, 'cluster'), cpuProf: false, memberNodeArgs: [], memberFlags: [], keepData: false });
+  t.teardown(() => cluster.stop());
+  // A pass-through in front of the member's /metrics that notes when each scrape came and went.
+  const scrapes: { from: number; to: number }[] = [];
+  const proxy = createServer((req, res) => {
+    const from = Date.now();
+    void fetch(`${cluster.metricsEndpoints[0]}${req.url ?? '/'}`)
+      .then((r) => r.text())
+      .then((body) => res.end(body, () => scrapes.push({ from, to: Date.now() })));
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => proxy.close());
+  const metrics = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  const endpoint = cluster.endpoints[0]!.replace(/^https?:\/\//, '');
+  const { code, stderr } = await runBench(t, [
+    `--endpoints=${endpoint}`,
+    `--metrics-endpoints=${metrics}`,
+    '--workloads=put,watch',
+    '--duration=2s',
+    '--warmup=600ms',
+    '--settle=0',
+    '--channels=2',
+    '--inflight=2',
+    '--watchers=2',
+    '--watch-rate=20',
+    `--results=${join(dir, 'run')}`,
+  ]);
+  t.equal(code, 0, `exit 0\n${stderr}`);
+  const r = JSON.parse(readFileSync(join(dir, 'run', 'results.json'), 'utf8')) as BenchResults;
+  const windows = r.results.flatMap((x) => x.windows ?? []);
+  t.equal(windows.length, 2, 'a window per workload');
+  t.ok(windows.every((w) => w.startMs < w.endMs), `each window opens before it closes: ${JSON.stringify(windows)}`);
+  // One scrape when the tool connects, then one before and one after each window.
+  t.equal(scrapes.length, 1 + 2 * windows.length, `scrapes: ${JSON.stringify(scrapes)}`);
+  const inside = scrapes.filter((s) => windows.some((w) => s.from < w.endMs && s.to > w.startMs));
+  t.same(inside, [], 'no scrape overlaps a window');
+  for (const x of r.results) t.ok(x.walFsync !== undefined && x.walFsync.fsyncs > 0, `${x.workload}: the member's WAL fsyncs were counted`);
 });
