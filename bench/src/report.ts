@@ -213,7 +213,7 @@ export function diskTable(disk: DiskResult, targets: readonly TargetName[]): str
       rows.push([`${t} WAL fsync`, 'no /metrics', '', '', '', '']);
       continue;
     }
-    rows.push([`${t} WAL fsync (all members, measured windows)`, String(f.fsyncs), fmtNum(f.p50, 3), fmtNum(f.p90, 3), fmtNum(f.p99, 3), fmtNum(f.mean, 3)]);
+    rows.push([`${t} WAL fsync (all members, around the measured windows)`, String(f.fsyncs), fmtNum(f.p50, 3), fmtNum(f.p90, 3), fmtNum(f.p99, 3), fmtNum(f.mean, 3)]);
   }
   const c = disk.walFsync.capstan;
   const e = disk.walFsync.etcd;
@@ -563,7 +563,7 @@ export function renderHtml(r: BenchResults): string {
     parts.push('<h2 id="disk">disk</h2>');
     parts.push(
       `<p class="note">The raw row is 4 KiB write + fdatasync into a preallocated file in ${esc(r.disk.raw?.dir ?? '-')} (same disk as the members' data), with no server running load. ` +
-        `The WAL rows are the members' own etcd_disk_wal_fsync_duration_seconds histograms (all members added up) over the measured windows of every workload: how often the WAL synced and how long each sync took under load.</p>`,
+        `The WAL rows are the members' own etcd_disk_wal_fsync_duration_seconds histograms (all members added up) from a quarter second before each workload's measured window to its last answer (no scrape falls inside a window): how often the WAL synced and how long each sync took under load.</p>`,
     );
     const rows: string[][] = [];
     if (r.disk.raw) {
