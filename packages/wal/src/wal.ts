@@ -155,8 +155,6 @@ export class Wal {
   private readonly segments: SegmentName[];
   /** Saves run one at a time, in call order: each waits for the previous one's fdatasync. */
   private queue: Promise<unknown> = Promise.resolve();
-  /** The hard state holds a commit index no record has yet (a MustSync-free save): the next write carries it. */
-  private stateUnwritten = false;
   /** Releases of what snapshots cover, one at a time, outside the save queue (never rejects). */
   private releasing: Promise<void> = Promise.resolve();
   private prepared: Promise<PreparedSegment> | undefined;
@@ -442,15 +440,6 @@ export class Wal {
     this.closed = true;
     await this.queue;
     await this.releasing;
-    if (this.stateUnwritten && this.poisonedBy === undefined) {
-      // A clean stop keeps the last commit index, as etcd's Close syncs what its buffer holds.
-      try {
-        await this.append([{ type: RecordType.HardState, hardState: this.hardState }], [], true, false);
-        this.stateUnwritten = false;
-      } catch (e) {
-        this.poison(e, this.active.path);
-      }
-    }
     await this.active.file.close().catch(() => {});
     if (this.prepared !== undefined) {
       const p = await this.prepared.catch(() => undefined);
@@ -499,29 +488,18 @@ export class Wal {
     if (snap === undefined && entries.length === 0 && batch.hardState === undefined) {
       return new Persisted(MINT, this.batches, this.terms.lastIndex, this.hardState);
     }
-    // etcd's MustSync: a batch that only moves the commit index needs no fsync. Losing it loses
-    // nothing: commit is learned again from the leader, and the state machine skips entries it
-    // has already applied (its consistent index). As etcd's WAL keeps it in its buffer until the
-    // next write that must sync, so it is held here and rides with the next record written (or
-    // close()): written at once, it was a second pwrite a put on every member, about 0.1 ms of
-    // the event loop each on this machine (README).
-    const hs = batch.hardState;
-    const sync = snap !== undefined || entries.length > 0 || (hs !== undefined && (hs.term !== this.hardState.term || hs.vote !== this.hardState.vote));
-    if (!sync) {
-      this.hardState = hs!;
-      this.stateUnwritten = true;
-      this.batches++;
-      return new Persisted(MINT, this.batches, this.terms.lastIndex, this.hardState);
-    }
     try {
       if (snap !== undefined && !snapFileWritten) await writeSnapshotFile(this.fs, path.join(this.dir, SNAP_DIR), snap);
       const records: WalRecord[] = [];
       if (snap !== undefined) records.push({ type: RecordType.Snapshot, marker });
       for (const entry of entries) records.push({ type: RecordType.Entry, entry });
-      const state = hs ?? (this.stateUnwritten ? this.hardState : undefined);
-      if (state !== undefined) records.push({ type: RecordType.HardState, hardState: state });
+      if (batch.hardState !== undefined) records.push({ type: RecordType.HardState, hardState: batch.hardState });
+      // etcd's MustSync: a batch that only moves the commit index is written without an fsync.
+      // Losing it to a power cut loses nothing: commit is learned again from the leader, and the
+      // state machine skips entries it has already applied (its consistent index).
+      const hs = batch.hardState;
+      const sync = snap !== undefined || entries.length > 0 || (hs !== undefined && (hs.term !== this.hardState.term || hs.vote !== this.hardState.vote));
       await this.append(records, entries, sync, inlineSync);
-      this.stateUnwritten = false;
     } catch (e) {
       throw this.poison(e, this.active.path);
     }
