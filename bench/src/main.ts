@@ -71,7 +71,8 @@ async function runOne(
   const label = `${live.target.name} ${name}${round}`;
   progress.begin(step, label);
   const t0 = performance.now();
-  const scrapes: { start?: Promise<PromHistogram | undefined>; end?: Promise<PromHistogram | undefined> } = {};
+  // The WAL fsync histograms before the window (the one after it is taken once the workload returns).
+  let before: Promise<PromHistogram | undefined> | undefined;
   // The window's edges: when, and the CPU used by then (this process, the members, the machine, kdamond).
   const edges: { start?: EdgeMark; end?: EdgeMark } = {};
   const mark = (): EdgeMark => {
@@ -100,7 +101,7 @@ async function runOne(
     progress: (fraction, ops) => progress.update(step, label, fraction, ops, Math.max(0, performance.now() - t0 - args.warmupMs)),
     window: (edge) => {
       // A warm-up whose lead timer has not fired yet (a busy event loop): scraped at the edge, as a last resort.
-      if (edge === 'start') scrapes.start ??= scrape();
+      if (edge === 'start') before ??= scrape();
       edges[edge] ??= mark();
     },
   };
@@ -109,15 +110,15 @@ async function runOne(
   // measured requests. So the counts run from SCRAPE_LEAD_MS before the window opens (or from the
   // workload's start, if its warm-up is shorter) until its last request is answered.
   let lead: NodeJS.Timeout | undefined;
-  if (args.warmupMs > SCRAPE_LEAD_MS) lead = setTimeout(() => (scrapes.start ??= scrape()), args.warmupMs - SCRAPE_LEAD_MS);
-  else await (scrapes.start = scrape());
+  if (args.warmupMs > SCRAPE_LEAD_MS) lead = setTimeout(() => (before ??= scrape()), args.warmupMs - SCRAPE_LEAD_MS);
+  else await (before = scrape());
   let r: WorkloadResult;
   try {
     r = await runWorkload(name, ctx);
   } finally {
     clearTimeout(lead);
   }
-  scrapes.end = scrape();
+  const after = scrape();
   if (edges.start && edges.end && edges.end.at > edges.start.at) {
     const secs = (edges.end.at - edges.start.at) / 1000;
     const { start, end } = edges;
@@ -131,10 +132,10 @@ async function runOne(
     if (start.kdamond !== undefined && end.kdamond !== undefined) r.cpu.kdamondPercent = (100 * (end.kdamond - start.kdamond)) / secs;
   }
   if (edges.start && edges.end) r.windows = [{ startMs: edges.start.wallMs, endMs: edges.end.wallMs }];
-  const [before, after] = await Promise.all([scrapes.start, scrapes.end]);
+  const [from, to] = await Promise.all([before, after]);
   let fsync: PromHistogram | undefined;
-  if (before !== undefined && after !== undefined) {
-    fsync = subtractHistogram(after, before);
+  if (from !== undefined && to !== undefined) {
+    fsync = subtractHistogram(to, from);
     live.fsync = addHistograms([live.fsync, fsync]);
   }
   const unit = name === 'watch' ? 'events' : 'ops';
