@@ -15,7 +15,7 @@
  * under light load allocates slowly, so V8 picks its floor, 1.1 (plus an 8 MiB step): a leader
  * holding 40 MB of live data after a heavy workload (the Raft log up to --snapshot-count, the key
  * index) did a full collection every 1.75 s while serving 100 puts/s, each with 20-35 ms of
- * incremental marking on the main thread and a 5-12 ms pause (bench/README.md, "Full collections
+ * incremental marking on the main thread and a 5-12 ms pause (bench/FINDINGS.md, "Full collections
  * under light load"). Under heavy load V8 itself picks its ceiling, 4.0. The member's factor is
  * fixed at that ceiling. It was 2 (Go's GOGC=100) until a load generator that no longer limited
  * the cluster showed a full collection every 0.8-0.9 s on every member under 256 lease keepalive

@@ -5,7 +5,7 @@
  * metadata and a call stack on both sides. Under the bench's 256 keepalive streams spread over
  * three members, that capped the cluster at 50,790 keepalives/s against 236,284/s sent to the
  * leader alone, and it left garbage whose clearing made every member's full collections 20-90 ms
- * long, pauses that fell on whatever ran next (bench/README.md, "Forwarded keepalives").
+ * long, pauses that fell on whatever ran next (bench/FINDINGS.md, "Forwarded keepalives").
  */
 import * as grpc from '@grpc/grpc-js';
 import { packr } from './peercodec.js';
