@@ -87,7 +87,7 @@ export interface RunContext {
   readonly leaderAddress: string | undefined;
   /** Called often with the fraction of the workload done and operations so far. */
   progress(fraction: number, ops: number): void;
-  /** Called when the measured window opens and when it closes (the CPU used is read there). */
+  /** Called when the measured window opens and when it closes: the CPU used and the wall clock are read there (and the WAL fsync histograms, when the window opens before runOne's lead scrape has fired). */
   window(edge: 'start' | 'end'): void;
 }
 
