@@ -197,6 +197,10 @@ t.test('entries in the in-memory log do not pin the buffers they were cut from',
 t.test('a leader answers writes its followers made durable while its own write is held, then writes them in one save', async (t) => {
   const { live, leader } = await warmCluster(t);
   const rn = (leader.member as unknown as { rn: { status(): { id: number; commit: number; lastIndex: number; progress?: ReadonlyMap<number, { match: number }> } } }).rn;
+  // The warm-up's last save (its commit index) may still be under way; a write proposed now would
+  // be gathered behind it and reach the gate only once it finished, after that write was answered.
+  const writing = (): unknown => (leader.member as unknown as { writing: unknown }).writing;
+  await until('the warm-up saved', () => writing() === undefined);
   const { gates: [gate], later } = holdSaves(t, leader, 1);
   const before = rn.status().lastIndex;
   await leader.member.propose({ put: { key: b('wb/0'), value: b('v') } });
