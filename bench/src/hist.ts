@@ -176,6 +176,20 @@ export class Histogram {
   }
 }
 
+/**
+ * A latency figure kept beside a result's other figures: its summary under `key`, and its
+ * buckets under the key with `Histogram` appended, so that rounds can be added up exactly
+ * (rounds.ts reads the pair by this naming).
+ */
+export function latencyFigures(key: string, h: Histogram): Record<string, LatencySummary | HistogramBuckets> {
+  return { [key]: h.summary(), [histogramKey(key)]: h.buckets() };
+}
+
+/** Where latencyFigures keeps the buckets of the latency figure `key`. */
+export function histogramKey(key: string): string {
+  return `${key}Histogram`;
+}
+
 /** Events per whole second since a start time (ms, performance.now()). */
 export class Timeline {
   private readonly perSecond: number[] = [];

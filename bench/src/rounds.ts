@@ -5,7 +5,7 @@
  * system back up into the one result the tables and the report show.
  */
 import type { BenchArgs } from './flags.js';
-import { Histogram, type HistogramBuckets, type LatencySummary } from './hist.js';
+import { Histogram, histogramKey, type HistogramBuckets, type LatencySummary } from './hist.js';
 import { ERROR_SAMPLES, type WorkloadResult } from './workloads.js';
 
 /** A later round's warm-up: the system sat idle while the other one ran. */
@@ -32,13 +32,21 @@ export function roundOrder<T>(systems: readonly T[], workload: number, round: nu
   return flips % 2 === 0 ? [...systems] : [...systems].reverse();
 }
 
+type ExtraMerge = 'sum' | 'min' | 'all' | 'histogram' | 'latency';
+
+/** A latency figure of hist.ts's latencyFigures: the summary merged from the summed buckets. */
+function latencyMerge(key: string): Record<string, ExtraMerge> {
+  return { [key]: 'latency', [histogramKey(key)]: 'histogram' };
+}
+
 /**
  * How a workload's extra figures add up over rounds. `sum`: counts; `min`: a count every round
  * must reach (watchers that saw every put); `all`: a check every round must pass; `histogram`:
  * buckets, added; `latency`: a LatencySummary re-made from the buckets stored under
- * `${key}Histogram`. A figure not listed is a setting, the same in every round.
+ * `histogramKey(key)` (hist.ts's latencyFigures). A figure not listed is a setting, the same in
+ * every round.
  */
-const EXTRA_MERGE: Record<string, 'sum' | 'min' | 'all' | 'histogram' | 'latency'> = {
+const EXTRA_MERGE: Record<string, ExtraMerge> = {
   putsSent: 'sum',
   putsAcknowledged: 'sum',
   putErrors: 'sum',
@@ -48,12 +56,9 @@ const EXTRA_MERGE: Record<string, 'sum' | 'min' | 'all' | 'histogram' | 'latency
   duplicateEvents: 'sum',
   watchersComplete: 'min',
   allReceived: 'all',
-  putLatency: 'latency',
-  putLatencyHistogram: 'histogram',
-  leaderWatchLatency: 'latency',
-  leaderWatchLatencyHistogram: 'histogram',
-  followerWatchLatency: 'latency',
-  followerWatchLatencyHistogram: 'histogram',
+  ...latencyMerge('putLatency'),
+  ...latencyMerge('leaderWatchLatency'),
+  ...latencyMerge('followerWatchLatency'),
   failedCompares: 'sum',
   granted: 'sum',
   revokeFailures: 'sum',
@@ -108,7 +113,7 @@ function mergeExtra(rounds: readonly WorkloadResult[]): Record<string, unknown> 
         out[key] = values.every((v) => v === true);
         break;
       case 'latency': {
-        const hists = rounds.map((r) => r.extra[`${key}Histogram`] as HistogramBuckets | undefined);
+        const hists = rounds.map((r) => r.extra[histogramKey(key)] as HistogramBuckets | undefined);
         if (hists.every((h) => h !== undefined)) {
           out[key] = mergeLatency(rounds.map((r, i) => ({ latency: r.extra[key] as LatencySummary, histogram: hists[i]! }))).latency;
         }

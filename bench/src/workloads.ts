@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { CompareResult, CompareTarget, type LeaseGrantResponse, type PutRequest, type PutResponse, type RangeRequest, type TxnRequest, type TxnResponse, type WatchResponse } from '@capstan/mvcc';
 import { KV, LEASE, WATCH, msg, type BidiStream, type GrpcError, type RawClient } from './client.js';
 import type { BenchArgs, TargetName, WorkloadName } from './flags.js';
-import { Histogram, Timeline, type HistogramBuckets, type LatencySummary } from './hist.js';
+import { Histogram, latencyFigures, Timeline, type HistogramBuckets, type LatencySummary } from './hist.js';
 
 /** Keys overwritten by the put workloads (cycled in order). */
 export const PUT_KEYSPACE = 10_000;
@@ -658,17 +658,13 @@ async function watch(ctx: RunContext): Promise<WorkloadResult> {
       duplicateEvents: duplicates,
       watchersComplete,
       allReceived: missing === 0 && acked.length > 0,
-      putLatency: putHist.summary(),
-      // For adding rounds up (rounds.ts).
-      putLatencyHistogram: putHist.buckets(),
+      ...latencyFigures('putLatency', putHist),
       ...(leaderAddress === undefined
         ? {}
         : {
             leaderWatchers: watchers.filter((w) => w.roleHist === atLeader).length,
-            leaderWatchLatency: atLeader.summary(),
-            leaderWatchLatencyHistogram: atLeader.buckets(),
-            followerWatchLatency: atFollowers.summary(),
-            followerWatchLatencyHistogram: atFollowers.buckets(),
+            ...latencyFigures('leaderWatchLatency', atLeader),
+            ...latencyFigures('followerWatchLatency', atFollowers),
           }),
     });
   } finally {

@@ -1,5 +1,5 @@
 // Shared by the bench's tests (not a test itself: tap runs only *.test.js).
-import { Histogram } from '../src/hist.js';
+import { Histogram, latencyFigures } from '../src/hist.js';
 
 /** A histogram of these latencies, in ms. */
 export function histOf(ms: readonly number[]): Histogram {
@@ -8,8 +8,7 @@ export function histOf(ms: readonly number[]): Histogram {
   return h;
 }
 
-/** A result's extras for one latency, as a workload reports it: its summary under `key`, its buckets under `${key}Histogram` (rounds.ts merges the pair). */
+/** A result's extras for one latency of these values, as a workload reports it (hist.ts's latencyFigures). */
 export function latencyExtra(key: string, ms: readonly number[]): Record<string, unknown> {
-  const h = histOf(ms);
-  return { [key]: h.summary(), [`${key}Histogram`]: h.buckets() };
+  return latencyFigures(key, histOf(ms));
 }
