@@ -153,6 +153,7 @@ export function mergeRounds(rounds: readonly WorkloadResult[]): WorkloadResult {
   const merged: WorkloadResult = {
     ...first,
     rounds: rounds.length,
+    roundFigures: rounds.map((r) => ({ opsPerSec: r.opsPerSec, p50: r.latency.p50, p99: r.latency.p99 })),
     durationMs,
     ops,
     errors: rounds.reduce((a, r) => a + r.errors, 0),

@@ -35,6 +35,13 @@ export interface WorkloadSpec {
   describe(args: BenchArgs): string;
 }
 
+/** The figures of one round that the issue's targets judge (report.ts checkTargets): ops/s, and latency in ms. */
+export interface RoundFigures {
+  opsPerSec: number;
+  p50: number;
+  p99: number;
+}
+
 export interface WorkloadResult {
   workload: WorkloadName;
   target: TargetName;
@@ -43,6 +50,8 @@ export interface WorkloadResult {
   inflight: number;
   /** Alternating rounds this result adds up (rounds.ts); absent for one. */
   rounds?: number;
+  /** Each of those rounds' own figures, in the order they ran (rounds.ts); absent for one. */
+  roundFigures?: RoundFigures[];
   /** The measured window (warm-up excluded); over all rounds. */
   durationMs: number;
   ops: number;

@@ -5,7 +5,7 @@ import { Histogram } from '../src/hist.js';
 import { histOf } from './helpers.js';
 import type { TargetName, WorkloadName } from '../src/flags.js';
 import { fsyncStats } from '../src/metrics.js';
-import { BUSY_OTHER_PERCENT, checkTargets, compare, diskTable, profilesText, renderHtml, workloadTable, type BenchResults } from '../src/report.js';
+import { BUSY_OTHER_PERCENT, checksTable, checkTargets, compare, diskTable, profilesText, renderHtml, workloadTable, type BenchResults } from '../src/report.js';
 import type { ProfileSummary } from '../src/flame.js';
 import type { WorkloadResult } from '../src/workloads.js';
 
@@ -71,6 +71,32 @@ t.test('ratios are capstan / etcd, and the targets are judged from them', async 
   t.notMatch(workloadTable(rs.slice(0, 1), undefined), /capstan\/etcd/, 'no ratio row for one system');
 });
 
+t.test('each target is also judged round by round, Capstan\'s round i against etcd\'s', async (t) => {
+  const rs = results();
+  const figures = (ops: number[], p50: number[], p99: number[]) => ops.map((o, i) => ({ opsPerSec: o, p50: p50[i]!, p99: p99[i]! }));
+  const [putC, putE, seqC, seqE, , , watchC, watchE] = rs;
+  putC!.roundFigures = figures([300, 200, 400], [1, 1, 1], [10, 30, 10]);
+  putE!.roundFigures = figures([200, 200, 200], [1, 1, 1], [20, 20, 20]);
+  seqC!.roundFigures = figures([1, 1], [2, 2], [1, 1]);
+  seqE!.roundFigures = figures([1, 1, 1], [1, 1, 1], [1, 1, 1]);
+  watchC!.roundFigures = figures([1, 1], [1, 1], [24, 18]);
+  watchE!.roundFigures = figures([1, 1], [1, 1], [20, 20]);
+  const checks = checkTargets(rs, compare(rs), 3);
+  const byGoal = (s: string) => checks.find((c) => c.goal.startsWith(s))!;
+  const tput = byGoal('concurrent puts: throughput');
+  t.same(tput.rounds?.held, 2, 'throughput: 1.5x, 1.0x, 2.0x against at least 1.2x');
+  t.ok(Math.abs(tput.rounds!.ratios[0]! - 1.5) < 1e-9 && Math.abs(tput.rounds!.ratios[2]! - 2) < 1e-9);
+  t.same(byGoal('concurrent puts: p99').rounds?.held, 2, 'p99: 0.5x, 1.5x, 0.5x against at most 1.00x');
+  t.notOk('rounds' in byGoal('sequential'), 'rounds that do not pair up: none');
+  t.notOk('rounds' in byGoal('linearizable'), 'no rounds recorded: none');
+  const watch = byGoal('watch');
+  t.same(watch.rounds, { ratios: [1.2, 0.9], held: 1 });
+  const md = checksTable(checks);
+  t.match(md, /\| goal \| capstan\/etcd \| met \| each round \(met in\) \|/);
+  t.match(md, /\| watch \(100 watchers\)[^\n]*\| 1\.00x \| yes \| 1\.20x 0\.90x \(1 of 2\) \|/, 'the verdict is the pooled figure\'s, the rounds beside it');
+  t.match(md, /\| linearizable reads[^\n]*\| - \|/);
+});
+
 t.test('the watch table has the puts\' own acknowledgement latency beside the events\'', async (t) => {
   const acks = histOf(Array.from({ length: 100 }, (_, i) => (i >= 95 ? 12 : 2)));
   const rs = [fake('watch', 'capstan', 1, { ...WATCH_EXTRA, putLatency: acks.summary() }), fake('watch', 'etcd', 1, WATCH_EXTRA)];
@@ -115,6 +141,7 @@ t.test('report.html: every workload has a latency and a throughput chart with bo
   };
   const html = renderHtml(report);
   t.match(html, /^<!doctype html>/);
+  t.match(html, /<th>each round \(met in\)<\/th>/, 'the targets\' table has the rounds\' column');
   t.notMatch(html, /<script/i, 'no script, and the command is escaped');
   t.notMatch(html, /https?:\/\/(?!www\.w3\.org\/2000\/svg)/, 'nothing loaded from elsewhere');
   for (const w of ['put', 'put-seq', 'range', 'watch']) {

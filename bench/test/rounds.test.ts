@@ -58,6 +58,15 @@ t.test('latency, counts and throughput of rounds add up to one window of them al
   t.ok(m.latency.p99 >= 20, 'the slow round sets the p99');
   t.same(m.histogram, whole.buckets());
   t.same(m.throughput, [900, 100], 'the measured seconds of each round, back to back');
+  t.same(
+    m.roundFigures,
+    [
+      { opsPerSec: 900, p50: a.latency.p50, p99: a.latency.p99 },
+      { opsPerSec: 50, p50: b.latency.p50, p99: b.latency.p99 },
+    ],
+    'each round keeps its own figures, in order',
+  );
+  t.notOk('roundFigures' in a, 'a single round has none');
 });
 
 t.test('extras: counts add, checks must hold in every round, settings stay', async (t) => {
