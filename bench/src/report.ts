@@ -184,7 +184,13 @@ function fmtRounds(c: TargetCheck): string {
   return c.rounds === undefined ? '-' : `${c.rounds.ratios.map(fmtRatio).join(' ')} (${c.rounds.held} of ${c.rounds.ratios.length})`;
 }
 
-const CHECKS_HEADER = ['goal', 'capstan/etcd', 'met', 'each round (met in)'];
+/** The targets table: its header, and a row per check; the rounds' column only when some check has rounds (not with --rounds 1). */
+function checksRows(checks: readonly TargetCheck[], verdict: (met: boolean) => string, cell: (s: string) => string): { header: string[]; rows: string[][] } {
+  const withRounds = checks.some((c) => c.rounds !== undefined);
+  const header = ['goal', 'capstan/etcd', 'met', ...(withRounds ? ['each round (met in)'] : [])];
+  const rows = checks.map((c) => [cell(c.goal), cell(c.value), verdict(c.met), ...(withRounds ? [cell(fmtRounds(c))] : [])]);
+  return { header, rows };
+}
 
 // ---------------------------------------------------------------- markdown
 
@@ -259,7 +265,8 @@ export function diskTable(disk: DiskResult, targets: readonly TargetName[]): str
 }
 
 export function checksTable(checks: readonly TargetCheck[]): string {
-  return `### targets (issue 8)\n\n${mdTable(CHECKS_HEADER, checks.map((c) => [c.goal, c.value, c.met ? 'yes' : 'NO', fmtRounds(c)]), ['l', 'r', 'l', 'l'])}`;
+  const { header, rows } = checksRows(checks, (met) => (met ? 'yes' : 'NO'), (s) => s);
+  return `### targets (issue 8)\n\n${mdTable(header, rows, header.map((_, i) => (i === 1 ? 'r' : 'l')))}`;
 }
 
 // ---------------------------------------------------------------- SVG charts
@@ -562,7 +569,8 @@ export function renderHtml(r: BenchResults): string {
   );
   if (r.checks.length > 0) {
     parts.push('<h2>Targets (issue 8)</h2>');
-    parts.push(htmlTable(CHECKS_HEADER, r.checks.map((c) => [esc(c.goal), esc(c.value), c.met ? '<span class="ok">yes</span>' : '<span class="bad">no</span>', esc(fmtRounds(c))])));
+    const { header, rows } = checksRows(r.checks, (met) => (met ? '<span class="ok">yes</span>' : '<span class="bad">no</span>'), esc);
+    parts.push(htmlTable(header, rows));
   }
   const names = [...new Set(r.results.map((x) => x.workload))];
   for (const w of names) {

@@ -95,6 +95,9 @@ t.test('each target is also judged round by round, Capstan\'s round i against et
   t.match(md, /\| goal \| capstan\/etcd \| met \| each round \(met in\) \|/);
   t.match(md, /\| watch \(100 watchers\)[^\n]*\| 1\.00x \| yes \| 1\.20x 0\.90x \(1 of 2\) \|/, 'the verdict is the pooled figure\'s, the rounds beside it');
   t.match(md, /\| linearizable reads[^\n]*\| - \|/);
+  const single = checksTable(checkTargets(results(), compare(results()), 3));
+  t.match(single, /\| goal \| capstan\/etcd \| met \|\n/, 'no check has rounds (--rounds 1): no rounds column');
+  t.notMatch(single, /each round/);
 });
 
 t.test('the watch table has the puts\' own acknowledgement latency beside the events\'', async (t) => {
@@ -141,7 +144,11 @@ t.test('report.html: every workload has a latency and a throughput chart with bo
   };
   const html = renderHtml(report);
   t.match(html, /^<!doctype html>/);
-  t.match(html, /<th>each round \(met in\)<\/th>/, 'the targets\' table has the rounds\' column');
+  t.match(html, /<th>met<\/th><\/tr>/, 'no rounds recorded: the targets\' table has no rounds column');
+  const withRounds = renderHtml({ ...report, checks: report.checks.map((c, i) => (i === 0 ? { ...c, rounds: { ratios: [1.5, 0.5], held: 1 } } : c)) });
+  t.match(withRounds, /<th>each round \(met in\)<\/th>/, 'rounds recorded: the column');
+  t.match(withRounds, /<td>1\.50x 0\.50x \(1 of 2\)<\/td>/);
+  t.match(withRounds, /<td>-<\/td>/, 'a check without rounds: a dash');
   t.notMatch(html, /<script/i, 'no script, and the command is escaped');
   t.notMatch(html, /https?:\/\/(?!www\.w3\.org\/2000\/svg)/, 'nothing loaded from elsewhere');
   for (const w of ['put', 'put-seq', 'range', 'watch']) {
