@@ -459,6 +459,14 @@ export function throughputChart(results: readonly WorkloadResult[], title: strin
   return lineChart({ title, xLabel: 'second of the measured window', yLabel: `${unit}/s`, series });
 }
 
+/** The watch workload's puts over the measured time: when a stall comes, and at what period. */
+export function putTailChart(results: readonly WorkloadResult[], title: string): string {
+  const series: Series[] = results
+    .filter((r) => r.putTail !== undefined)
+    .map((r) => ({ name: r.target, color: COLORS[r.target], points: r.putTail!.atMs.map((at, i) => [at / 1000, r.putTail!.slowestMs[i]!] as [number, number]) }));
+  return lineChart({ title, xLabel: 'second of the measured window (the put sent)', yLabel: 'slowest event ms', series });
+}
+
 export function diskChart(disk: DiskResult, targets: readonly TargetName[]): string {
   // The raw samples in etcd's WAL fsync buckets, so the three are comparable bar for bar.
   const bounds: number[] = [];
@@ -565,7 +573,7 @@ export function renderHtml(r: BenchResults): string {
   parts.push(
     `<p class="note">How to read: each workload ran on each system in turn (never both at once), with a warm-up before the measured window. ` +
       `Latency is the time from sending a request to its answer, on the client (the bench process). The left chart is the latency distribution by percentile (log scale on both axes: the right end is the slowest request); lower is better. ` +
-      `The right chart is completed operations per second during the measured window. CPU % is CPU time used during the measured window in percent of one core (${r.host.cpus} here), by all members together and by the load generator: with both near the machine's total, the client or the machine limits the figures, not the system measured. In the ratio rows, capstan/etcd above 1 is better for Capstan for ops/s, below 1 is better for Capstan for latencies.</p>`,
+      `The right chart is completed operations per second during the measured window. For watch, a third chart has each put's slowest event (over every watcher) at the time the put was sent, rounds back to back: a stall shows as a spike, and stalls at a fixed period as spikes that far apart. CPU % is CPU time used during the measured window in percent of one core (${r.host.cpus} here), by all members together and by the load generator: with both near the machine's total, the client or the machine limits the figures, not the system measured. In the ratio rows, capstan/etcd above 1 is better for Capstan for ops/s, below 1 is better for Capstan for latencies.</p>`,
   );
   if (r.checks.length > 0) {
     parts.push('<h2>Targets (issue 8)</h2>');
@@ -602,7 +610,8 @@ export function renderHtml(r: BenchResults): string {
           .join('<br>')}</p>`,
       );
     if (w === 'txn-cas') parts.push(`<p class="note">${rs.map((x) => `${esc(x.target)}: ${String(x.extra.failedCompares)} failed compares (each key has a single writer: should be 0)`).join('<br>')}</p>`);
-    parts.push(`<div class="charts">${latencyChart(rs, `${w}: latency by percentile`)}${throughputChart(rs, `${w}: throughput over time`, isWatch ? 'events' : 'ops')}</div>`);
+    const tail = rs.some((x) => x.putTail !== undefined) ? putTailChart(rs, `${w}: each put's slowest event`) : '';
+    parts.push(`<div class="charts">${latencyChart(rs, `${w}: latency by percentile`)}${throughputChart(rs, `${w}: throughput over time`, isWatch ? 'events' : 'ops')}${tail}</div>`);
   }
   if (r.disk) {
     parts.push('<h2 id="disk">disk</h2>');

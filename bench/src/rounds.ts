@@ -6,7 +6,7 @@
  */
 import type { BenchArgs } from './flags.js';
 import { Histogram, histogramKey, type HistogramBuckets, type LatencySummary } from './hist.js';
-import { ERROR_SAMPLES, type WorkloadResult } from './workloads.js';
+import { ERROR_SAMPLES, round2, type PutTail, type WorkloadResult } from './workloads.js';
 
 /** A later round's warm-up: the system sat idle while the other one ran. */
 export const REWARM_MS = 500;
@@ -139,6 +139,18 @@ export function weighted<W extends { readonly durationMs: number }>(rounds: read
   return ms > 0 ? sum / ms : undefined;
 }
 
+/** The rounds' puts back to back, as their throughput: each round's times shifted by the windows before it. */
+function mergePutTails(rounds: readonly WorkloadResult[]): PutTail {
+  const out: PutTail = { atMs: [], slowestMs: [] };
+  let offset = 0;
+  for (const r of rounds) {
+    for (const at of r.putTail!.atMs) out.atMs.push(round2(at + offset));
+    out.slowestMs.push(...r.putTail!.slowestMs);
+    offset += r.durationMs;
+  }
+  return out;
+}
+
 /** One system's rounds of one workload as one result (a single round is returned as it is). */
 export function mergeRounds(rounds: readonly WorkloadResult[]): WorkloadResult {
   if (rounds.length === 0) throw new Error('mergeRounds: no rounds');
@@ -167,6 +179,8 @@ export function mergeRounds(rounds: readonly WorkloadResult[]): WorkloadResult {
   };
   if (rounds.every((r) => r.windows !== undefined)) merged.windows = rounds.flatMap((r) => r.windows!);
   else delete merged.windows;
+  if (rounds.every((r) => r.putTail !== undefined)) merged.putTail = mergePutTails(rounds);
+  else delete merged.putTail;
   if (rounds.every((r) => r.cpu !== undefined)) {
     const others = rounds.map((r) => r.cpu!.otherPercent);
     const kdamond = weighted(rounds, (r) => r.cpu!.kdamondPercent);

@@ -42,6 +42,17 @@ export interface RoundFigures {
   p99: number;
 }
 
+/**
+ * The watch workload's puts in the order sent: each one's send time in the measured window and
+ * the latency of its slowest event, over every watcher (ms). A put's events reach the watchers
+ * together or not at all, so this shows when the tail happens, where the histogram shows only how
+ * long it is: a stall at a period (DAMON's samples, for one) stands out as spikes at that period.
+ */
+export interface PutTail {
+  atMs: number[];
+  slowestMs: number[];
+}
+
 export interface WorkloadResult {
   workload: WorkloadName;
   target: TargetName;
@@ -65,6 +76,8 @@ export interface WorkloadResult {
   throughput: number[];
   /** Workload-specific counts and checks. */
   extra: Record<string, unknown>;
+  /** The watch workload only: every recorded put's slowest event (rounds back to back, as throughput). */
+  putTail?: PutTail;
   /** When each measured window (one a round) opened and closed, by the wall clock (Unix ms): to line a run up with outside traces. */
   windows?: { startMs: number; endMs: number }[];
   /**
@@ -507,6 +520,9 @@ async function watch(ctx: RunContext): Promise<WorkloadResult> {
   const maxPuts = Math.ceil(((args.warmupMs + args.durationMs) / 1000) * rate) + 10;
   const hist = new Histogram();
   const putHist = new Histogram();
+  // By sequence number: when the put was sent, and its slowest recorded event so far (0: none yet).
+  const sentAt = new Float64Array(maxPuts);
+  const slowest = new Float64Array(maxPuts);
   const atLeader = new Histogram();
   const atFollowers = new Histogram();
   const { leaderAddress } = ctx;
@@ -544,7 +560,10 @@ async function watch(ctx: RunContext): Promise<WorkloadResult> {
             me.seen[seq] = Math.min(255, me.seen[seq]! + 1);
             if (v.readUInt8(12) === 1 && me.seen[seq] === 1) {
               me.recorded++;
-              const ms = now - v.readDoubleLE(0);
+              const sent = v.readDoubleLE(0);
+              const ms = now - sent;
+              sentAt[seq] = sent;
+              if (ms > slowest[seq]!) slowest[seq] = ms;
               hist.recordMs(ms);
               me.roleHist?.recordMs(ms);
               timeline.t.mark(now);
@@ -655,30 +674,44 @@ async function watch(ctx: RunContext): Promise<WorkloadResult> {
       errorSamples: [...putErrorSamples, ...watcherErrors].slice(0, ERROR_SAMPLES),
       windowMs: args.durationMs,
     };
-    return result(ctx, 'watch', measured, {
-      watchers: args.watchers,
-      putsPerSec: rate,
-      putsSent: seq,
-      putsAcknowledged: acked.length,
-      putErrors,
-      expectedEvents: acked.length * args.watchers,
-      receivedEvents: watchers.reduce((n, w) => n + acked.filter((s) => w.seen[s]! > 0).length, 0),
-      missingEvents: missing,
-      duplicateEvents: duplicates,
-      watchersComplete,
-      allReceived: missing === 0 && acked.length > 0,
-      ...latencyFigures('putLatency', putHist),
-      ...(leaderAddress === undefined
-        ? {}
-        : {
-            leaderWatchers: watchers.filter((w) => w.roleHist === atLeader).length,
-            ...latencyFigures('leaderWatchLatency', atLeader),
-            ...latencyFigures('followerWatchLatency', atFollowers),
-          }),
-    });
+    const tail: PutTail = { atMs: [], slowestMs: [] };
+    for (const s of [...acked].sort((a, b) => a - b)) {
+      if (slowest[s]! === 0) continue;
+      tail.atMs.push(round2(sentAt[s]! - recordFrom));
+      tail.slowestMs.push(round2(slowest[s]!));
+    }
+    return {
+      ...result(ctx, 'watch', measured, {
+        watchers: args.watchers,
+        putsPerSec: rate,
+        putsSent: seq,
+        putsAcknowledged: acked.length,
+        putErrors,
+        expectedEvents: acked.length * args.watchers,
+        receivedEvents: watchers.reduce((n, w) => n + acked.filter((s) => w.seen[s]! > 0).length, 0),
+        missingEvents: missing,
+        duplicateEvents: duplicates,
+        watchersComplete,
+        allReceived: missing === 0 && acked.length > 0,
+        ...latencyFigures('putLatency', putHist),
+        ...(leaderAddress === undefined
+          ? {}
+          : {
+              leaderWatchers: watchers.filter((w) => w.roleHist === atLeader).length,
+              ...latencyFigures('leaderWatchLatency', atLeader),
+              ...latencyFigures('followerWatchLatency', atFollowers),
+            }),
+      }),
+      putTail: tail,
+    };
   } finally {
     cleanup();
   }
+}
+
+/** To 0.01 ms: results.json keeps every watch put, and more digits than that are noise. */
+export function round2(ms: number): number {
+  return Math.round(ms * 100) / 100;
 }
 
 /** Runs one workload against one target. */

@@ -178,6 +178,32 @@ t.test('report.html: every workload has a latency and a throughput chart with bo
   t.notMatch(html, /CPU profiles/, 'no profiles section without --cpu-prof');
 });
 
+t.test('report.html: the watch workload\'s puts over time, when recorded', async (t) => {
+  const tail = (slow: number): WorkloadResult['putTail'] => ({ atMs: [0, 10, 20, 30], slowestMs: [2, slow, 2, 3] });
+  const rs = results().map((r) => (r.workload === 'watch' ? { ...r, putTail: tail(r.target === 'capstan' ? 40 : 20) } : r));
+  const html = renderHtml({
+    tool: 'capstan-bench',
+    schema: 1,
+    startedAt: '2026-01-01T00:00:00.000Z',
+    finishedAt: '2026-01-01T00:01:00.000Z',
+    command: ['npm', 'run', 'bench'],
+    host: { cpus: 2, cpuModel: 'test', memoryGiB: 1, node: 'v20', platform: 'linux', loadavgStart: [1, 1, 1], loadavgEnd: [1, 1, 1] },
+    settings: {},
+    results: rs,
+    disk: undefined,
+    comparisons: compare(rs),
+    checks: [],
+  });
+  const from = html.indexOf('<h2 id="watch">');
+  const svgs = html.slice(from, html.indexOf('<h2', from + 1)).match(/<svg[\s\S]*?<\/svg>/g) ?? [];
+  t.equal(svgs.length, 3, 'a third chart');
+  t.match(svgs[2]!, /aria-label="watch: each put's slowest event"/);
+  const lines = [...svgs[2]!.matchAll(/<polyline points="([^"]+)" fill="none" stroke="[^"]+" stroke-width="2" data-series="(\w+)"/g)].map((m) => [m[2], m[1]!.split(' ').length]);
+  t.same(lines, [['capstan', 4], ['etcd', 4]], 'one point a put, each system');
+  const put = html.slice(html.indexOf('<h2 id="put">'), html.indexOf('<h2', html.indexOf('<h2 id="put">') + 1));
+  t.equal(put.match(/<svg/g)?.length, 2, 'other workloads: two charts');
+});
+
 t.test('--cpu-prof: each member\'s flame graph and busiest functions, in the console and report.html', async (t) => {
   const profile = (member: string, leader: boolean, busyMs: number): ProfileSummary => ({
     member,

@@ -124,6 +124,13 @@ t.test('windows: every round\'s, in order; none when a round lacks them', async 
   t.notOk('windows' in mergeRounds([a, round([3])]), 'a round without its window: left out');
 });
 
+t.test('watch puts: the rounds back to back, each shifted by the windows before it; none when a round lacks them', async (t) => {
+  const a = { ...round([1], { durationMs: 2500 }), putTail: { atMs: [0, 10.25], slowestMs: [3, 40.5] } };
+  const b = { ...round([2], { durationMs: 2500 }), putTail: { atMs: [0.1, 2499.99], slowestMs: [2.5, 4] } };
+  t.same(mergeRounds([a, b]).putTail, { atMs: [0, 10.25, 2500.1, 4999.99], slowestMs: [3, 40.5, 2.5, 4] });
+  t.notOk('putTail' in mergeRounds([a, round([3])]), 'a round without them: left out');
+});
+
 t.test('rounds of different workloads or systems are refused', async (t) => {
   const a = round([1]);
   t.throws(() => mergeRounds([a, { ...a, target: 'etcd' }]), /mixed/);

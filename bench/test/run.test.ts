@@ -101,6 +101,11 @@ t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
   const byRole = watch.extra as Record<string, { count: number }>;
   t.equal(byRole.leaderWatchLatency!.count, watch.ops, 'every event at the leader');
   t.equal(byRole.followerWatchLatency!.count, 0, 'no followers');
+  const tail = watch.putTail!;
+  t.equal(tail.atMs.length, e.putsAcknowledged, 'each acknowledged put in the chart');
+  t.equal(tail.slowestMs.length, tail.atMs.length);
+  t.ok(tail.atMs.every((at, i) => at >= 0 && at < watch.durationMs && (i === 0 || at >= tail.atMs[i - 1]!)), 'sent within the window, in order');
+  t.ok(Math.abs(Math.max(...tail.slowestMs) - watch.latency.max) <= 0.01, 'the slowest put holds the slowest event');
 
   t.ok(r.disk?.raw !== undefined && r.disk.raw.samples === 20, 'raw fdatasync measured');
   t.ok(r.disk!.raw!.latency.p50 > 0 && r.disk!.raw!.latency.p50 <= r.disk!.raw!.latency.p99);
@@ -111,6 +116,7 @@ t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
   t.match(html, /<h2 id="put">/);
   t.match(html, /<h2 id="watch">/);
   t.match(html, /data-series="capstan"/);
+  t.match(html, /watch: each put's slowest event/, 'the watch puts chart');
   t.equal(r.settings.settleMs, 1000);
   t.equal(r.host.otherCpuMaxPercent, Math.max(...r.results.map((x) => x.cpu!.otherPercent!)), 'the busiest window is in the host section');
   // Where DAMON runs (this workplace's VMs), kdamond's CPU is read in every window and summed per system.
