@@ -8,7 +8,7 @@ import type { TargetName, WorkloadName } from './flags.js';
 import { Histogram, type LatencySummary } from './hist.js';
 import { busyShare, memberTitle, type ProfileSummary } from './flame.js';
 import type { FsyncStats } from './metrics.js';
-import type { RoundFigures, WorkloadResult } from './workloads.js';
+import type { PutTail, RoundFigures, WorkloadResult } from './workloads.js';
 
 /**
  * A measured window in which other processes kept this much of one CPU busy (percent) makes the
@@ -459,11 +459,36 @@ export function throughputChart(results: readonly WorkloadResult[], title: strin
   return lineChart({ title, xLabel: 'second of the measured window', yLabel: `${unit}/s`, series });
 }
 
+/**
+ * Points a put chart draws per system at most: a default run has 1,500 puts, a long one can have
+ * far more than a 560-pixel chart can show. Past this, the chart keeps the slowest put of each
+ * slice of the window (at its own time), so every spike stays in the picture.
+ */
+export const MAX_PUT_POINTS = 2000;
+
+/** [second, slowest ms] per put, or per slice of the window when there are more than `max`. */
+export function putTailPoints(tail: PutTail, max = MAX_PUT_POINTS): [number, number][] {
+  const n = tail.atMs.length;
+  if (n <= max) return tail.atMs.map((at, i) => [at / 1000, tail.slowestMs[i]!]);
+  const from = tail.atMs[0]!;
+  const width = (tail.atMs[n - 1]! - from) / max || 1;
+  const out: [number, number][] = [];
+  let lastSlice = -1;
+  for (let i = 0; i < n; i++) {
+    const slice = Math.min(max - 1, Math.floor((tail.atMs[i]! - from) / width));
+    const point: [number, number] = [tail.atMs[i]! / 1000, tail.slowestMs[i]!];
+    if (slice !== lastSlice) out.push(point);
+    else if (point[1] > out[out.length - 1]![1]) out[out.length - 1] = point;
+    lastSlice = slice;
+  }
+  return out;
+}
+
 /** The watch workload's puts over the measured time: when a stall comes, and at what period. */
 export function putTailChart(results: readonly WorkloadResult[], title: string): string {
   const series: Series[] = results
     .filter((r) => r.putTail !== undefined)
-    .map((r) => ({ name: r.target, color: COLORS[r.target], points: r.putTail!.atMs.map((at, i) => [at / 1000, r.putTail!.slowestMs[i]!] as [number, number]) }));
+    .map((r) => ({ name: r.target, color: COLORS[r.target], points: putTailPoints(r.putTail!) }));
   return lineChart({ title, xLabel: 'second of the measured window (the put sent)', yLabel: 'slowest event ms', series });
 }
 

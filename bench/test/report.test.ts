@@ -5,7 +5,7 @@ import { Histogram } from '../src/hist.js';
 import { histOf } from './helpers.js';
 import type { TargetName, WorkloadName } from '../src/flags.js';
 import { fsyncStats } from '../src/metrics.js';
-import { BUSY_OTHER_PERCENT, checksTable, checkTargets, compare, diskTable, profilesText, renderHtml, workloadTable, type BenchResults } from '../src/report.js';
+import { BUSY_OTHER_PERCENT, checksTable, checkTargets, compare, diskTable, profilesText, putTailPoints, renderHtml, workloadTable, type BenchResults } from '../src/report.js';
 import type { ProfileSummary } from '../src/flame.js';
 import type { WorkloadResult } from '../src/workloads.js';
 
@@ -202,6 +202,20 @@ t.test('report.html: the watch workload\'s puts over time, when recorded', async
   t.same(lines, [['capstan', 4], ['etcd', 4]], 'one point a put, each system');
   const put = html.slice(html.indexOf('<h2 id="put">'), html.indexOf('<h2', html.indexOf('<h2 id="put">') + 1));
   t.equal(put.match(/<svg/g)?.length, 2, 'other workloads: two charts');
+});
+
+t.test('the put chart: every put up to its limit, past it the slowest of each slice at its own time', async (t) => {
+  t.same(putTailPoints({ atMs: [0, 500, 1500], slowestMs: [2, 9, 3] }, 3), [[0, 2], [0.5, 9], [1.5, 3]], 'few puts: each one');
+  // 60,000 puts 10 ms apart (a 600 s run), a 40 ms spike every 545 ms.
+  const atMs = Array.from({ length: 60_000 }, (_, i) => i * 10);
+  const slowestMs = atMs.map((at) => (at % 545 < 10 ? 40 : 2 + (at % 7) / 10));
+  const points = putTailPoints({ atMs, slowestMs }, 2000);
+  t.ok(points.length <= 2000 && points.length > 1900, `at most the limit: ${points.length}`);
+  t.ok(points.every((p, i) => i === 0 || p[0] > points[i - 1]![0]), 'in time order');
+  const byAt = new Map(atMs.map((at, i) => [at / 1000, slowestMs[i]!]));
+  t.ok(points.every(([at, ms]) => byAt.get(at) === ms), 'each point is a put as it was');
+  const spikes = atMs.filter((_, i) => slowestMs[i] === 40).length;
+  t.equal(points.filter((p) => p[1] === 40).length, spikes, 'every spike kept (545 ms apart, in slices of 300 ms)');
 });
 
 t.test('--cpu-prof: each member\'s flame graph and busiest functions, in the console and report.html', async (t) => {
