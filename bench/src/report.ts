@@ -462,7 +462,7 @@ export function throughputChart(results: readonly WorkloadResult[], title: strin
 /**
  * Points a put chart draws per system at most: a default run has 1,500 puts, a long one can have
  * far more than a 560-pixel chart can show. Past this, the chart keeps the slowest put of each
- * slice of the window (at its own time), so every spike stays in the picture.
+ * slice of the window (at its own time): spikes further apart than a slice all stay.
  */
 export const MAX_PUT_POINTS = 2000;
 
