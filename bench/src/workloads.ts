@@ -560,9 +560,7 @@ async function watch(ctx: RunContext): Promise<WorkloadResult> {
             me.seen[seq] = Math.min(255, me.seen[seq]! + 1);
             if (v.readUInt8(12) === 1 && me.seen[seq] === 1) {
               me.recorded++;
-              const sent = v.readDoubleLE(0);
-              const ms = now - sent;
-              sentAt[seq] = sent;
+              const ms = now - v.readDoubleLE(0);
               if (ms > slowest[seq]!) slowest[seq] = ms;
               hist.recordMs(ms);
               me.roleHist?.recordMs(ms);
@@ -622,6 +620,7 @@ async function watch(ctx: RunContext): Promise<WorkloadResult> {
         while (seq < due) {
           const mySeq = seq++;
           const sent = performance.now();
+          sentAt[mySeq] = sent;
           const recorded = sent >= recordFrom && sent < end;
           const req = putReq.encode({ key: keyOf(ctx.prefix, 'watch', mySeq % 1000), value: watchValue(args.valueSize, sent, mySeq, recorded) });
           outstanding++;
