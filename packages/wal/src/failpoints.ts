@@ -116,9 +116,9 @@ class FaultyHandle implements FileHandle {
     private readonly fs: FaultInjectingFileSystem,
     public path: string,
   ) {}
-  async write(buf: Uint8Array, offset: number, length: number, position: number): Promise<void> {
+  async write(buf: Uint8Array, offset: number, length: number, position: number, background?: boolean): Promise<void> {
     this.fs.check('write', this.path);
-    return this.inner.write(buf, offset, length, position);
+    return this.inner.write(buf, offset, length, position, background);
   }
   async read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
     this.fs.check('read', this.path);

@@ -6,8 +6,12 @@ import * as fs from 'node:fs';
 /** An open file. Positions are absolute: the log never relies on a file offset cursor. */
 export interface FileHandle {
   readonly path: string;
-  /** Writes all `length` bytes at `position` (looping over short writes). */
-  write(buf: Uint8Array, offset: number, length: number, position: number): Promise<void>;
+  /**
+   * Writes all `length` bytes at `position` (looping over short writes). `background`: through
+   * libuv's thread pool even when small enough to write on the calling thread (SYNC_WRITE_MAX_BYTES),
+   * for a long run of writes that must not hold the event loop.
+   */
+  write(buf: Uint8Array, offset: number, length: number, position: number, background?: boolean): Promise<void>;
   read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number>;
   /**
    * fdatasync: data and the metadata needed to read it back, not timestamps. `inline`: on the
@@ -68,8 +72,8 @@ class NodeFileHandle implements FileHandle {
     private readonly fd: number,
   ) {}
 
-  async write(buf: Uint8Array, offset: number, length: number, position: number): Promise<void> {
-    if (length <= SYNC_WRITE_MAX_BYTES) {
+  async write(buf: Uint8Array, offset: number, length: number, position: number, background = false): Promise<void> {
+    if (length <= SYNC_WRITE_MAX_BYTES && !background) {
       while (length > 0) {
         const n = fs.writeSync(this.fd, buf, offset, length, position);
         offset += n;

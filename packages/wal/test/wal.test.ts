@@ -18,6 +18,7 @@ import {
   type FileHandle,
   type FileSystem,
 } from '../src/index.js';
+import { ZERO_WRITE_BYTES, zeroFill } from '../src/segment.js';
 import {
   META,
   SMALL_SEGMENT,
@@ -82,6 +83,41 @@ t.test('segments are preallocated to their full size with zeros', async (t) => {
   while (end > 0 && buf[end - 1] === 0) end--;
   t.ok(end > 0 && end < 4096, 'a few records, then zeros to the end');
   await wal.close();
+});
+
+t.test('zeroFill writes pieces of ZERO_WRITE_BYTES through the pool, last first, and syncs every 2 MiB', async (t) => {
+  // A write's size sets the size of the page-cache folio it lands in, and each later append into
+  // that folio walks all of its blocks (segment.ts, ZERO_WRITE_BYTES): the fill must not write big.
+  const file = path.join(tempDir(t), 'seg');
+  const h = await nodeFileSystem.open(file, 'create');
+  const writes: Array<{ position: number; length: number; background: boolean | undefined }> = [];
+  const syncedAfter: number[] = [];
+  const write = h.write.bind(h);
+  const datasync = h.datasync.bind(h);
+  h.write = (buf, offset, length, position, background) => {
+    writes.push({ position, length, background });
+    return write(buf, offset, length, position, background);
+  };
+  h.datasync = (inline) => {
+    syncedAfter.push(writes.length);
+    return datasync(inline);
+  };
+  const to = 5 * 1024 * 1024 + 100;
+  await zeroFill(h, 0, to, true);
+  await h.close();
+
+  t.ok(writes.every((w) => w.length <= ZERO_WRITE_BYTES && w.length > 0), 'no write bigger than ZERO_WRITE_BYTES');
+  t.ok(writes.every((w) => w.background === true), 'every write through the pool');
+  let end = to;
+  for (const w of writes) {
+    if (w.position + w.length !== end) break;
+    end = w.position;
+  }
+  t.equal(end, 0, 'contiguous pieces from the end of the range back to its start');
+  t.same(syncedAfter, [32, 64, 81], 'an fdatasync after each 2 MiB written, and one after the last piece');
+  const buf = fs.readFileSync(file);
+  t.equal(buf.length, to);
+  t.ok(buf.every((b) => b === 0), 'all zeros');
 });
 
 t.test('saved state comes back on reopen', async (t) => {
