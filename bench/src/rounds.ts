@@ -145,7 +145,8 @@ function mergePutTails(rounds: readonly WorkloadResult[]): PutTail {
   let offset = 0;
   for (const r of rounds) {
     for (const at of r.putTail!.atMs) out.atMs.push(round2(at + offset));
-    out.slowestMs.push(...r.putTail!.slowestMs);
+    // Not push(...slowestMs): a long round has more puts than a call takes arguments.
+    for (const ms of r.putTail!.slowestMs) out.slowestMs.push(ms);
     offset += r.durationMs;
   }
   return out;

@@ -129,6 +129,15 @@ t.test('watch puts: the rounds back to back, each shifted by the windows before 
   const b = { ...round([2], { durationMs: 2500 }), putTail: { atMs: [0.1, 2499.99], slowestMs: [2.5, 4] } };
   t.same(mergeRounds([a, b]).putTail, { atMs: [0, 10.25, 2500.1, 4999.99], slowestMs: [3, 40.5, 2.5, 4] });
   t.notOk('putTail' in mergeRounds([a, round([3])]), 'a round without them: left out');
+  // Two 40-minute rounds at 100 puts a second: more puts in each than one call takes arguments.
+  const long = (): WorkloadResult => {
+    const atMs = Array.from({ length: 240_000 }, (_, i) => i * 10);
+    return { ...round([1], { durationMs: 2_400_000 }), putTail: { atMs, slowestMs: atMs.map((at) => at % 7) } };
+  };
+  const merged = mergeRounds([long(), long()]).putTail!;
+  t.equal(merged.slowestMs.length, 480_000, 'every put of two long rounds');
+  t.equal(merged.atMs[480_000 - 1], 2_400_000 + 2_399_990);
+  t.equal(merged.slowestMs[240_000 + 3], 30 % 7);
 });
 
 t.test('rounds of different workloads or systems are refused', async (t) => {
