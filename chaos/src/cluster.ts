@@ -36,6 +36,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { noop } from 'cockatiel';
 import { Etcd3, type IStatusResponse } from 'etcd3';
+import { GLIBC_TUNABLES, memberTunables } from '@capstan/cli/member-env';
 import { anyPort } from '@capstan/cli/ports';
 import { etcdBinaries, REPO_ROOT } from './etcd-binaries.js';
 import { HEALTHY, LinkProxy, UNKNOWN_SOURCE, type LinkProxyStats } from './proxy.js';
@@ -308,7 +309,11 @@ export class ChaosCluster {
       env[k] = v;
     }
     // Set (empty: nothing armed) so that failpoints can be armed while the member runs.
-    if (this.opts.target === 'capstan') env[FAILPOINTS_ENV] = '';
+    if (this.opts.target === 'capstan') {
+      env[FAILPOINTS_ENV] = '';
+      // As `capstan up` starts members (packages/cli/src/memberenv.ts).
+      env[GLIBC_TUNABLES] = memberTunables(env[GLIBC_TUNABLES]);
+    }
     Object.assign(env, this.opts.env ?? {}, extraEnv ?? {});
     const [cmd, args] =
       this.opts.target === 'capstan' ? [process.execPath, [...(this.opts.nodeArgs ?? []), CAPSTAN_MAIN, 'member', ...m.args]] : [etcdBinaries().etcd, m.args];

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { noop } from 'cockatiel';
 import { Etcd3 } from 'etcd3';
+import { memberTunables } from '@capstan/cli/member-env';
 import { ChaosCluster, dialerOf, type Target } from '../src/cluster.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -63,6 +64,11 @@ for (const target of ['capstan', 'etcd'] as const) {
     const { c, clients } = await start(t, target);
     const all = client(c.clientEndpoints());
     t.teardown(() => all.close());
+    if (target === 'capstan') {
+      // As `capstan up` starts them: malloc's heap in huge pages.
+      const tunables = `GLIBC_TUNABLES=${memberTunables(process.env.GLIBC_TUNABLES)}\0`;
+      t.ok(readFileSync(`/proc/${c.pid(0)}/environ`, 'latin1').includes(tunables), 'a member starts with GLIBC_TUNABLES set');
+    }
 
     t.ok((await put(all, 'k', 'v1')).ok, 'a write through the proxied cluster');
     t.equal(await all.get('k').options(deadline()).string(), 'v1');

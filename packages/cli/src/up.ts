@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureClusterCerts } from '@capstan/server';
 import { FlagError } from './flags.js';
+import { GLIBC_TUNABLES, memberTunables } from './memberenv.js';
 import { etcdctlTLSArgs, memberTLSArgs } from './tls.js';
 
 export const CLIENT_PORTS = [2379, 22379, 32379, 42379, 52379];
@@ -112,7 +113,7 @@ export async function up(args: UpArgs): Promise<number> {
         ...(certs !== undefined ? memberTLSArgs({ ...certs.members.get(names[i]!)!, caFile: certs.caFile }) : []),
         ...args.memberFlags,
       ],
-      { stdio: ['ignore', 'inherit', 'pipe'] },
+      { stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, [GLIBC_TUNABLES]: memberTunables(process.env[GLIBC_TUNABLES]) } },
     );
     child.stderr!.pipe(log);
     children.push(child);

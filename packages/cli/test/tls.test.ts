@@ -2,13 +2,14 @@
 // etcdctl 3.4 and the etcd3 npm client with client certificates; refused clients and peers; auto
 // TLS; `capstan up --tls`. Certificates come from @capstan/server's certs module.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { createCA, ensureClusterCerts, issueCert, writeKeyPair, type ClusterCertFiles } from '@capstan/server';
 import { Etcd3 } from 'etcd3';
 import t, { type Test } from 'tap';
 import { FlagError, parseMemberFlags } from '../src/flags.js';
+import { memberTunables } from '../src/memberenv.js';
 import { etcdctlTLSArgs, memberTLS } from '../src/tls.js';
 import { ETCDCTL, MAIN, etcdctl, freePortPairs, freePorts, healthy, hostPort, startMember, stopMember, threeMembers, until, type MemberProc } from './helpers/cluster.js';
 
@@ -46,6 +47,33 @@ function isJSON(line: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** The processes whose parent is `ppid` (from /proc/<pid>/stat: the field after the state). */
+function childrenOf(ppid: number): number[] {
+  const kids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // gone since the listing
+    }
+    // The command name (in parentheses) may hold spaces: the fields after it are state, ppid, ...
+    const [, parent] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(parent) === ppid) kids.push(Number(name));
+  }
+  return kids;
+}
+
+function environOf(pid: number): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const kv of readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')) {
+    const eq = kv.indexOf('=');
+    if (eq > 0) env[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return env;
 }
 
 const rejected = (m: MemberProc): boolean => m.log.join('').includes('"msg":"rejected connection"');
@@ -251,6 +279,9 @@ if (ETCDCTL === undefined) {
     up.stderr!.on('data', (d: Buffer) => (out += d.toString()));
     await until('capstan up prints the etcdctl flags', () => /etcdctl flags: .*\n/.test(out), 30_000);
     t.match(out, /capstan up: ready: 3 members, endpoints https:\/\/127\.0\.0\.1:/);
+    const members = childrenOf(up.pid!);
+    t.equal(members.length, 3, 'capstan up runs three member processes');
+    for (const pid of members) t.equal(environOf(pid).GLIBC_TUNABLES, memberTunables(process.env.GLIBC_TUNABLES), `member ${pid} starts with malloc in huge pages`);
     const flags = /etcdctl flags: (.*)\n/.exec(out)![1]!.split(' ');
     t.same(flags[0], `--endpoints=${clientPorts.map((p) => `127.0.0.1:${p}`).join(',')}`);
     t.same(flags.slice(1), etcdctlTLSArgs(join(dir, 'tls', 'ca.pem'), { certFile: join(dir, 'tls', 'client.pem'), keyFile: join(dir, 'tls', 'client-key.pem') }));
