@@ -5,10 +5,10 @@
  *
  * malloc's heap in transparent huge pages (`glibc.malloc.hugetlb=1`: malloc asks for them with
  * madvise, which is all a host with THP in `madvise` mode grants). A member's Buffers live in
- * malloc's heap, and it touches 3-4.5 MB of it every half second under a light load. With 4 KiB
- * pages that is about a thousand entries for the kernel's memory monitor (DAMON, where the host
- * runs it) to sample and for the TLB to refill after every switch; with 2 MiB pages it is a few.
- * Measured on the project's VM, four pairs of `bench --target capstan --workloads
+ * malloc's heap, and it touches 2.9-4.5 MB of it every half second under a light load: about a
+ * thousand 4 KiB pages, or two or three 2 MiB ones, for the TLB to refill after every switch and
+ * for the kernel's memory monitor (DAMON, where the host runs it) to find accessed. Which of the
+ * two it saves was not measured apart; the monitor's own CPU fell by about a quarter. Measured on the project's VM, four pairs of `bench --target capstan --workloads
  * put,txn-cas,lease-grant,lease-keepalive,watch`, with / without: watch p99 22.5 / 26.9,
  * 27.3 / 29.6, 26.6 / 36.6, 22.9 / 36.1 ms, kdamond 4.5-5.3% of a CPU against 5.9-7.2%, and the
  * heavy workloads' throughput unchanged (bench/FINDINGS.md, session 46).
