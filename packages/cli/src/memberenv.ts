@@ -1,7 +1,8 @@
 /**
  * The environment a member process starts with. glibc reads its tunables (GLIBC_TUNABLES) only
  * when a process starts, so whoever spawns a member sets them: `capstan up`, and the chaos
- * cluster that bench/, chaos/ and the end-to-end tests start members with.
+ * cluster that bench/ and chaos/ (and their tests) start members with. Other tests start members
+ * without it: it changes nothing they check.
  *
  * malloc's heap in transparent huge pages (`glibc.malloc.hugetlb=1`: malloc asks for them with
  * madvise, which is all a host with THP in `madvise` mode grants). A member's Buffers live in
