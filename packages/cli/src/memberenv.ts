@@ -9,7 +9,8 @@
  * malloc's heap, and it touches 2.9-4.5 MB of it every half second under a light load: about a
  * thousand 4 KiB pages, or two or three 2 MiB ones, for the TLB to refill after every switch and
  * for the kernel's memory monitor (DAMON, where the host runs it) to find accessed. Which of the
- * two it saves was not measured apart; the monitor's own CPU fell by about a quarter. Measured on the project's VM, four pairs of `bench --target capstan --workloads
+ * two it saves was not measured apart; the monitor's own CPU fell by about a quarter. Measured on
+ * the project's VM, four pairs of `bench --target capstan --workloads
  * put,txn-cas,lease-grant,lease-keepalive,watch`, with / without: watch p99 22.5 / 26.9,
  * 27.3 / 29.6, 26.6 / 36.6, 22.9 / 36.1 ms, kdamond 4.5-5.3% of a CPU against 5.9-7.2%, and the
  * heavy workloads' throughput unchanged (bench/FINDINGS.md, session 46).

@@ -91,6 +91,7 @@ export async function up(args: UpArgs): Promise<number> {
   await mkdir(args.dataDir, { recursive: true });
   const certs = args.tls ? await ensureClusterCerts(join(args.dataDir, 'tls'), names) : undefined;
   const children: ChildProcess[] = [];
+  const memberEnv = { ...process.env, [GLIBC_TUNABLES]: memberTunables(process.env[GLIBC_TUNABLES]) };
   let stopping = false;
   const exited: Promise<void>[] = [];
   for (let i = 0; i < args.members; i++) {
@@ -113,7 +114,7 @@ export async function up(args: UpArgs): Promise<number> {
         ...(certs !== undefined ? memberTLSArgs({ ...certs.members.get(names[i]!)!, caFile: certs.caFile }) : []),
         ...args.memberFlags,
       ],
-      { stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, [GLIBC_TUNABLES]: memberTunables(process.env[GLIBC_TUNABLES]) } },
+      { stdio: ['ignore', 'inherit', 'pipe'], env: memberEnv },
     );
     child.stderr!.pipe(log);
     children.push(child);
