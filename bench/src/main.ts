@@ -15,8 +15,8 @@ import { drawFlames, PROFILE_DIR, type ProfileSummary } from './flame.js';
 import { Histogram } from './hist.js';
 import { addHistograms, EMPTY_HISTOGRAM, fsyncStats, scrapeWalFsync, subtractHistogram, type PromHistogram } from './metrics.js';
 import { Progress } from './progress.js';
-import { checksTable, checkTargets, compare, diskTable, profilesText, renderHtml, wasBusy, workloadTable, type BenchResults, type DiskResult } from './report.js';
-import { CLUSTER_SETTINGS, cpuSeconds, givenEndpoints, machineBusySeconds, REPO_ROOT, startCluster, type Target } from './targets.js';
+import { checksTable, checkTargets, compare, diskTable, memoryTable, profilesText, renderHtml, wasBusy, workloadTable, type BenchResults, type DiskResult } from './report.js';
+import { CLUSTER_SETTINGS, cpuSeconds, givenEndpoints, machineBusySeconds, membersMemory, REPO_ROOT, residentKiB, startCluster, type Target } from './targets.js';
 import { mergeRounds, roundArgs, roundOrder } from './rounds.js';
 import { runWorkload, SETTLE_WORKLOADS, SPECS, type RunContext, type WorkloadResult } from './workloads.js';
 
@@ -33,6 +33,8 @@ interface EdgeMark {
   machine: number | undefined;
   /** DAMON's kdamond threads, when any run and can be read. */
   kdamond: number | undefined;
+  /** The members' resident memory, added up (KiB). */
+  membersRssKiB: number | undefined;
 }
 
 interface Live {
@@ -77,7 +79,9 @@ async function runOne(
   const edges: { start?: EdgeMark; end?: EdgeMark } = {};
   const mark = (): EdgeMark => {
     const u = process.cpuUsage();
-    const members = live.target.pids().map(cpuSeconds);
+    const pids = live.target.pids();
+    const members = pids.map(cpuSeconds);
+    const resident = pids.map(residentKiB);
     return {
       at: performance.now(),
       wallMs: Date.now(),
@@ -85,6 +89,7 @@ async function runOne(
       members: members.every((m) => m !== undefined) && members.length > 0 ? members.reduce((a, b) => a! + b!, 0)! : undefined,
       machine: machineBusySeconds(),
       kdamond: damon.length > 0 ? damonCpuSeconds(damon, cpuSeconds) : undefined,
+      membersRssKiB: resident.length > 0 && resident.every((m) => m !== undefined) ? resident.reduce((a, m) => a + m!.rss, 0) : undefined,
     };
   };
   const scrape = async (): Promise<PromHistogram | undefined> => {
@@ -132,6 +137,7 @@ async function runOne(
     if (start.kdamond !== undefined && end.kdamond !== undefined) r.cpu.kdamondPercent = (100 * (end.kdamond - start.kdamond)) / secs;
   }
   if (edges.start && edges.end) r.windows = [{ startMs: edges.start.wallMs, endMs: edges.end.wallMs }];
+  if (edges.end?.membersRssKiB !== undefined) r.memory = { membersRssMiB: edges.end.membersRssKiB / 1024 };
   const [from, to] = await Promise.all([before, after]);
   let fsync: PromHistogram | undefined;
   if (from !== undefined && to !== undefined) {
@@ -240,6 +246,7 @@ async function main(argv: readonly string[]): Promise<number> {
   };
   let failures = 0;
   const results: (WorkloadResult & { walFsync?: ReturnType<typeof fsyncStats> })[] = [];
+  const memory: NonNullable<BenchResults['memory']> = {};
   try {
     progress.begin(++step, args.endpoints ? 'connecting' : `starting ${args.targets.join(' and ')} (${args.members} members each)`);
     const started: Target[] = [];
@@ -327,6 +334,11 @@ async function main(argv: readonly string[]): Promise<number> {
       }
     }
   } finally {
+    // Read before they stop: what each member holds after the last workload, and its peak.
+    for (const l of lives) {
+      const ms = membersMemory(l.target);
+      if (ms.length > 0) memory[l.target.name] = ms;
+    }
     progress.note(args.endpoints ? 'closing the channels' : 'stopping the members');
     await stopAll();
     // Members' data directories are gone unless kept; the folder that held them goes too if empty.
@@ -350,6 +362,11 @@ async function main(argv: readonly string[]): Promise<number> {
     disk = { raw, walFsync: {} };
     for (const l of lives) if (l.fsync.count > 0 || l.target.metricsEndpoints.length > 0) disk.walFsync[l.target.name] = fsyncStats(l.fsync);
     out(diskTable(disk, args.targets));
+    out();
+  }
+  const memoryText = memoryTable(memory, args.targets);
+  if (memoryText !== undefined) {
+    out(memoryText);
     out();
   }
   if (checks.length > 0) {
@@ -428,6 +445,7 @@ async function main(argv: readonly string[]): Promise<number> {
     comparisons,
     checks,
     ...(profiles === undefined ? {} : { profiles }),
+    ...(Object.keys(memory).length > 0 ? { memory } : {}),
   };
   writeFileSync(join(dir, 'results.json'), `${JSON.stringify(report, null, 1)}\n`);
   writeFileSync(join(dir, 'report.html'), renderHtml(report));

@@ -8,6 +8,7 @@ import type { TargetName, WorkloadName } from './flags.js';
 import { Histogram, type LatencySummary } from './hist.js';
 import { busyShare, memberTitle, type ProfileSummary } from './flame.js';
 import type { FsyncStats } from './metrics.js';
+import type { MemberMemory } from './targets.js';
 import type { PutTail, RoundFigures, WorkloadResult } from './workloads.js';
 
 /**
@@ -47,7 +48,10 @@ export interface Comparison {
   p90: number;
   p99: number;
   max: number;
+  /** capstan ÷ etcd, the members' resident memory at the window's end: below 1 is better for Capstan (NaN when unknown). */
+  membersRss: number;
 }
+
 
 export interface TargetCheck {
   goal: string;
@@ -93,6 +97,8 @@ export interface BenchResults {
   checks: TargetCheck[];
   /** With --cpu-prof: each Capstan member's profile and the flame graph drawn from it. */
   profiles?: ProfileSummary[];
+  /** Each started system's members' memory at the end of the run (absent for --endpoints). */
+  memory?: Partial<Record<TargetName, MemberMemory[]>>;
 }
 
 export const COLORS: Record<TargetName, string> = { capstan: '#1f77b4', etcd: '#ff7f0e' };
@@ -130,6 +136,7 @@ export function compare(results: readonly WorkloadResult[]): Comparison[] {
       p90: ratio(c.latency.p90, e.latency.p90),
       p99: ratio(c.latency.p99, e.latency.p99),
       max: ratio(c.latency.max, e.latency.max),
+      membersRss: c.memory !== undefined && e.memory !== undefined ? ratio(c.memory.membersRssMiB, e.memory.membersRssMiB) : NaN,
     });
   }
   return out;
@@ -215,7 +222,41 @@ function roleP99(r: WorkloadResult): string {
   return `${p99(leader)}/${p99(followers)}`;
 }
 
-const RATIO_NOTE = 'capstan/etcd: ops/s above 1.00x = Capstan faster; latencies below 1.00x = Capstan faster';
+const RATIO_NOTE = 'capstan/etcd: ops/s above 1.00x = Capstan faster; latencies below 1.00x = Capstan faster; RSS below 1.00x = Capstan smaller';
+
+/** The members' resident memory at the window's end, all added up, in MiB. */
+function rssCell(r: WorkloadResult): string {
+  return r.memory === undefined ? '-' : fmtNum(r.memory.membersRssMiB, 0);
+}
+
+/** The members' memory at the end of the run: a row per system, and the ratio row when both ran. */
+function memoryRows(memory: NonNullable<BenchResults['memory']>, targets: readonly TargetName[]): string[][] {
+  const sum = (ms: readonly MemberMemory[], f: (m: MemberMemory) => number): number => ms.reduce((a, m) => a + f(m), 0);
+  const rows: string[][] = [];
+  for (const t of targets) {
+    const ms = memory[t];
+    if (ms === undefined || ms.length === 0) continue;
+    const each = ms.map((m) => `${m.name}${m.leader ? ' (leader at start)' : ''} ${fmtNum(m.peakRssMiB, 0)}`).join(', ');
+    rows.push([t, each, fmtNum(sum(ms, (m) => m.peakRssMiB), 0), fmtNum(sum(ms, (m) => m.rssMiB), 0)]);
+  }
+  const c = memory.capstan;
+  const e = memory.etcd;
+  if (c !== undefined && e !== undefined && c.length > 0 && e.length > 0) {
+    rows.push(['capstan/etcd', '', fmtRatio(ratio(sum(c, (m) => m.peakRssMiB), sum(e, (m) => m.peakRssMiB))), fmtRatio(ratio(sum(c, (m) => m.rssMiB), sum(e, (m) => m.rssMiB)))]);
+  }
+  return rows;
+}
+
+const MEMORY_HEADER = ['target', 'peak RSS MiB, each member', 'peak RSS MiB, all members', 'RSS MiB at the end, all members'];
+const MEMORY_NOTE =
+  "peak: the most a member held resident at once since it started (VmHWM in /proc/<pid>/status); at the end: VmRSS once the last workload finished, before the members stopped; capstan/etcd below 1.00x = Capstan smaller";
+
+/** The members' memory at the end of the run; undefined when no started member could be read. */
+export function memoryTable(memory: NonNullable<BenchResults['memory']>, targets: readonly TargetName[]): string | undefined {
+  const rows = memoryRows(memory, targets);
+  if (rows.length === 0) return undefined;
+  return `### memory: the members' resident set\n\n${mdTable(MEMORY_HEADER, rows, ['l', 'l', 'r', 'r'])}\n\n(${MEMORY_NOTE})`;
+}
 
 /** The table of one workload: a row per target, and the ratio row when both ran. */
 export function workloadTable(results: readonly WorkloadResult[], comparison: Comparison | undefined): string {
@@ -226,17 +267,18 @@ export function workloadTable(results: readonly WorkloadResult[], comparison: Co
   // Followers' watchers wait one hop more (the commit from the leader): where a tail comes from.
   if (isWatch) header.push('all received', 'put ack p50/p99 ms', 'p99 at leader/followers ms');
   if (first.workload === 'txn-cas') header.push('failed compares');
-  header.push('CPU % members/bench');
+  header.push('CPU % members/bench', 'RSS MiB members');
   const rows = results.map((r) => {
     const row = [r.target, fmtNum(r.opsPerSec, 0), fmtNum(r.latency.p50), fmtNum(r.latency.p90), fmtNum(r.latency.p99), fmtNum(r.latency.max), String(r.ops), String(r.errors)];
     if (isWatch) row.push(r.extra.allReceived ? 'yes' : `NO (${String(r.extra.missingEvents)} missing)`, putAck(r), roleP99(r));
     if (first.workload === 'txn-cas') row.push(String(r.extra.failedCompares));
-    row.push(r.cpu ? `${r.cpu.membersPercent === undefined ? '-' : Math.round(r.cpu.membersPercent)}/${Math.round(r.cpu.clientPercent)}` : '-');
+    row.push(r.cpu ? `${r.cpu.membersPercent === undefined ? '-' : Math.round(r.cpu.membersPercent)}/${Math.round(r.cpu.clientPercent)}` : '-', rssCell(r));
     return row;
   });
   if (comparison) {
     const row = ['capstan/etcd', `${fmtRatio(comparison.opsPerSec)} (higher better)`, fmtRatio(comparison.p50), fmtRatio(comparison.p90), fmtRatio(comparison.p99), fmtRatio(comparison.max), '', ''];
-    while (row.length < header.length) row.push('');
+    while (row.length < header.length - 1) row.push('');
+    row.push(fmtRatio(comparison.membersRss));
     rows.push(row);
   }
   const title = `### ${first.workload}: ${first.description}`;
@@ -598,7 +640,7 @@ export function renderHtml(r: BenchResults): string {
   parts.push(
     `<p class="note">How to read: each workload ran on each system in turn (never both at once), with a warm-up before the measured window. ` +
       `Latency is the time from sending a request to its answer, on the client (the bench process). The left chart is the latency distribution by percentile (log scale on both axes: the right end is the slowest request); lower is better. ` +
-      `The right chart is completed operations per second during the measured window. For watch, a third chart has each put's slowest event (over every watcher) at the time the put was sent, rounds back to back: a stall shows as a spike, and stalls at a fixed period as spikes that far apart. CPU % is CPU time used during the measured window in percent of one core (${r.host.cpus} here), by all members together and by the load generator: with both near the machine's total, the client or the machine limits the figures, not the system measured. In the ratio rows, capstan/etcd above 1 is better for Capstan for ops/s, below 1 is better for Capstan for latencies.</p>`,
+      `The right chart is completed operations per second during the measured window. For watch, a third chart has each put's slowest event (over every watcher) at the time the put was sent, rounds back to back: a stall shows as a spike, and stalls at a fixed period as spikes that far apart. CPU % is CPU time used during the measured window in percent of one core (${r.host.cpus} here), by all members together and by the load generator: with both near the machine's total, the client or the machine limits the figures, not the system measured. RSS is the members' resident memory added up when the measured window closed (over rounds, the largest). In the ratio rows, capstan/etcd above 1 is better for Capstan for ops/s, below 1 is better for Capstan for latencies.</p>`,
   );
   if (r.checks.length > 0) {
     parts.push('<h2>Targets (issue 8)</h2>');
@@ -611,7 +653,7 @@ export function renderHtml(r: BenchResults): string {
     const first = rs[0]!;
     const isWatch = w === 'watch';
     parts.push(`<h2 id="${esc(w)}">${esc(w)}</h2><p class="note">${esc(first.description)}</p>`);
-    const header = ['target', isWatch ? 'events/s' : 'ops/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', isWatch ? 'events' : 'ops', 'errors', 'WAL fsyncs (p99 ms)', 'CPU % members / bench'];
+    const header = ['target', isWatch ? 'events/s' : 'ops/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', isWatch ? 'events' : 'ops', 'errors', 'WAL fsyncs (p99 ms)', 'CPU % members / bench', 'RSS MiB members'];
     const rows = rs.map((x) => [
       `<span style="color:${COLORS[x.target]}">■</span> ${esc(x.target)}`,
       fmtNum(x.opsPerSec, 0),
@@ -624,9 +666,10 @@ export function renderHtml(r: BenchResults): string {
       x.errors > 0 ? `<span class="bad" title="${esc(x.errorSamples.join('\n'))}">${x.errors}</span>` : '0',
       x.walFsync ? `${x.walFsync.fsyncs} (${fmtNum(x.walFsync.p99, 3)})` : '-',
       x.cpu ? `${x.cpu.membersPercent === undefined ? '-' : Math.round(x.cpu.membersPercent)} / ${Math.round(x.cpu.clientPercent)}` : '-',
+      rssCell(x),
     ]);
     const c = r.comparisons.find((x) => x.workload === w);
-    if (c) rows.push(['capstan/etcd', `${fmtRatio(c.opsPerSec)} ↑`, `${fmtRatio(c.p50)} ↓`, `${fmtRatio(c.p90)} ↓`, `${fmtRatio(c.p99)} ↓`, '', `${fmtRatio(c.max)} ↓`, '', '', '', '']);
+    if (c) rows.push(['capstan/etcd', `${fmtRatio(c.opsPerSec)} ↑`, `${fmtRatio(c.p50)} ↓`, `${fmtRatio(c.p90)} ↓`, `${fmtRatio(c.p99)} ↓`, '', `${fmtRatio(c.max)} ↓`, '', '', '', '', `${fmtRatio(c.membersRss)} ↓`]);
     parts.push(htmlTable(header, rows));
     if (isWatch)
       parts.push(
@@ -655,6 +698,12 @@ export function renderHtml(r: BenchResults): string {
     }
     parts.push(htmlTable(['what', 'fsyncs', 'p50 ms', 'p90 ms', 'p99 ms', 'mean ms'], rows));
     parts.push(`<div class="charts">${diskChart(r.disk, targets)}</div>`);
+  }
+  const memory = r.memory === undefined ? [] : memoryRows(r.memory, targets);
+  if (memory.length > 0) {
+    parts.push('<h2 id="memory">memory</h2>');
+    parts.push(`<p class="note">${esc(MEMORY_NOTE)}.</p>`);
+    parts.push(htmlTable(MEMORY_HEADER, memory.map((row) => row.map(esc))));
   }
   if (r.profiles !== undefined && r.profiles.length > 0) parts.push(profilesHtml(r.profiles));
   parts.push(`<p class="note">Every number is in results.json beside this file.</p>`);

@@ -195,5 +195,8 @@ export function mergeRounds(rounds: readonly WorkloadResult[]): WorkloadResult {
   } else {
     delete merged.cpu;
   }
+  // The largest: memory a system needs is its peak, not its average.
+  if (rounds.every((r) => r.memory !== undefined)) merged.memory = { membersRssMiB: Math.max(...rounds.map((r) => r.memory!.membersRssMiB)) };
+  else delete merged.memory;
   return merged;
 }

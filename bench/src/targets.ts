@@ -69,6 +69,51 @@ export function cpuSeconds(pid: number): number | undefined {
   }
 }
 
+/** A process's resident memory, in KiB: now (VmRSS) and at its peak so far (VmHWM). */
+export interface ResidentKiB {
+  rss: number;
+  peak: number;
+}
+
+/** VmRSS and VmHWM from the text of /proc/<pid>/status; undefined when either is missing. */
+export function parseResident(status: string): ResidentKiB | undefined {
+  const kib = (field: string): number | undefined => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status);
+    return m === null ? undefined : Number(m[1]);
+  };
+  const rss = kib('VmRSS');
+  const peak = kib('VmHWM');
+  return rss === undefined || peak === undefined ? undefined : { rss, peak };
+}
+
+/** A process's resident memory from /proc/<pid>/status; undefined if unreadable (gone, or not Linux). */
+export function residentKiB(pid: number): ResidentKiB | undefined {
+  try {
+    return parseResident(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** One member's resident memory when the run ended, before the members were stopped (MiB). */
+export interface MemberMemory {
+  name: string;
+  leader: boolean;
+  rssMiB: number;
+  /** VmHWM: the most it held at once since it started. */
+  peakRssMiB: number;
+}
+
+/** The memory of each member a target started, as it is now (members that cannot be read are left out). */
+export function membersMemory(target: Pick<Target, 'members'>, read: (pid: number) => ResidentKiB | undefined = residentKiB): MemberMemory[] {
+  const out: MemberMemory[] = [];
+  for (const m of target.members) {
+    const r = m.pid === undefined ? undefined : read(m.pid);
+    if (r !== undefined) out.push({ name: m.name, leader: m.leader, rssMiB: r.rss / 1024, peakRssMiB: r.peak / 1024 });
+  }
+  return out;
+}
+
 /**
  * CPU seconds the whole machine has spent busy since boot (every CPU: user, nice, system, irq,
  * softirq and steal from /proc/stat; idle and iowait are not busy), or undefined off Linux.

@@ -92,6 +92,11 @@ export interface WorkloadResult {
     /** DAMON's kdamond threads, when one runs and its CPU can be read (also inside otherPercent). */
     kdamondPercent?: number;
   };
+  /**
+   * The members' resident memory (VmRSS) when the measured window closed, all members added up,
+   * in MiB (absent for --endpoints). Over rounds, the largest.
+   */
+  memory?: { membersRssMiB: number };
 }
 
 /** What a workload gets to run against one target. */

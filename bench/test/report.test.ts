@@ -5,7 +5,7 @@ import { Histogram } from '../src/hist.js';
 import { histOf } from './helpers.js';
 import type { TargetName, WorkloadName } from '../src/flags.js';
 import { fsyncStats } from '../src/metrics.js';
-import { BUSY_OTHER_PERCENT, checksTable, checkTargets, compare, diskTable, profilesText, putTailPoints, renderHtml, workloadTable, type BenchResults } from '../src/report.js';
+import { BUSY_OTHER_PERCENT, checksTable, checkTargets, compare, diskTable, memoryTable, profilesText, putTailPoints, renderHtml, workloadTable, type BenchResults } from '../src/report.js';
 import type { ProfileSummary } from '../src/flame.js';
 import type { WorkloadResult } from '../src/workloads.js';
 
@@ -43,6 +43,24 @@ function results(): WorkloadResult[] {
     fake('watch', 'capstan', 1, WATCH_EXTRA),
     fake('watch', 'etcd', 1, WATCH_EXTRA),
   ];
+}
+
+/** A quiet run's results around `rs`, with `more` on top. */
+function runOf(rs: WorkloadResult[], more: Partial<BenchResults> = {}): BenchResults {
+  return {
+    tool: 'capstan-bench',
+    schema: 1,
+    startedAt: '2026-01-01T00:00:00.000Z',
+    finishedAt: '2026-01-01T00:01:00.000Z',
+    command: ['npm', 'run', 'bench'],
+    host: { cpus: 2, cpuModel: 'test', memoryGiB: 1, node: 'v20', platform: 'linux', loadavgStart: [1, 1, 1], loadavgEnd: [1, 1, 1] },
+    settings: {},
+    results: rs,
+    disk: undefined,
+    comparisons: compare(rs),
+    checks: [],
+    ...more,
+  };
 }
 
 t.test('ratios are capstan / etcd, and the targets are judged from them', async (t) => {
@@ -178,22 +196,51 @@ t.test('report.html: every workload has a latency and a throughput chart with bo
   t.notMatch(html, /CPU profiles/, 'no profiles section without --cpu-prof');
 });
 
+t.test('memory: the members\' resident set in each workload\'s table, and each member\'s peak at the end', async (t) => {
+  const [c, e] = [fake('put', 'capstan', 1), fake('put', 'etcd', 2)];
+  c.memory = { membersRssMiB: 750.4 };
+  e.memory = { membersRssMiB: 250 };
+  const md = workloadTable([c, e], compare([c, e])[0]);
+  t.match(md, /\| CPU % members\/bench \| RSS MiB members \|\n/);
+  t.match(md, /\| capstan \|[^\n]*\| 750 \|\n/);
+  t.match(md, /\| etcd \|[^\n]*\| 250 \|\n/);
+  t.match(md, /\| capstan\/etcd \|[^\n]*\| 3\.00x \|\n/, 'the ratio in the last column');
+  t.match(md, /RSS below 1\.00x = Capstan smaller/);
+  const unread = [fake('put', 'capstan', 1), e];
+  t.match(workloadTable(unread, compare(unread)[0]), /\| capstan \|[^\n]*\| - \|\n[^]*\| capstan\/etcd \|[^\n]*\| - \|\n/, 'one system unread (--endpoints): dashes');
+
+  const memory = {
+    capstan: [
+      { name: 'm0', leader: true, rssMiB: 250, peakRssMiB: 262 },
+      { name: 'm1', leader: false, rssMiB: 240, peakRssMiB: 250 },
+    ],
+    etcd: [
+      { name: 'm0', leader: false, rssMiB: 90, peakRssMiB: 100 },
+      { name: 'm1', leader: true, rssMiB: 70, peakRssMiB: 80 },
+    ],
+  };
+  const table = memoryTable(memory, ['capstan', 'etcd'])!;
+  t.match(table, /^### memory: the members' resident set\n/);
+  t.match(table, /\| capstan \| m0 \(leader at start\) 262, m1 250 \| 512 \| 490 \|/, 'each peak, then the peaks and the ends added up');
+  t.match(table, /\| etcd \| m0 100, m1 \(leader at start\) 80 \| 180 \| 160 \|/);
+  t.match(table, /\| capstan\/etcd \|  \| 2\.84x \| 3\.06x \|/);
+  t.notMatch(memoryTable({ capstan: memory.capstan }, ['capstan'])!, /\| capstan\/etcd \|/, 'one system: no ratio row');
+  t.equal(memoryTable({}, ['capstan', 'etcd']), undefined, 'nothing read (--endpoints): no table');
+
+  const report = runOf([c, e], { memory });
+  const html = renderHtml(report);
+  t.match(html, /<th>RSS MiB members<\/th><\/tr>/);
+  t.match(html, /<td>750<\/td><\/tr>/);
+  t.match(html, /<td>3\.00x ↓<\/td><\/tr>/);
+  const section = html.slice(html.indexOf('<h2 id="memory">'));
+  t.match(section, /<td>m0 \(leader at start\) 262, m1 250<\/td><td>512<\/td><td>490<\/td>/);
+  t.notMatch(renderHtml({ ...report, memory: undefined }), /<h2 id="memory">/, 'none read: no section');
+});
+
 t.test('report.html: the watch workload\'s puts over time, when recorded', async (t) => {
   const tail = (slow: number): WorkloadResult['putTail'] => ({ atMs: [0, 10, 20, 30], slowestMs: [2, slow, 2, 3] });
   const rs = results().map((r) => (r.workload === 'watch' ? { ...r, putTail: tail(r.target === 'capstan' ? 40 : 20) } : r));
-  const html = renderHtml({
-    tool: 'capstan-bench',
-    schema: 1,
-    startedAt: '2026-01-01T00:00:00.000Z',
-    finishedAt: '2026-01-01T00:01:00.000Z',
-    command: ['npm', 'run', 'bench'],
-    host: { cpus: 2, cpuModel: 'test', memoryGiB: 1, node: 'v20', platform: 'linux', loadavgStart: [1, 1, 1], loadavgEnd: [1, 1, 1] },
-    settings: {},
-    results: rs,
-    disk: undefined,
-    comparisons: compare(rs),
-    checks: [],
-  });
+  const html = renderHtml(runOf(rs));
   const from = html.indexOf('<h2 id="watch">');
   const svgs = html.slice(from, html.indexOf('<h2', from + 1)).match(/<svg[\s\S]*?<\/svg>/g) ?? [];
   t.equal(svgs.length, 3, 'a third chart');
@@ -243,20 +290,7 @@ t.test('--cpu-prof: each member\'s flame graph and busiest functions, in the con
   t.equal(profilesText([], '/r/prof'), 'CPU profiles: none written to /r/prof');
   const rs = results();
   const cmp = compare(rs);
-  const html = renderHtml({
-    tool: 'capstan-bench',
-    schema: 1,
-    startedAt: '2026-01-01T00:00:00.000Z',
-    finishedAt: '2026-01-01T00:01:00.000Z',
-    command: ['npm', 'run', 'bench', '--', '--cpu-prof'],
-    host: { cpus: 2, cpuModel: 'test', memoryGiB: 1, node: 'v20', platform: 'linux', loadavgStart: [1, 1, 1], loadavgEnd: [1, 1, 1] },
-    settings: {},
-    results: rs,
-    disk: undefined,
-    comparisons: cmp,
-    checks: [],
-    profiles,
-  });
+  const html = renderHtml(runOf(rs, { command: ['npm', 'run', 'bench', '--', '--cpu-prof'], comparisons: cmp, profiles }));
   const section = html.slice(html.indexOf('<h2 id="profiles">'));
   t.match(section, /<h3>m0 \(leader at start\)<\/h3><p class="note"><a href="prof\/m0\.flame\.svg">flame graph<\/a> · <a href="prof\/CPU\.1\.2\.100\.0\.001\.cpuprofile">profile<\/a>; busy 2\.0 s of 20 s \(10%\)/);
   t.match(section, /<td><code>apply &lt;mvcc&gt;\/apply\.js:3<\/code><\/td><td>100<\/td><td>5\.0%<\/td>/, 'a function per row, escaped');

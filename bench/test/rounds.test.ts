@@ -114,6 +114,14 @@ t.test('CPU: averaged over the windows, the busiest round for other processes', 
   t.equal(mergeRounds([a, round([1])]).cpu, undefined, 'a round without CPU figures: none');
 });
 
+t.test('memory: the largest of the rounds\' resident sets, none if a round lacks it', async (t) => {
+  const a = { ...round([1]), memory: { membersRssMiB: 700 } };
+  const b = { ...round([1]), memory: { membersRssMiB: 760 } };
+  const c = { ...round([1]), memory: { membersRssMiB: 730 } };
+  t.same(mergeRounds([a, b, c]).memory, { membersRssMiB: 760 });
+  t.notOk('memory' in mergeRounds([a, round([1])]), 'a round without it (--endpoints): none');
+});
+
 t.test('windows: every round\'s, in order; none when a round lacks them', async (t) => {
   const a = { ...round([1]), windows: [{ startMs: 1000, endMs: 2000 }] };
   const b = { ...round([2]), windows: [{ startMs: 5000, endMs: 6000 }] };

@@ -81,7 +81,12 @@ t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
     t.ok(x.walFsync !== undefined && x.walFsync.fsyncs > 0, `${x.workload}: the member's WAL synced during the window`);
     t.ok(x.cpu !== undefined && x.cpu.clientPercent > 0 && x.cpu.membersPercent! > 0, `${x.workload}: CPU used by the bench and the member (${JSON.stringify(x.cpu)})`);
     t.ok(x.cpu !== undefined && typeof x.cpu.otherPercent === 'number' && x.cpu.otherPercent >= 0, `${x.workload}: CPU used by other processes (${JSON.stringify(x.cpu)})`);
+    // A node process holds tens of MiB at least, and none of these a GiB.
+    t.ok(x.memory !== undefined && x.memory.membersRssMiB > 20 && x.memory.membersRssMiB < 1024, `${x.workload}: the member's resident set (${JSON.stringify(x.memory)})`);
   }
+  const [m0] = r.memory?.capstan ?? [];
+  t.ok(m0 !== undefined && m0.name === 'm0' && m0.leader && m0.rssMiB > 20 && m0.rssMiB <= m0.peakRssMiB, `the member's memory at the end, and its peak (${JSON.stringify(r.memory)})`);
+  t.match(stdout, /### memory: the members' resident set\n\n[^]*\| capstan \| m0 \(leader at start\) \d+ \| \d+ \| \d+ \|/);
   const put = r.results.find((x) => x.workload === 'put')!;
   t.equal(put.channels, 3);
   t.equal(put.inflight, 4);
