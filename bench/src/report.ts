@@ -52,7 +52,6 @@ export interface Comparison {
   membersRss: number;
 }
 
-
 export interface TargetCheck {
   goal: string;
   value: string;
@@ -640,7 +639,7 @@ export function renderHtml(r: BenchResults): string {
   parts.push(
     `<p class="note">How to read: each workload ran on each system in turn (never both at once), with a warm-up before the measured window. ` +
       `Latency is the time from sending a request to its answer, on the client (the bench process). The left chart is the latency distribution by percentile (log scale on both axes: the right end is the slowest request); lower is better. ` +
-      `The right chart is completed operations per second during the measured window. For watch, a third chart has each put's slowest event (over every watcher) at the time the put was sent, rounds back to back: a stall shows as a spike, and stalls at a fixed period as spikes that far apart. CPU % is CPU time used during the measured window in percent of one core (${r.host.cpus} here), by all members together and by the load generator: with both near the machine's total, the client or the machine limits the figures, not the system measured. RSS is the members' resident memory added up when the measured window closed (over rounds, the largest). In the ratio rows, capstan/etcd above 1 is better for Capstan for ops/s, below 1 is better for Capstan for latencies.</p>`,
+      `The right chart is completed operations per second during the measured window. For watch, a third chart has each put's slowest event (over every watcher) at the time the put was sent, rounds back to back: a stall shows as a spike, and stalls at a fixed period as spikes that far apart. CPU % is CPU time used during the measured window in percent of one core (${r.host.cpus} here), by all members together and by the load generator: with both near the machine's total, the client or the machine limits the figures, not the system measured. RSS is the members' resident memory added up when the measured window closed (over rounds, the largest). In the ratio rows, capstan/etcd above 1 is better for Capstan for ops/s, below 1 is better for Capstan for latencies and RSS.</p>`,
   );
   if (r.checks.length > 0) {
     parts.push('<h2>Targets (issue 8)</h2>');
