@@ -33,8 +33,8 @@ interface EdgeMark {
   machine: number | undefined;
   /** DAMON's kdamond threads, when any run and can be read. */
   kdamond: number | undefined;
-  /** The members' resident memory, added up (KiB). */
-  membersRssKiB: number | undefined;
+  /** The members' resident memory, added up (KiB): read at the end edge only, after the CPU figures. */
+  membersRssKiB?: number;
 }
 
 interface Live {
@@ -77,20 +77,23 @@ async function runOne(
   let before: Promise<PromHistogram | undefined> | undefined;
   // The window's edges: when, and the CPU used by then (this process, the members, the machine, kdamond).
   const edges: { start?: EdgeMark; end?: EdgeMark } = {};
-  const mark = (): EdgeMark => {
+  const mark = (edge: 'start' | 'end'): EdgeMark => {
     const u = process.cpuUsage();
     const pids = live.target.pids();
     const members = pids.map(cpuSeconds);
-    const resident = pids.map(residentKiB);
-    return {
+    const m: EdgeMark = {
       at: performance.now(),
       wallMs: Date.now(),
       client: (u.user + u.system) / 1e6,
-      members: members.every((m) => m !== undefined) && members.length > 0 ? members.reduce((a, b) => a! + b!, 0)! : undefined,
+      members: members.every((c) => c !== undefined) && members.length > 0 ? members.reduce((a, b) => a! + b!, 0)! : undefined,
       machine: machineBusySeconds(),
       kdamond: damon.length > 0 ? damonCpuSeconds(damon, cpuSeconds) : undefined,
-      membersRssKiB: resident.length > 0 && resident.every((m) => m !== undefined) ? resident.reduce((a, m) => a + m!.rss, 0) : undefined,
     };
+    if (edge === 'end') {
+      const resident = pids.map(residentKiB);
+      if (resident.length > 0 && resident.every((r) => r !== undefined)) m.membersRssKiB = resident.reduce((a, r) => a + r!.rss, 0);
+    }
+    return m;
   };
   const scrape = async (): Promise<PromHistogram | undefined> => {
     if (live.target.metricsEndpoints.length === 0) return undefined;
@@ -107,7 +110,7 @@ async function runOne(
     window: (edge) => {
       // A warm-up whose lead timer has not fired yet (a busy event loop): scraped at the edge, as a last resort.
       if (edge === 'start') before ??= scrape();
-      edges[edge] ??= mark();
+      edges[edge] ??= mark(edge);
     },
   };
   // The WAL fsync histograms are scraped off the measured window: a scrape holds each member's
