@@ -32,6 +32,7 @@ export const MEMBER_FLAGS: Readonly<Record<string, Spec>> = {
   'snapshot-count': { kind: 'int', def: '10000', help: 'Number of committed transactions to trigger a snapshot to disk.' },
   'experimental-warning-apply-duration': { kind: 'string', def: '100ms', help: 'Time duration after which a warning is generated if request takes more time.' },
   'experimental-snapshot-catchup-entries': { kind: 'int', def: '5000', help: 'Number of entries for a slow follower to catch up after compacting the raft storage entries.' },
+  'experimental-quiet-gc': { kind: 'bool', def: 'true', help: 'Capstan only: collect the JavaScript heap\'s garbage once the member has been quiet for 30 s and its heap has grown 32 MiB.' },
   'quota-backend-bytes': { kind: 'int', def: '0', help: 'Raise alarms when backend size exceeds the given quota (0 defaults to low space quota).' },
   'max-request-bytes': { kind: 'int', def: '1572864', help: 'Maximum client request size in bytes the server will accept.' },
   'max-txn-ops': { kind: 'int', def: '128', help: 'Maximum number of operations permitted in a transaction.' },
@@ -80,6 +81,8 @@ export interface MemberFlags {
   snapshotCatchUpEntries: number;
   /** --experimental-warning-apply-duration, in milliseconds. */
   warningApplyMs: number;
+  /** --experimental-quiet-gc (quietgc.ts). */
+  quietGC: boolean;
   quotaBackendBytes: number;
   maxRequestBytes: number;
   maxTxnOps: number;
@@ -308,6 +311,7 @@ export function parseMemberFlags(argv: readonly string[], env: Readonly<Record<s
     snapshotCount,
     snapshotCatchUpEntries: positive('experimental-snapshot-catchup-entries', raw('experimental-snapshot-catchup-entries')),
     warningApplyMs: duration('experimental-warning-apply-duration', raw('experimental-warning-apply-duration')),
+    quietGC: bool('experimental-quiet-gc', raw('experimental-quiet-gc')),
     quotaBackendBytes: quota,
     maxRequestBytes,
     maxTxnOps,

@@ -11,6 +11,14 @@ t.test('etcd defaults', async (t) => {
   t.same([f.heartbeatMs, f.electionMs, f.snapshotCount, f.quotaBackendBytes, f.maxRequestBytes, f.maxTxnOps], [100, 1000, 10000, DEFAULT_QUOTA_BACKEND_BYTES, 1572864, 128]);
   t.equal(f.snapshotCount, DEFAULT_SNAPSHOT_COUNT, "the flag's default is the member's (written out: flags.ts loads before the server)");
   t.same([f.authTokenTTLMs, f.bcryptCost], [300_000, 10], "etcd's --auth-token-ttl 300 s and --bcrypt-cost 10");
+  t.equal(f.quietGC, true, 'Capstan collects garbage once quiet unless told not to');
+});
+
+t.test('--experimental-quiet-gc: on by default, off with =false or its variable', async (t) => {
+  t.equal(parseMemberFlags(['--experimental-quiet-gc=false'], {}).quietGC, false);
+  t.equal(parseMemberFlags([], { ETCD_EXPERIMENTAL_QUIET_GC: 'false' }).quietGC, false);
+  t.equal(parseMemberFlags(['--experimental-quiet-gc'], {}).quietGC, true);
+  t.throws(() => parseMemberFlags(['--experimental-quiet-gc=sometimes'], {}), /invalid boolean value "sometimes" for -experimental-quiet-gc/);
 });
 
 t.test('auth flags: simple tokens with a TTL in seconds, the bcrypt cost', async (t) => {
