@@ -40,6 +40,8 @@ export interface BenchArgs {
   warmupMs: number;
   /** Load each target gets once, before its first workload (not recorded): see SETTLE_WORKLOADS. */
   settleMs: number;
+  /** After the last workload, the clusters this tool started are left idle this long, then their memory is read again (0: not). */
+  restMs: number;
   /** With two targets, each workload's duration is split into this many alternating rounds (rounds.ts). */
   rounds: number;
   workloads: WorkloadName[];
@@ -63,7 +65,7 @@ export interface BenchArgs {
 
 export const USAGE = `usage: npm run bench -- [--target capstan|etcd] [--against etcd] [--members 1|3|5]
   [--endpoints host:port,...] [--metrics-endpoints http://host:port,...] [--quick]
-  [--duration 15s] [--warmup 2s] [--settle 10s] [--rounds 5] [--workloads ${WORKLOAD_NAMES.join(',')}]
+  [--duration 15s] [--warmup 2s] [--settle 10s] [--rest 40s] [--rounds 5] [--workloads ${WORKLOAD_NAMES.join(',')}]
   [--channels 16] [--inflight 16] [--watchers 100] [--watch-rate 100] [--value-size 256]
   [--fsync-samples N] [--results DIR] [--cpu-prof] [--member-node-args "--trace-gc ..."]
   [--member-flags "--experimental-warning-apply-duration=20ms ..."] [--keep-data]`;
@@ -79,6 +81,9 @@ export const DEFAULTS = {
   quickDurationMs: 4_000,
   quickWarmupMs: 1_000,
   quickSettleMs: 8_000,
+  /** Past a Capstan member's quiet window (30 s, packages/cli quietgc.ts) and its two checks after. */
+  restMs: 40_000,
+  quickRestMs: 0,
   /** With --against: 3 s rounds of the 15 s, 2 s rounds of --quick's 4 s. */
   rounds: 5,
   quickRounds: 2,
@@ -125,6 +130,7 @@ const VALUE_FLAGS = new Set([
   '--duration',
   '--warmup',
   '--settle',
+  '--rest',
   '--rounds',
   '--workloads',
   '--channels',
@@ -178,6 +184,7 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
   let duration: number | undefined;
   let warmup: number | undefined;
   let settle: number | undefined;
+  let rest: number | undefined;
   let rounds: number | undefined;
   let fsyncSamples: number | undefined;
   const a: BenchArgs = {
@@ -189,6 +196,7 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
     durationMs: 0,
     warmupMs: 0,
     settleMs: 0,
+    restMs: 0,
     rounds: 1,
     workloads: [...WORKLOAD_NAMES],
     channels: DEFAULTS.channels,
@@ -253,6 +261,9 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
       case '--settle':
         settle = parseDuration(flag, v);
         break;
+      case '--rest':
+        rest = parseDuration(flag, v);
+        break;
       case '--rounds':
         rounds = positiveInt(flag, v, 100);
         break;
@@ -312,6 +323,7 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
     if (a.cpuProf) throw new FlagError('--cpu-prof applies to members this tool starts, not to --endpoints');
     if (a.memberNodeArgs.length > 0) throw new FlagError('--member-node-args applies to members this tool starts, not to --endpoints');
     if (a.memberFlags.length > 0) throw new FlagError('--member-flags applies to members this tool starts, not to --endpoints');
+    if (rest !== undefined && rest > 0) throw new FlagError('--rest reads the memory of members this tool starts, not of --endpoints');
   } else if (a.metricsEndpoints !== undefined) {
     throw new FlagError('--metrics-endpoints goes with --endpoints (members this tool starts are scraped by themselves)');
   }
@@ -320,6 +332,7 @@ export function parseArgs(argv: readonly string[], repoRoot: string): BenchArgs 
   a.durationMs = duration ?? (a.quick ? DEFAULTS.quickDurationMs : DEFAULTS.durationMs);
   a.warmupMs = warmup ?? Math.min(a.quick ? DEFAULTS.quickWarmupMs : DEFAULTS.warmupMs, Math.floor(a.durationMs / 4));
   a.settleMs = settle ?? (a.quick ? DEFAULTS.quickSettleMs : DEFAULTS.settleMs);
+  a.restMs = a.endpoints !== undefined ? 0 : (rest ?? (a.quick ? DEFAULTS.quickRestMs : DEFAULTS.restMs));
   if (rounds !== undefined && a.targets.length === 1 && rounds > 1) throw new FlagError('--rounds alternates two systems: it goes with --against etcd');
   a.rounds = a.targets.length === 1 ? 1 : (rounds ?? (a.quick ? DEFAULTS.quickRounds : DEFAULTS.rounds));
   if (a.durationMs / a.rounds < MIN_ROUND_MS) throw new FlagError(`--rounds ${a.rounds} leaves rounds of ${Math.floor(a.durationMs / a.rounds)} ms: each must measure at least ${MIN_ROUND_MS} ms (raise --duration or lower --rounds)`);

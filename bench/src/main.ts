@@ -16,7 +16,7 @@ import { Histogram } from './hist.js';
 import { addHistograms, EMPTY_HISTOGRAM, fsyncStats, scrapeWalFsync, subtractHistogram, type PromHistogram } from './metrics.js';
 import { Progress } from './progress.js';
 import { checksTable, checkTargets, compare, diskTable, memoryTable, profilesText, renderHtml, wasBusy, workloadTable, type BenchResults, type DiskResult } from './report.js';
-import { CLUSTER_SETTINGS, cpuSeconds, givenEndpoints, machineBusySeconds, membersMemory, REPO_ROOT, residentKiB, startCluster, type Target } from './targets.js';
+import { CLUSTER_SETTINGS, cpuSeconds, givenEndpoints, machineBusySeconds, membersMemory, REPO_ROOT, residentKiB, startCluster, withRest, type Target } from './targets.js';
 import { mergeRounds, roundArgs, roundOrder } from './rounds.js';
 import { runWorkload, SETTLE_WORKLOADS, SPECS, type RunContext, type WorkloadResult } from './workloads.js';
 
@@ -168,6 +168,14 @@ function busiestWindow(results: readonly WorkloadResult[]): { percent: number; l
     if (p !== undefined && (best === undefined || p > best.percent)) best = { percent: p, label: `${r.target} ${r.workload}` };
   }
   return best;
+}
+
+/** Each started member's memory as it is now, into `memory` by system (members that cannot be read are left out). */
+function readMemory(lives: readonly Live[], memory: NonNullable<BenchResults['memory']>): void {
+  for (const l of lives) {
+    const ms = membersMemory(l.target);
+    if (ms.length > 0) memory[l.target.name] = ms;
+  }
 }
 
 /** --settle: SETTLE_WORKLOADS on one target, under a prefix of their own, nothing recorded. */
@@ -336,12 +344,21 @@ async function main(argv: readonly string[]): Promise<number> {
         out();
       }
     }
-  } finally {
-    // Read before they stop: what each member holds after the last workload, and its peak.
-    for (const l of lives) {
-      const ms = membersMemory(l.target);
-      if (ms.length > 0) memory[l.target.name] = ms;
+    readMemory(lives, memory);
+    if (args.restMs > 0 && Object.keys(memory).length > 0) {
+      // Both clusters idle at once: what each gives back with no load (a Capstan member collects
+      // its heap after 30 s quiet; Go's runtime returns memory on its own schedule).
+      progress.note(`leaving the members idle for ${args.restMs / 1000} s, then reading their memory again`);
+      await new Promise((r) => setTimeout(r, args.restMs));
+      for (const l of lives) {
+        const ms = memory[l.target.name];
+        if (ms !== undefined) memory[l.target.name] = withRest(ms, membersMemory(l.target));
+      }
     }
+  } finally {
+    // Read before they stop (if the run did not get to it): what each member holds after the last
+    // workload, and its peak.
+    if (Object.keys(memory).length === 0) readMemory(lives, memory);
     progress.note(args.endpoints ? 'closing the channels' : 'stopping the members');
     await stopAll();
     // Members' data directories are gone unless kept; the folder that held them goes too if empty.
@@ -367,7 +384,7 @@ async function main(argv: readonly string[]): Promise<number> {
     out(diskTable(disk, args.targets));
     out();
   }
-  const memoryText = memoryTable(memory, args.targets);
+  const memoryText = memoryTable(memory, args.targets, args.restMs);
   if (memoryText !== undefined) {
     out(memoryText);
     out();
@@ -430,6 +447,7 @@ async function main(argv: readonly string[]): Promise<number> {
       durationMs: args.durationMs,
       warmupMs: args.warmupMs,
       settleMs: args.settleMs,
+      restMs: args.restMs,
       rounds: args.rounds,
       channels: args.channels,
       inflight: args.inflight,

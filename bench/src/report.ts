@@ -228,33 +228,53 @@ function rssCell(r: WorkloadResult): string {
   return r.memory === undefined ? '-' : fmtNum(r.memory.membersRssMiB, 0);
 }
 
-/** The members' memory at the end of the run: a row per system, and the ratio row when both ran. */
-function memoryRows(memory: NonNullable<BenchResults['memory']>, targets: readonly TargetName[]): string[][] {
-  const sum = (ms: readonly MemberMemory[], f: (m: MemberMemory) => number): number => ms.reduce((a, m) => a + f(m), 0);
-  const rows: string[][] = [];
-  for (const t of targets) {
-    const ms = memory[t];
-    if (ms === undefined || ms.length === 0) continue;
-    const each = ms.map((m) => `${m.name}${m.leader ? ' (leader at start)' : ''} ${fmtNum(m.peakRssMiB, 0)}`).join(', ');
-    rows.push([t, each, fmtNum(sum(ms, (m) => m.peakRssMiB), 0), fmtNum(sum(ms, (m) => m.rssMiB), 0)]);
-  }
-  const c = memory.capstan;
-  const e = memory.etcd;
-  if (c !== undefined && e !== undefined && c.length > 0 && e.length > 0) {
-    rows.push(['capstan/etcd', '', fmtRatio(ratio(sum(c, (m) => m.peakRssMiB), sum(e, (m) => m.peakRssMiB))), fmtRatio(ratio(sum(c, (m) => m.rssMiB), sum(e, (m) => m.rssMiB)))]);
-  }
-  return rows;
+interface MemoryTableParts {
+  header: string[];
+  rows: string[][];
+  note: string;
 }
 
 const MEMORY_HEADER = ['target', 'peak RSS MiB, each member', 'peak RSS MiB, all members', 'RSS MiB at the end, all members'];
 const MEMORY_NOTE =
   "peak: the most a member held resident at once since it started (VmHWM in /proc/<pid>/status); at the end: VmRSS once the last workload finished, before the members stopped; capstan/etcd below 1.00x = Capstan smaller";
 
+/**
+ * The members' memory at the end of the run: a row per system, and the ratio row when both ran;
+ * with --rest, a column for what they held after it. Undefined when no started member was read.
+ */
+function memoryParts(memory: NonNullable<BenchResults['memory']>, targets: readonly TargetName[], restMs: number): MemoryTableParts | undefined {
+  const sum = (ms: readonly MemberMemory[], f: (m: MemberMemory) => number): number => ms.reduce((a, m) => a + f(m), 0);
+  const restSum = (ms: readonly MemberMemory[]): number | undefined => (ms.every((m) => m.restRssMiB !== undefined) ? sum(ms, (m) => m.restRssMiB!) : undefined);
+  const read = targets.flatMap((t) => (memory[t] !== undefined && memory[t]!.length > 0 ? [t] : []));
+  if (read.length === 0) return undefined;
+  const rested = restMs > 0 && read.some((t) => memory[t]!.some((m) => m.restRssMiB !== undefined));
+  const restCell = (ms: readonly MemberMemory[]): string[] => (rested ? [fmtNum(restSum(ms) ?? NaN, 0)] : []);
+  const rows = read.map((t) => {
+    const ms = memory[t]!;
+    const each = ms.map((m) => `${m.name}${m.leader ? ' (leader at start)' : ''} ${fmtNum(m.peakRssMiB, 0)}`).join(', ');
+    return [t, each, fmtNum(sum(ms, (m) => m.peakRssMiB), 0), fmtNum(sum(ms, (m) => m.rssMiB), 0), ...restCell(ms)];
+  });
+  const c = memory.capstan;
+  const e = memory.etcd;
+  if (c !== undefined && e !== undefined && c.length > 0 && e.length > 0) {
+    const rest = rested ? [fmtRatio(ratio(restSum(c) ?? NaN, restSum(e) ?? NaN))] : [];
+    rows.push(['capstan/etcd', '', fmtRatio(ratio(sum(c, (m) => m.peakRssMiB), sum(e, (m) => m.peakRssMiB))), fmtRatio(ratio(sum(c, (m) => m.rssMiB), sum(e, (m) => m.rssMiB))), ...rest]);
+  }
+  const seconds = restMs / 1000;
+  return {
+    header: rested ? [...MEMORY_HEADER, `RSS MiB after ${seconds} s at rest, all members`] : MEMORY_HEADER,
+    rows,
+    note: rested
+      ? `${MEMORY_NOTE}; at rest: VmRSS after both clusters were left idle ${seconds} s once the last workload finished (a Capstan member collects its heap's garbage once quiet for 30 s; Go's runtime gives memory back on its own schedule)`
+      : MEMORY_NOTE,
+  };
+}
+
 /** The members' memory at the end of the run; undefined when no started member could be read. */
-export function memoryTable(memory: NonNullable<BenchResults['memory']>, targets: readonly TargetName[]): string | undefined {
-  const rows = memoryRows(memory, targets);
-  if (rows.length === 0) return undefined;
-  return `### memory: the members' resident set\n\n${mdTable(MEMORY_HEADER, rows, ['l', 'l', 'r', 'r'])}\n\n(${MEMORY_NOTE})`;
+export function memoryTable(memory: NonNullable<BenchResults['memory']>, targets: readonly TargetName[], restMs = 0): string | undefined {
+  const m = memoryParts(memory, targets, restMs);
+  if (m === undefined) return undefined;
+  return `### memory: the members' resident set\n\n${mdTable(m.header, m.rows, m.header.map((_, i) => (i < 2 ? 'l' : 'r')))}\n\n(${m.note})`;
 }
 
 /** The table of one workload: a row per target, and the ratio row when both ran. */
@@ -698,11 +718,11 @@ export function renderHtml(r: BenchResults): string {
     parts.push(htmlTable(['what', 'fsyncs', 'p50 ms', 'p90 ms', 'p99 ms', 'mean ms'], rows));
     parts.push(`<div class="charts">${diskChart(r.disk, targets)}</div>`);
   }
-  const memory = r.memory === undefined ? [] : memoryRows(r.memory, targets);
-  if (memory.length > 0) {
+  const memory = r.memory === undefined ? undefined : memoryParts(r.memory, targets, typeof r.settings.restMs === 'number' ? r.settings.restMs : 0);
+  if (memory !== undefined) {
     parts.push('<h2 id="memory">memory</h2>');
-    parts.push(`<p class="note">${esc(MEMORY_NOTE)}.</p>`);
-    parts.push(htmlTable(MEMORY_HEADER, memory.map((row) => row.map(esc))));
+    parts.push(`<p class="note">${esc(memory.note)}.</p>`);
+    parts.push(htmlTable(memory.header, memory.rows.map((row) => row.map(esc))));
   }
   if (r.profiles !== undefined && r.profiles.length > 0) parts.push(profilesHtml(r.profiles));
   parts.push(`<p class="note">Every number is in results.json beside this file.</p>`);

@@ -102,6 +102,8 @@ export interface MemberMemory {
   rssMiB: number;
   /** VmHWM: the most it held at once since it started. */
   peakRssMiB: number;
+  /** VmRSS after --rest, the cluster idle that long once the last workload ended. */
+  restRssMiB?: number;
 }
 
 /** The memory of each member a target started, as it is now (members that cannot be read are left out). */
@@ -112,6 +114,14 @@ export function membersMemory(target: Pick<Target, 'members'>, read: (pid: numbe
     if (r !== undefined) out.push({ name: m.name, leader: m.leader, rssMiB: r.rss / 1024, peakRssMiB: r.peak / 1024 });
   }
   return out;
+}
+
+/** `memory` with each member's RSS in `rested` (read after --rest, same names) as its restRssMiB. */
+export function withRest(memory: readonly MemberMemory[], rested: readonly MemberMemory[]): MemberMemory[] {
+  return memory.map((m) => {
+    const r = rested.find((x) => x.name === m.name);
+    return r === undefined ? m : { ...m, restRssMiB: r.rssMiB };
+  });
 }
 
 /**

@@ -42,6 +42,12 @@ t.test('--against etcd --quick and the rest', async (t) => {
   t.equal(parseArgs(['--duration', '2s'], ROOT).warmupMs, 500, 'warm-up at most a quarter of the duration');
   t.equal(parseArgs(['--settle', '0'], ROOT).settleMs, 0, '--settle 0: no settling');
   t.equal(parseArgs(['--quick', '--settle=12s'], ROOT).settleMs, 12_000, '--settle wins over --quick');
+  t.equal(parseArgs([], ROOT).restMs, DEFAULTS.restMs, '--rest: 40 s by default');
+  t.equal(DEFAULTS.restMs, 40_000);
+  t.equal(parseArgs(['--quick'], ROOT).restMs, 0, 'none with --quick (3 minutes at most)');
+  t.equal(parseArgs(['--quick', '--rest=5s'], ROOT).restMs, 5_000, '--rest wins over --quick');
+  t.equal(parseArgs(['--rest', '0'], ROOT).restMs, 0);
+  t.equal(parseArgs(['--endpoints', '127.0.0.1:2379'], ROOT).restMs, 0, 'no members started, no rest');
   t.equal(parseArgs(['--against', 'etcd'], ROOT).rounds, DEFAULTS.rounds, 'two systems: alternating rounds');
   t.equal(parseArgs(['--against', 'etcd', '--rounds', '3'], ROOT).rounds, 3);
   t.equal(parseArgs(['--against', 'etcd', '--rounds=1'], ROOT).rounds, 1, 'one block per system, as before rounds');
@@ -71,6 +77,8 @@ t.test('bad flags are FlagErrors with a message that says what is wrong', async 
     [['--metrics-endpoints', 'h:1'], /goes with --endpoints/],
     [['--duration', 'soon'], /bad duration/],
     [['--settle', 'a while'], /--settle: bad duration/],
+    [['--rest', 'forever'], /--rest: bad duration/],
+    [['--endpoints', '127.0.0.1:2379', '--rest', '5s'], /--rest reads the memory of members this tool starts, not of --endpoints/],
     [['--duration', '100ms'], /at least 500ms/],
     [['--rounds', '2'], /goes with --against etcd/],
     [['--against', 'etcd', '--rounds', '0'], /between 1 and 100/],

@@ -235,6 +235,24 @@ t.test('memory: the members\' resident set in each workload\'s table, and each m
   const section = html.slice(html.indexOf('<h2 id="memory">'));
   t.match(section, /<td>m0 \(leader at start\) 262, m1 250<\/td><td>512<\/td><td>490<\/td>/);
   t.notMatch(renderHtml({ ...report, memory: undefined }), /<h2 id="memory">/, 'none read: no section');
+  t.notMatch(table, /at rest/, 'no --rest: no column');
+
+  // --rest: what each member held once both clusters were left idle.
+  const rested = {
+    capstan: memory.capstan.map((m, i) => ({ ...m, restRssMiB: [120, 100][i]! })),
+    etcd: memory.etcd.map((m, i) => ({ ...m, restRssMiB: [60, 50][i]! })),
+  };
+  const restTable = memoryTable(rested, ['capstan', 'etcd'], 40_000)!;
+  t.match(restTable, /\| RSS MiB at the end, all members \| RSS MiB after 40 s at rest, all members \|/);
+  t.match(restTable, /\| capstan \| m0 \(leader at start\) 262, m1 250 \| 512 \| 490 \| 220 \|/, 'the rest column: the members added up');
+  t.match(restTable, /\| etcd \|[^\n]*\| 180 \| 160 \| 110 \|/);
+  t.match(restTable, /\| capstan\/etcd \|  \| 2\.84x \| 3\.06x \| 2\.00x \|/, 'and its ratio');
+  t.match(restTable, /at rest: VmRSS after both clusters were left idle 40 s/);
+  const halfRested = { capstan: rested.capstan, etcd: memory.etcd };
+  t.match(memoryTable(halfRested, ['capstan', 'etcd'], 40_000)!, /\| etcd \|[^\n]*\| 160 \| - \|\n\| capstan\/etcd \|[^\n]*\| - \|/, 'a system not read after the rest: dashes');
+  t.notMatch(memoryTable(memory, ['capstan', 'etcd'], 40_000)!, /at rest/, 'nothing read after the rest: no column');
+  const restSection = renderHtml(runOf([c, e], { memory: rested, settings: { restMs: 40_000 } }));
+  t.match(restSection.slice(restSection.indexOf('<h2 id="memory">')), /<th>RSS MiB after 40 s at rest, all members<\/th>[^]*<td>512<\/td><td>490<\/td><td>220<\/td>/, 'the HTML section has it too');
 });
 
 t.test('report.html: the watch workload\'s puts over time, when recorded', async (t) => {

@@ -51,6 +51,7 @@ t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
     '--watchers=6',
     '--watch-rate=40',
     '--fsync-samples=20',
+    '--rest=1s',
     `--results=${dir}`,
   ];
   const { code, stdout, stderr } = await runBench(t, args);
@@ -86,7 +87,10 @@ t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
   }
   const [m0] = r.memory?.capstan ?? [];
   t.ok(m0 !== undefined && m0.name === 'm0' && m0.leader && m0.rssMiB > 20 && m0.rssMiB <= m0.peakRssMiB, `the member's memory at the end, and its peak (${JSON.stringify(r.memory)})`);
-  t.match(stdout, /### memory: the members' resident set\n\n[^]*\| capstan \| m0 \(leader at start\) \d+ \| \d+ \| \d+ \|/);
+  t.match(stdout, /### memory: the members' resident set\n\n[^]*\| capstan \| m0 \(leader at start\) \d+ \| \d+ \| \d+ \| \d+ \|/, 'with the column for --rest');
+  t.ok(m0 !== undefined && m0.restRssMiB !== undefined && m0.restRssMiB > 20 && m0.restRssMiB <= m0.peakRssMiB, `its memory after 1 s at rest (${m0?.restRssMiB} MiB)`);
+  t.match(stderr, /leaving the members idle for 1 s, then reading their memory again/, "said on the progress line");
+  t.equal(r.settings.restMs, 1000);
   const put = r.results.find((x) => x.workload === 'put')!;
   t.equal(put.channels, 3);
   t.equal(put.inflight, 4);
@@ -151,7 +155,7 @@ t.test('a short run: puts, watch and disk on one Capstan member', async (t) => {
 
 t.test('--cpu-prof, --member-node-args and --member-flags: the member\'s profile, a flame graph drawn from it, both in the report; the flags on its command line', async (t) => {
   const dir = t.testdir();
-  const { code, stdout, stderr } = await runBench(t, ['--members=1', '--workloads=put-seq', '--duration=1s', '--warmup=200ms', '--settle=0', '--cpu-prof', '--member-node-args', '--trace-gc', '--member-flags', '--experimental-warning-apply-duration=60s', `--results=${dir}`]);
+  const { code, stdout, stderr } = await runBench(t, ['--members=1', '--workloads=put-seq', '--duration=1s', '--warmup=200ms', '--settle=0', '--rest=0', '--cpu-prof', '--member-node-args', '--trace-gc', '--member-flags', '--experimental-warning-apply-duration=60s', `--results=${dir}`]);
   t.equal(code, 0, `exit 0\n${stderr}`);
   const r = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as BenchResults;
   // Under the test runner, whose hooks follow child processes, a member has a loader thread that

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cpuSeconds, machineBusySeconds, membersMemory, parseResident, residentKiB } from '../src/targets.js';
+import { cpuSeconds, machineBusySeconds, membersMemory, parseResident, residentKiB, withRest } from '../src/targets.js';
 
 t.test('machineBusySeconds: user, nice, system, irq, softirq and steal; not idle or iowait', async (t) => {
   const dir = t.testdir();
@@ -52,6 +52,22 @@ t.test('membersMemory: each member that can be read, in MiB, with its name and r
   const read = (pid: number) => (pid === 10 ? { rss: 2048, peak: 3072 } : undefined);
   t.same(membersMemory({ members }, read), [{ name: 'm0', leader: true, rssMiB: 2, peakRssMiB: 3 }], 'm1 unreadable, m2 without a pid: left out');
   t.same(membersMemory({ members: [] }, read), [], '--endpoints: no members');
+});
+
+t.test('withRest: each member\'s RSS after --rest, matched by name', async (t) => {
+  const end = [
+    { name: 'm0', leader: true, rssMiB: 300, peakRssMiB: 350 },
+    { name: 'm1', leader: false, rssMiB: 280, peakRssMiB: 330 },
+  ];
+  const rested = [
+    { name: 'm1', leader: false, rssMiB: 150, peakRssMiB: 330 },
+    { name: 'm0', leader: true, rssMiB: 160, peakRssMiB: 350 },
+  ];
+  t.same(withRest(end, rested), [
+    { name: 'm0', leader: true, rssMiB: 300, peakRssMiB: 350, restRssMiB: 160 },
+    { name: 'm1', leader: false, rssMiB: 280, peakRssMiB: 330, restRssMiB: 150 },
+  ]);
+  t.same(withRest(end, rested.slice(0, 1)).map((m) => m.restRssMiB), [undefined, 150], 'a member not read after the rest has none');
 });
 
 t.test('on this machine: this process\'s resident set, no more than its peak, and growing as it touches memory', async (t) => {
