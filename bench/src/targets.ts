@@ -116,11 +116,15 @@ export function membersMemory(target: Pick<Target, 'members'>, read: (pid: numbe
   return out;
 }
 
-/** `memory` with each member's RSS in `rested` (read after --rest, same names) as its restRssMiB. */
+/**
+ * `memory` with each member's RSS in `rested` (read after --rest, same names) as its restRssMiB,
+ * and its peak as read then: a member can grow while it rests, and its peak since it started
+ * takes that in.
+ */
 export function withRest(memory: readonly MemberMemory[], rested: readonly MemberMemory[]): MemberMemory[] {
   return memory.map((m) => {
     const r = rested.find((x) => x.name === m.name);
-    return r === undefined ? m : { ...m, restRssMiB: r.rssMiB };
+    return r === undefined ? m : { ...m, peakRssMiB: Math.max(m.peakRssMiB, r.peakRssMiB), restRssMiB: r.rssMiB };
   });
 }
 

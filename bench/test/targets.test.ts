@@ -61,12 +61,12 @@ t.test('withRest: each member\'s RSS after --rest, matched by name', async (t) =
   ];
   const rested = [
     { name: 'm1', leader: false, rssMiB: 150, peakRssMiB: 330 },
-    { name: 'm0', leader: true, rssMiB: 160, peakRssMiB: 350 },
+    { name: 'm0', leader: true, rssMiB: 160, peakRssMiB: 352 },
   ];
   t.same(withRest(end, rested), [
-    { name: 'm0', leader: true, rssMiB: 300, peakRssMiB: 350, restRssMiB: 160 },
+    { name: 'm0', leader: true, rssMiB: 300, peakRssMiB: 352, restRssMiB: 160 },
     { name: 'm1', leader: false, rssMiB: 280, peakRssMiB: 330, restRssMiB: 150 },
-  ]);
+  ], 'the peak as read after the rest: m0 grew 2 MiB past its old one while resting');
   t.same(withRest(end, rested.slice(0, 1)).map((m) => m.restRssMiB), [undefined, 150], 'a member not read after the rest has none');
 });
 
