@@ -85,7 +85,18 @@ t.test('the limits as named', async (t) => {
 });
 
 t.test("this process's own heap: garbage left behind is collected once the loop is quiet", async (t) => {
-  const probe = processProbe();
+  // About 180 MiB of objects, held until the collector collects: dropped any sooner, V8 may
+  // collect them itself (an incremental marking begun while they were made), and the collector
+  // then rightly finds nothing to do. The real probe otherwise: the loop, the heap, V8's gc.
+  let kept: string[][] = [];
+  const real = processProbe();
+  const probe: Probe = {
+    ...real,
+    collect: () => {
+      kept = [];
+      real.collect();
+    },
+  };
   const start = probe.heap();
   // The collector's timer does not keep a process alive (a member's servers do): this one does.
   const alive = setInterval(() => {}, 1000);
@@ -94,30 +105,29 @@ t.test("this process's own heap: garbage left behind is collected once the loop 
   const collections: Record<string, number>[] = [];
   const logged = new Promise<void>((resolve) => {
     const limits = { checkMs: 50, quietChecks: 3, maxUtilization: 0.5, minGrowthBytes: 32 * MIB, collections: 2 };
-    stop = startQuietCollector((fields) => collections.push(fields) === 2 && resolve(), probe, limits);
+    stop = startQuietCollector((fields) => collections.push(fields) === 1 && resolve(), probe, limits);
   });
-  // About 150 MiB of objects, kept long enough to be promoted to the old generation, then dropped.
-  let kept: string[][] = [];
   for (let i = 0; i < 200; i++) {
     kept.push(Array.from({ length: 4000 }, (_, j) => `${i}:${j}:`.padEnd(80, 'x')));
     if (i % 20 === 0) await new Promise((r) => setImmediate(r));
   }
   const full = probe.heap();
   t.ok(full.committedBytes - start.committedBytes > 48 * MIB, `the heap grew: ${Math.round(start.committedBytes / MIB)} -> ${Math.round(full.committedBytes / MIB)} MiB`);
-  kept = [];
   // A collector that never collects fails here, not at tap's timeout.
   let deadline: NodeJS.Timeout | undefined;
   const late = new Promise<'late'>((resolve) => (deadline = setTimeout(() => resolve('late'), 20_000)));
   const outcome = await Promise.race([logged, late]);
   clearTimeout(deadline);
+  // Room for the second collection. Whether it comes depends on the machine: a busy check
+  // cancels it, and its logic is tested on scripted readings above.
+  if (outcome !== 'late') await new Promise((r) => setTimeout(r, 1000));
   stop();
   clearInterval(alive);
-  if (outcome === 'late') return t.fail(`two collections within 20 s: ${collections.length} made`);
-  t.equal(kept.length, 0);
-  const [first, second] = collections as [Record<string, number>, Record<string, number>];
+  if (outcome === 'late') return t.fail('a collection within 20 s');
+  t.equal(kept.length, 0, 'the objects were dropped when the collector collected');
+  const first = collections[0]!;
   t.ok(first['heap-used-after-mib']! < first['heap-used-before-mib']! - 40, `the dead objects went: used ${first['heap-used-before-mib']} -> ${first['heap-used-after-mib']} MiB`);
-  t.ok(first['pause-ms']! > 0 && second['pause-ms']! > 0, `paused ${first['pause-ms']} and ${second['pause-ms']} ms`);
-  await new Promise((r) => setTimeout(r, 200));
+  t.ok(collections.every((c) => c['pause-ms']! > 0), `paused ${collections.map((c) => c['pause-ms']).join(' and ')} ms`);
   const after = probe.heap();
   t.ok(after.committedBytes < full.committedBytes - 32 * MIB, `V8 gave back the pages: ${Math.round(full.committedBytes / MIB)} -> ${Math.round(after.committedBytes / MIB)} MiB committed`);
 });
