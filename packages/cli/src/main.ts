@@ -28,7 +28,7 @@ async function member(argv: string[]): Promise<number> {
   }
   const flags = parseMemberFlags(argv, process.env);
   tuneV8ForMember();
-  const { startNode, jsonLogger, failpoints, FAILPOINTS_ENV } = await import('@capstan/server');
+  const { startNode, failpoints, FAILPOINTS_ENV } = await import('@capstan/server');
   if (failpoints.specError !== undefined) throw new FlagError(`${FAILPOINTS_ENV}: ${failpoints.specError.message}`);
   for (const v of flags.shadowed) {
     process.stderr.write(JSON.stringify({ level: 'warn', msg: `conflicting environment variable "${v}" is shadowed by corresponding command-line flag` }) + '\n');
@@ -66,9 +66,7 @@ async function member(argv: string[]): Promise<number> {
   // As etcd's fatal: a WAL that cannot make anything durable leaves nothing worth a graceful stop
   // (open client streams would hold it for seconds); the error is already logged.
   void node.failed.then(() => process.exit(1));
-  const logger = jsonLogger(flags.name, flags.logLevel);
-  logger.setId(node.member.memberId.toString(16));
-  const stopQuietGC = flags.quietGC ? startQuietCollector((fields) => logger.log('info', 'collected garbage while quiet', fields)) : () => {};
+  const stopQuietGC = flags.quietGC ? startQuietCollector((fields) => node.log('info', 'collected garbage while quiet', fields)) : () => {};
   await new Promise<void>((resolve) => {
     const onSignal = (): void => {
       process.off('SIGTERM', onSignal);

@@ -9,7 +9,7 @@
  * 40 MB of each V8 heap alive. Two full collections brought them to 219, 208 and 210 MB
  * (bench/FINDINGS.md, "A member's memory once it goes quiet").
  *
- * A full collection holds the event loop for 30-90 ms, so it is made only where that costs no
+ * A full collection holds the event loop for 30-200 ms, so it is made only where that costs no
  * request anything: after the loop has been nearly idle for a while, and only when the heap has
  * grown well past where the last one left it. Each check is one event-loop-utilization reading and
  * one heap-statistics call.
@@ -109,8 +109,8 @@ export class QuietCollector {
     this.probe.collect();
     const pauseMs = this.probe.nowMs() - start;
     const after = this.probe.heap();
-    // The next interval starts after the collection: its own pause (122-277 ms in a 2 s check, with
-    // three members collecting on two CPUs) must not count as the loop being busy.
+    // The next interval starts after the collection: its own pause must not count as the loop
+    // being busy.
     this.probe.utilization();
     if (--this.pending === 0) {
       // The pages the collections emptied go back over the next moments: the new low is read from
@@ -154,7 +154,7 @@ export function processProbe(): Probe {
 export type CollectedLog = (fields: Record<string, number>) => void;
 
 const MIB = 1024 * 1024;
-const mib = (bytes: number): number => Math.round((bytes / MIB) * 10) / 10;
+const tenths = (x: number): number => Math.round(x * 10) / 10;
 
 /**
  * Checks every `limits.checkMs` and reports each collection to `logged`. The timer does not keep
@@ -166,11 +166,11 @@ export function startQuietCollector(logged: CollectedLog, probe: Probe = process
     const d = collector.check();
     if (d.kind !== 'collected') return;
     logged({
-      'heap-committed-before-mib': mib(d.before.committedBytes),
-      'heap-used-before-mib': mib(d.before.usedBytes),
-      'heap-committed-after-mib': mib(d.after.committedBytes),
-      'heap-used-after-mib': mib(d.after.usedBytes),
-      'pause-ms': Math.round(d.pauseMs * 10) / 10,
+      'heap-committed-before-mib': tenths(d.before.committedBytes / MIB),
+      'heap-used-before-mib': tenths(d.before.usedBytes / MIB),
+      'heap-committed-after-mib': tenths(d.after.committedBytes / MIB),
+      'heap-used-after-mib': tenths(d.after.usedBytes / MIB),
+      'pause-ms': tenths(d.pauseMs),
     });
   }, limits.checkMs).unref();
   return () => clearInterval(timer);

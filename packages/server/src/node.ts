@@ -35,6 +35,8 @@ export interface RunningNode {
   readonly removed: Promise<void>;
   /** Resolves if the member failed for good (its WAL could not be written): the process should exit non-zero. */
   readonly failed: Promise<Error>;
+  /** The member's own log (its name, level and member ID), for what the process around it reports. */
+  readonly log: Logger;
   stop(): Promise<void>;
 }
 
@@ -142,6 +144,7 @@ export async function startNode(cfg: NodeConfig): Promise<RunningNode> {
     metrics,
     removed,
     failed,
+    log: logger.log,
     stop: () =>
       (stopping ??= (async () => {
         for (const t of timers) clearInterval(t);
