@@ -243,22 +243,26 @@ const MEMORY_NOTE =
  * with --rest, a column for what they held after it. Undefined when no started member was read.
  */
 function memoryParts(memory: NonNullable<BenchResults['memory']>, targets: readonly TargetName[], restMs: number): MemoryTableParts | undefined {
-  const sum = (ms: readonly MemberMemory[], f: (m: MemberMemory) => number): number => ms.reduce((a, m) => a + f(m), 0);
-  const restSum = (ms: readonly MemberMemory[]): number | undefined => (ms.every((m) => m.restRssMiB !== undefined) ? sum(ms, (m) => m.restRssMiB!) : undefined);
   const read = targets.flatMap((t) => (memory[t] !== undefined && memory[t]!.length > 0 ? [t] : []));
   if (read.length === 0) return undefined;
   const rested = restMs > 0 && read.some((t) => memory[t]!.some((m) => m.restRssMiB !== undefined));
-  const restCell = (ms: readonly MemberMemory[]): string[] => (rested ? [fmtNum(restSum(ms) ?? NaN, 0)] : []);
+  const sum = (ms: readonly MemberMemory[], f: (m: MemberMemory) => number): number => ms.reduce((a, m) => a + f(m), 0);
+  // All members' peak, at the end and (with --rest) at rest: NaN at rest unless every member was read then.
+  const totals = (ms: readonly MemberMemory[]): number[] => [
+    sum(ms, (m) => m.peakRssMiB),
+    sum(ms, (m) => m.rssMiB),
+    ...(rested ? [ms.every((m) => m.restRssMiB !== undefined) ? sum(ms, (m) => m.restRssMiB!) : NaN] : []),
+  ];
   const rows = read.map((t) => {
     const ms = memory[t]!;
     const each = ms.map((m) => `${m.name}${m.leader ? ' (leader at start)' : ''} ${fmtNum(m.peakRssMiB, 0)}`).join(', ');
-    return [t, each, fmtNum(sum(ms, (m) => m.peakRssMiB), 0), fmtNum(sum(ms, (m) => m.rssMiB), 0), ...restCell(ms)];
+    return [t, each, ...totals(ms).map((v) => fmtNum(v, 0))];
   });
   const c = memory.capstan;
   const e = memory.etcd;
   if (c !== undefined && e !== undefined && c.length > 0 && e.length > 0) {
-    const rest = rested ? [fmtRatio(ratio(restSum(c) ?? NaN, restSum(e) ?? NaN))] : [];
-    rows.push(['capstan/etcd', '', fmtRatio(ratio(sum(c, (m) => m.peakRssMiB), sum(e, (m) => m.peakRssMiB))), fmtRatio(ratio(sum(c, (m) => m.rssMiB), sum(e, (m) => m.rssMiB))), ...rest]);
+    const etcd = totals(e);
+    rows.push(['capstan/etcd', '', ...totals(c).map((v, i) => fmtRatio(ratio(v, etcd[i]!)))]);
   }
   const seconds = restMs / 1000;
   return {
